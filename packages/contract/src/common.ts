@@ -1,0 +1,41 @@
+import { z } from 'zod';
+
+export const Uuid = z.string().uuid('must be a UUID');
+
+/** An absolute http(s) URL, at most 2048 characters. */
+export const HttpUrl = z
+  .string()
+  .max(2048, 'must be at most 2048 characters')
+  .url('must be an absolute URL')
+  .refine((v) => /^https?:\/\//i.test(v), 'must use http or https');
+
+/** ISO-8601 date-time, as every Hookpost response writes it (UTC, milliseconds, `Z`). */
+export const IsoDateTime = z.string().datetime({ offset: true });
+
+/** A number in a query string: digits only, no blanks. */
+export const queryNumber = (schema: z.ZodNumber = z.number()) =>
+  z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), schema);
+
+/** `true`/`false` (also `1`/`0`) in a query string. */
+export const queryBoolean = z.preprocess(
+  (v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v),
+  z.boolean({ invalid_type_error: 'must be true or false' }),
+);
+
+/** An ISO-8601 date or date-time in a query string, parsed to a Date. */
+export const queryDate = z
+  .string()
+  .refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 date-time')
+  .transform((v) => new Date(v));
+
+/** Pagination limits shared by the list endpoints. */
+export const MAX_PAGE_SIZE = 100;
+export const DEFAULT_PAGE_SIZE = 100;
+export const pageLimit = queryNumber(
+  z.number({ invalid_type_error: 'must be a number' }).int('must be an integer').min(1, 'must be at least 1').max(MAX_PAGE_SIZE, `must be at most ${MAX_PAGE_SIZE}`),
+);
+
+export const IdParams = z.object({ id: Uuid });
+
+/** Bodies whose fields are all optional still must be JSON objects. */
+export const EmptyBody = z.object({}).passthrough().optional();

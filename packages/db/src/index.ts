@@ -1,0 +1,15 @@
+export * from './admin.js';
+export * from './client.js';
+export * from './embedded-postgres.js';
+export * from './migrate.js';
+export * from './schema.js';
+export * from './secret-box.js';
+export * from './repositories/scope.js';
+export * as workspaces from './repositories/workspaces.js';
+export * as apiKeys from './repositories/api-keys.js';
+export * as connections from './repositories/connections.js';
+export * as webhooks from './repositories/webhooks.js';
+export * as webhookRuns from './repositories/webhook-runs.js';
+export { DEFAULT_ENVIRONMENT } from './repositories/workspaces.js';
+export type { ConnectionWithEnv } from './repositories/connections.js';
+export type { WebhookWithEnv } from './repositories/webhooks.js';

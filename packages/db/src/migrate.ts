@@ -1,0 +1,27 @@
+import { Migrator, type Kysely, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import * as m0001 from './migrations/2026_11_22_0001_tenancy_and_webhooks.js';
+
+/** Every migration, in order. Static imports: no runtime file scanning. */
+export const MIGRATIONS: Record<string, Migration> = {
+  '2026_11_22_0001_tenancy_and_webhooks': m0001,
+};
+
+const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
+
+export class MigrationError extends Error {
+  constructor(readonly results: MigrationResultSet['results'], cause: unknown) {
+    super(`migration failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'MigrationError';
+  }
+}
+
+/**
+ * Brings the schema to the latest version. Safe to call from several processes at
+ * once: Kysely serialises migrators with an advisory lock.
+ */
+export async function migrateToLatest<T>(db: Kysely<T>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider, migrationTableName: 'hookpost_migrations', migrationLockTableName: 'hookpost_migrations_lock' });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw new MigrationError(results, error);
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,111 @@
+import { sql } from 'kysely';
+import type { Db } from '../client.js';
+import type { NewWebhook, WebhookRow, WebhookUpdate } from '../schema.js';
+import type { Scope } from './scope.js';
+
+/** A webhook row with the name of its environment. */
+export type WebhookWithEnv = WebhookRow & { environment_name: string };
+
+function baseSelect(db: Db, scope: Scope) {
+  return db
+    .selectFrom('webhooks as w')
+    .innerJoin('environments as e', 'e.id', 'w.environment_id')
+    .selectAll('w')
+    .select('e.name as environment_name')
+    .where('w.workspace_id', '=', scope.workspaceId)
+    .$if(scope.environmentId !== null, (q) => q.where('w.environment_id', '=', scope.environmentId as string));
+}
+
+export async function insertWebhook(db: Db, values: NewWebhook): Promise<WebhookRow> {
+  return db.insertInto('webhooks').values(values).returningAll().executeTakeFirstOrThrow();
+}
+
+export async function getWebhook(db: Db, scope: Scope, id: string): Promise<WebhookWithEnv | undefined> {
+  return baseSelect(db, scope).where('w.id', '=', id).executeTakeFirst();
+}
+
+export async function updateWebhook(db: Db, scope: Scope, id: string, values: WebhookUpdate): Promise<boolean> {
+  const r = await db
+    .updateTable('webhooks')
+    .set({ ...values, updated_at: sql<Date>`now()` })
+    .where('workspace_id', '=', scope.workspaceId)
+    .$if(scope.environmentId !== null, (q) => q.where('environment_id', '=', scope.environmentId as string))
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return r.numUpdatedRows > 0n;
+}
+
+export async function deleteWebhook(db: Db, scope: Scope, id: string): Promise<boolean> {
+  const r = await db
+    .deleteFrom('webhooks')
+    .where('workspace_id', '=', scope.workspaceId)
+    .$if(scope.environmentId !== null, (q) => q.where('environment_id', '=', scope.environmentId as string))
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return r.numDeletedRows > 0n;
+}
+
+/** Clears unhealthy and paused, as `resume` promises. */
+export async function resumeWebhook(db: Db, scope: Scope, id: string): Promise<boolean> {
+  return updateWebhook(db, scope, id, { is_healthy: true, is_paused: false, is_active: true, checked_at: sql<Date>`now()` as unknown as Date });
+}
+
+export type UnifiedSort = 'name' | 'updated_at' | 'created_at';
+
+export interface UnifiedListFilter {
+  limit: number;
+  offset: number;
+  sort: UnifiedSort;
+  order: 'asc' | 'desc';
+  updatedGte?: Date;
+  createdLte?: Date;
+  objectType?: string;
+  integrationType?: string;
+  connectionId?: string;
+  environmentName?: string;
+  isHealthy?: boolean;
+}
+
+const SORT_COLUMN = { name: 'w.object_type', updated_at: 'w.updated_at', created_at: 'w.created_at' } as const;
+
+/** Webhooks the unified.to face can show: those tied to a connection and an object type. */
+export async function listUnifiedWebhooks(db: Db, scope: Scope, f: UnifiedListFilter): Promise<WebhookWithEnv[]> {
+  return baseSelect(db, scope)
+    .where('w.connection_id', 'is not', null)
+    .where('w.object_type', 'is not', null)
+    .$if(f.updatedGte !== undefined, (q) => q.where('w.updated_at', '>=', f.updatedGte as Date))
+    .$if(f.createdLte !== undefined, (q) => q.where('w.created_at', '<=', f.createdLte as Date))
+    .$if(f.objectType !== undefined, (q) => q.where('w.object_type', '=', f.objectType as string))
+    .$if(f.integrationType !== undefined, (q) => q.where('w.integration_type', '=', f.integrationType as string))
+    .$if(f.connectionId !== undefined, (q) => q.where('w.connection_id', '=', f.connectionId as string))
+    .$if(f.environmentName !== undefined, (q) => q.where('e.name', '=', f.environmentName as string))
+    .$if(f.isHealthy !== undefined, (q) => q.where('w.is_healthy', '=', f.isHealthy as boolean))
+    .orderBy(SORT_COLUMN[f.sort], f.order)
+    .orderBy('w.id', f.order)
+    .limit(f.limit)
+    .offset(f.offset)
+    .execute();
+}
+
+export interface CursorListFilter {
+  limit: number;
+  /** Exclusive lower bound: (created_at, id) of the last row of the previous page. */
+  after?: { createdAt: Date; id: string };
+  isActive?: boolean;
+  environmentId?: string;
+}
+
+/** Webhooks the Truto face can show (those with a target URL), oldest first, keyset-paged. */
+export async function listWebhooksAfter(db: Db, scope: Scope, f: CursorListFilter): Promise<WebhookWithEnv[]> {
+  return baseSelect(db, scope)
+    .where('w.hook_url', 'is not', null)
+    .$if(f.after !== undefined, (q) =>
+      q.where(sql<boolean>`(w.created_at, w.id) > (${f.after?.createdAt ?? null}::timestamptz, ${f.after?.id ?? null}::uuid)`),
+    )
+    .$if(f.isActive !== undefined, (q) => q.where('w.is_active', '=', f.isActive as boolean))
+    .$if(f.environmentId !== undefined, (q) => q.where('w.environment_id', '=', f.environmentId as string))
+    .orderBy('w.created_at', 'asc')
+    .orderBy('w.id', 'asc')
+    .limit(f.limit)
+    .execute();
+}

@@ -1,0 +1,42 @@
+import type { Logger } from 'pino';
+
+export type ShutdownTask = () => Promise<void> | void;
+
+/**
+ * Runs `tasks` in order on the first SIGTERM/SIGINT, then exits 0. A second signal,
+ * or the grace period running out, forces exit 1. Idempotent.
+ */
+export function onShutdown(logger: Logger, tasks: ShutdownTask[], graceMs = 10_000): () => Promise<void> {
+  let stopping: Promise<void> | undefined;
+  const run = (reason: string): Promise<void> => {
+    if (stopping) return stopping;
+    logger.info({ reason }, 'shutting down');
+    const timer = setTimeout(() => {
+      logger.error({ graceMs }, 'graceful shutdown timed out; forcing exit');
+      process.exit(1);
+    }, graceMs);
+    timer.unref();
+    stopping = (async () => {
+      for (const task of tasks) {
+        try {
+          await task();
+        } catch (err) {
+          logger.error({ err }, 'shutdown task failed');
+        }
+      }
+      clearTimeout(timer);
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal during shutdown; forcing exit');
+      process.exit(1);
+    }
+    void run(signal).then(() => process.exit(0));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return () => run('requested');
+}
