@@ -42,6 +42,8 @@ export const EnvSchema = z.object({
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
   /** Smallest `interval` (minutes) a virtual webhook may ask for. */
   MIN_INTERVAL_MINUTES: z.coerce.number().positive().default(1),
+  /** Set by the launcher: children stop when that process is gone (no orphans after a kill -9). */
+  HOOKPOST_SUPERVISOR_PID: z.coerce.number().int().positive().optional(),
   /** Serve the rendered API docs at /docs. */
   DOCS_ENABLED: envBoolean.default('true'),
 });
@@ -72,6 +74,7 @@ export interface Config {
   usingDevEncryptionKey: boolean;
   dataDir: string;
   minIntervalMinutes: number;
+  supervisorPid: number | undefined;
 }
 
 /** Parses the environment once; throws {@link ConfigError} naming every bad variable. */
@@ -114,6 +117,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     usingDevEncryptionKey: !e.HOOKPOST_ENCRYPTION_KEY,
     dataDir: e.HOOKPOST_DATA_DIR,
     minIntervalMinutes: e.MIN_INTERVAL_MINUTES,
+    supervisorPid: e.HOOKPOST_SUPERVISOR_PID,
   });
 }
 

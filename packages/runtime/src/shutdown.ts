@@ -6,7 +6,12 @@ export type ShutdownTask = () => Promise<void> | void;
  * Runs `tasks` in order on the first SIGTERM/SIGINT, then exits 0. A second signal,
  * or the grace period running out, forces exit 1. Idempotent.
  */
-export function onShutdown(logger: Logger, tasks: ShutdownTask[], graceMs = 10_000): () => Promise<void> {
+export function onShutdown(
+  logger: Logger,
+  tasks: ShutdownTask[],
+  options: { graceMs?: number; supervisorPid?: number | undefined } = {},
+): () => Promise<void> {
+  const graceMs = options.graceMs ?? 10_000;
   let stopping: Promise<void> | undefined;
   const run = (reason: string): Promise<void> => {
     if (stopping) return stopping;
@@ -38,5 +43,17 @@ export function onShutdown(logger: Logger, tasks: ShutdownTask[], graceMs = 10_0
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const supervisor = options.supervisorPid;
+  if (supervisor !== undefined) {
+    const watch = setInterval(() => {
+      try {
+        process.kill(supervisor, 0);
+      } catch {
+        clearInterval(watch);
+        void run('supervisor exited').then(() => process.exit(0));
+      }
+    }, 1000);
+    watch.unref();
+  }
   return () => run('requested');
 }

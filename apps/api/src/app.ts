@@ -1,0 +1,73 @@
+import { contract } from '@hookpost/contract';
+import { createExpressEndpoints } from '@ts-rest/express';
+import express, { type Express } from 'express';
+import { pinoHttp } from 'pino-http';
+import swaggerUi from 'swagger-ui-express';
+import { randomUUID } from 'node:crypto';
+import { requireApiKey } from './http/auth.js';
+import { errorHandler, notFoundHandler } from './http/error-handler.js';
+import { buildOpenApiDocument } from './openapi.js';
+import { hookpostRouter } from './routes/hookpost.js';
+import { systemRouter } from './routes/system.js';
+import { trutoWebhookRouter } from './routes/truto-webhooks.js';
+import { unifiedConnectionRouter } from './routes/unified-connections.js';
+import { unifiedWebhookRouter } from './routes/unified-webhooks.js';
+import type { ApiDeps } from './services/deps.js';
+
+export type { ApiDeps } from './services/deps.js';
+
+/** Paths served without an API key. */
+const PUBLIC_PATHS = /^\/(healthz|readyz|openapi\.json|docs(\/.*)?|v1\/admin\/.*)$/;
+
+/** The Express app: every route of the contract, one error envelope, no listening. */
+export function createApp(deps: ApiDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'extended');
+
+  app.use(
+    pinoHttp({
+      logger: deps.logger,
+      genReqId: (req, res) => {
+        const given = req.headers['x-request-id'];
+        const id = typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
+        res.setHeader('x-request-id', id);
+        return id;
+      },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug'),
+      serializers: { req: (req: { method: string; url: string; id: unknown }) => ({ id: req.id, method: req.method, url: req.url }) },
+    }),
+  );
+  app.use(express.json({ limit: deps.config.api.bodyLimitBytes, strict: false, type: ['application/json', 'application/*+json'] }));
+
+  const openApi = buildOpenApiDocument('0.1.0');
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openApi);
+  });
+  if (deps.config.api.docsEnabled) app.use('/docs', swaggerUi.serve, swaggerUi.setup(openApi, { customSiteTitle: 'Hookpost API' }));
+
+  const apiKeyAuth = requireApiKey(deps.db, deps.logger);
+  app.use((req, res, next) => (PUBLIC_PATHS.test(req.path) ? next() : apiKeyAuth(req, res, next)));
+
+  createExpressEndpoints(
+    contract,
+    {
+      unified: { webhook: unifiedWebhookRouter(deps), connection: unifiedConnectionRouter(deps) },
+      truto: { webhook: trutoWebhookRouter(deps) },
+      hookpost: hookpostRouter(deps),
+      system: systemRouter(deps),
+    },
+    app,
+    {
+      logInitialization: false,
+      jsonQuery: false,
+      responseValidation: deps.config.env !== 'production',
+      requestValidationErrorHandler: (err, _req, _res, next) => next(err),
+    },
+  );
+
+  app.use(notFoundHandler());
+  app.use(errorHandler(deps.logger));
+  return app;
+}

@@ -1,0 +1,57 @@
+import type { Logger } from '@hookpost/runtime';
+import { RequestValidationError } from '@ts-rest/express';
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { ApiError, validationError, zodIssues } from './errors.js';
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+  limit?: number;
+}
+
+/** Maps anything thrown into the one envelope; only unknown errors are 500s and logged as such. */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, next) => {
+    if (res.headersSent) return next(err);
+    let apiError: ApiError;
+    if (err instanceof ApiError) {
+      apiError = err;
+    } else if (err instanceof RequestValidationError) {
+      apiError = validationError([
+        ...(err.pathParams ? zodIssues('path', err.pathParams) : []),
+        ...(err.headers ? zodIssues('header', err.headers) : []),
+        ...(err.query ? zodIssues('query', err.query) : []),
+        ...(err.body ? zodIssues('body', err.body) : []),
+      ]);
+    } else if (isBodyParserError(err)) {
+      apiError = bodyParserError(err);
+    } else {
+      logger.error({ err, method: req.method, url: req.originalUrl }, 'unhandled error');
+      apiError = new ApiError('internal_error', 'internal error');
+    }
+    res.status(apiError.status).json(apiError.toEnvelope(req.id === undefined ? undefined : String(req.id)));
+  };
+}
+
+function isBodyParserError(err: unknown): err is BodyParserError {
+  return typeof err === 'object' && err !== null && typeof (err as BodyParserError).type === 'string' && 'status' in err;
+}
+
+function bodyParserError(err: BodyParserError): ApiError {
+  switch (err.type) {
+    case 'entity.too.large':
+      return new ApiError('payload_too_large', `request body exceeds ${err.limit ?? 'the'} bytes`, 'body');
+    case 'entity.parse.failed':
+      return new ApiError('malformed_json', 'request body is not valid JSON', 'body');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new ApiError('unsupported_media_type', 'unsupported body encoding', 'body');
+    default:
+      return new ApiError('validation_failed', 'unreadable request body', 'body');
+  }
+}
+
+/** 404 (or 405 for a known path) in the envelope, for routes nobody serves. */
+export function notFoundHandler(): RequestHandler {
+  return (req, _res, next) => next(new ApiError('not_found', `no route for ${req.method} ${req.path}`));
+}

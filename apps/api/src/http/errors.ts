@@ -1,0 +1,53 @@
+import { HTTP_STATUS_FOR, type ErrorCode, type ErrorEnvelope, type ErrorIssue } from '@hookpost/contract';
+import type { ZodError } from 'zod';
+
+/** An error meant for the client: a code from the contract, a message, the field at fault. */
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly field?: string,
+    readonly issues?: ErrorIssue[],
+  ) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = HTTP_STATUS_FOR[code];
+  }
+
+  static notFound(what: string): ApiError {
+    return new ApiError('not_found', `${what} not found`);
+  }
+
+  /** A 400 about one field of the request body. */
+  static invalidField(field: string, message: string): ApiError {
+    const path = `body.${field}`;
+    return new ApiError('validation_failed', `${path}: ${message}`, path, [{ field: path, message }]);
+  }
+
+  toEnvelope(requestId?: string): ErrorEnvelope {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.field ? { field: this.field } : {}),
+        ...(this.issues ? { issues: this.issues } : {}),
+        ...(requestId ? { request_id: requestId } : {}),
+      },
+    };
+  }
+}
+
+/** zod issues of one request part (`path`, `query`, `header`, `body`) as envelope issues. */
+export function zodIssues(part: string, error: ZodError): ErrorIssue[] {
+  return error.issues.map((i) => ({
+    field: [part, ...i.path.map(String)].join('.'),
+    message: i.message,
+  }));
+}
+
+/** A 400 listing every issue, led by the first. */
+export function validationError(issues: ErrorIssue[]): ApiError {
+  const first = issues[0] ?? { field: 'request', message: 'invalid request' };
+  return new ApiError('validation_failed', `${first.field}: ${first.message}`, first.field, issues);
+}

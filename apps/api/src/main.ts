@@ -1,0 +1,32 @@
+import { createDb, createSecretBox, migrateToLatest } from '@hookpost/db';
+import { createLogger, loadConfig, onShutdown, requireDatabaseUrl } from '@hookpost/runtime';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app.js';
+
+const config = loadConfig();
+const logger = createLogger('api', config.logLevel);
+if (config.usingDevEncryptionKey) logger.warn('HOOKPOST_ENCRYPTION_KEY is unset: using the development key');
+
+const db = createDb({
+  connectionString: requireDatabaseUrl(config),
+  poolMax: config.databasePoolMax,
+  applicationName: 'hookpost-api',
+  onQueryError: (err, sql) => logger.debug({ err, sql }, 'query failed'),
+});
+await migrateToLatest(db);
+
+const app = createApp({ db, config, logger, secrets: createSecretBox(config.encryptionKey) });
+const server = app.listen(config.api.port, config.api.host, () => {
+  const { port } = server.address() as AddressInfo;
+  logger.info({ url: `http://${config.api.host}:${port}` }, 'api listening');
+});
+server.keepAliveTimeout = 65_000;
+
+onShutdown(logger, [
+  () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    }),
+  () => db.destroy(),
+], { supervisorPid: config.supervisorPid });

@@ -1,0 +1,83 @@
+import { contract, DEFAULT_PAGE_SIZE } from '@hookpost/contract';
+import { webhookRuns, webhooks, type Scope } from '@hookpost/db';
+import { initServer } from '@ts-rest/express';
+import { requireScope } from '../http/context.js';
+import type { ApiDeps } from '../services/deps.js';
+import { toUnifiedWebhook } from '../services/webhook-views.js';
+import {
+  createUnifiedWebhook,
+  patchUnifiedWebhook,
+  replaceUnifiedWebhook,
+  requireUnifiedWebhook,
+} from '../services/webhooks.js';
+
+const s = initServer();
+
+export function unifiedWebhookRouter(deps: ApiDeps) {
+  const { db } = deps;
+  const auth = requireScope;
+
+  /** The unified.to representation, with its recent runs. */
+  const show = async (scope: Scope, id: string) => {
+    const row = await requireUnifiedWebhook(db, scope, id);
+    const runs = await webhookRuns.recentRuns(db, [row.id]);
+    return toUnifiedWebhook(row, runs.get(row.id));
+  };
+
+  /** Records a manual run request; the worker's poller runs it. */
+  const trigger = async (scope: Scope, id: string) => {
+    await requireUnifiedWebhook(db, scope, id);
+    await webhookRuns.requestRun(db, id, 'manual');
+    return { status: 200 as const, body: undefined };
+  };
+
+  return s.router(contract.unified.webhook, {
+    list: async ({ query, req }) => {
+      const rows = await webhooks.listUnifiedWebhooks(db, auth(req), {
+        limit: query.limit ?? DEFAULT_PAGE_SIZE,
+        offset: query.offset ?? 0,
+        sort: query.sort ?? 'created_at',
+        order: query.order ?? 'asc',
+        updatedGte: query.updated_gte,
+        createdLte: query.created_lte,
+        objectType: query.object,
+        integrationType: query.integration_type,
+        connectionId: query.connection_id,
+        environmentName: query.env,
+        isHealthy: query.is_healthy,
+      });
+      const runs = await webhookRuns.recentRuns(db, rows.map((r) => r.id));
+      return { status: 200, body: rows.map((r) => toUnifiedWebhook(r, runs.get(r.id))) };
+    },
+    create: async ({ body, query, req }) => {
+      const scope = auth(req);
+      const id = await createUnifiedWebhook(deps, scope, body, query.include_all ?? false);
+      return { status: 200, body: await show(scope, id) };
+    },
+    get: async ({ params, req }) => ({ status: 200, body: await show(auth(req), params.id) }),
+    update: async ({ params, body, req }) => {
+      const scope = auth(req);
+      await replaceUnifiedWebhook(deps, scope, params.id, body);
+      return { status: 200, body: await show(scope, params.id) };
+    },
+    patch: async ({ params, body, req }) => {
+      const scope = auth(req);
+      await patchUnifiedWebhook(deps, scope, params.id, body);
+      return { status: 200, body: await show(scope, params.id) };
+    },
+    remove: async ({ params, req }) => {
+      const scope = auth(req);
+      await requireUnifiedWebhook(db, scope, params.id);
+      await webhooks.deleteWebhook(db, scope, params.id);
+      return { status: 200, body: undefined };
+    },
+    triggerPut: async ({ params, req }) => trigger(auth(req), params.id),
+    triggerPatch: async ({ params, req }) => trigger(auth(req), params.id),
+    resume: async ({ params, req }) => {
+      const scope = auth(req);
+      await requireUnifiedWebhook(db, scope, params.id);
+      await webhooks.resumeWebhook(db, scope, params.id);
+      return { status: 200, body: await show(scope, params.id) };
+    },
+  });
+}

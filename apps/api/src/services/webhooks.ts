@@ -1,0 +1,205 @@
+import {
+  generateWebhookSecret,
+  recordEventType,
+  type TrutoWebhookCreate,
+  type TrutoWebhookUpdate,
+  type UnifiedWebhookPatch,
+  type UnifiedWebhookWrite,
+} from '@hookpost/contract';
+import {
+  connections,
+  inTransaction,
+  webhookRuns,
+  webhooks,
+  workspaces,
+  type Db,
+  type Scope,
+  type WebhookUpdate,
+  type WebhookWithEnv,
+} from '@hookpost/db';
+import { ApiError } from '../http/errors.js';
+import type { ApiDeps } from './deps.js';
+import { sealDbUrl } from './secrets.js';
+
+/** The connection a webhook names, which must belong to the caller's workspace (and environment). */
+async function requireConnection(db: Db, scope: Scope, id: string) {
+  const connection = await connections.getConnection(db, scope, id);
+  if (!connection) throw ApiError.invalidField('connection_id', 'no connection with this id in this workspace');
+  return connection;
+}
+
+function checkInterval(deps: ApiDeps, interval: number | undefined): void {
+  const min = deps.config.minIntervalMinutes;
+  if (interval !== undefined && interval < min) throw ApiError.invalidField('interval', `must be at least ${min} minute(s)`);
+}
+
+/** Canonical event types from `event` and/or the 2023 `events[]`. */
+function unifiedEventTypes(w: { event?: string | undefined; events?: string[] | undefined }): string[] {
+  const words = [...(w.event ? [w.event] : []), ...(w.events ?? [])];
+  return [...new Set(words)].map(recordEventType);
+}
+
+/** Columns set from a whole unified.to Webhook (create and PUT). */
+function unifiedColumns(deps: ApiDeps, w: UnifiedWebhookWrite): WebhookUpdate {
+  return {
+    object_type: w.object_type,
+    event_types: unifiedEventTypes(w),
+    legacy_events: w.events !== undefined,
+    hook_url: w.hook_url ?? null,
+    db_type: w.db_type ?? null,
+    ...sealDbUrl(deps.secrets, w.db_url),
+    db_schema: w.db_schema ?? null,
+    db_name_prefix: w.db_name_prefix ?? null,
+    webhook_type: w.webhook_type ?? 'virtual',
+    interval_minutes: w.interval ?? null,
+    page_max_limit: w.page_max_limit ?? null,
+    filters: JSON.stringify(w.filters ?? {}),
+    fields: w.fields ?? null,
+    include_raw: w.include_raw ?? false,
+    is_beta: w.is_beta ?? false,
+    subscriptions: w.subscriptions ?? [],
+    meta: w.meta ? JSON.stringify(w.meta) : null,
+    ...(w.is_paused !== undefined ? pauseColumns(w.is_paused) : {}),
+  };
+}
+
+/** unified.to's `is_paused` and Truto's `is_active` are two views of one switch. */
+function pauseColumns(paused: boolean): WebhookUpdate {
+  return paused ? { is_paused: true } : { is_paused: false, is_active: true };
+}
+
+export async function createUnifiedWebhook(
+  deps: ApiDeps,
+  scope: Scope,
+  body: UnifiedWebhookWrite,
+  includeAll: boolean,
+): Promise<string> {
+  checkInterval(deps, body.interval);
+  return inTransaction(deps.db, async (trx) => {
+    const connection = await requireConnection(trx, scope, body.connection_id);
+    const row = await webhooks.insertWebhook(trx, {
+      ...unifiedColumns(deps, body),
+      workspace_id: scope.workspaceId,
+      environment_id: connection.environment_id,
+      connection_id: connection.id,
+      integration_type: connection.integration_type,
+      origin: 'unified',
+      secret_encrypted: deps.secrets.seal(generateWebhookSecret()),
+    } as Parameters<typeof webhooks.insertWebhook>[1]);
+    if (includeAll) await webhookRuns.requestRun(trx, row.id, 'initial');
+    return row.id;
+  });
+}
+
+export async function replaceUnifiedWebhook(deps: ApiDeps, scope: Scope, id: string, body: UnifiedWebhookWrite): Promise<void> {
+  checkInterval(deps, body.interval);
+  await inTransaction(deps.db, async (trx) => {
+    await requireUnifiedWebhook(trx, scope, id);
+    const connection = await requireConnection(trx, scope, body.connection_id);
+    await webhooks.updateWebhook(trx, scope, id, {
+      ...unifiedColumns(deps, body),
+      connection_id: connection.id,
+      environment_id: connection.environment_id,
+      integration_type: connection.integration_type,
+    });
+  });
+}
+
+export async function patchUnifiedWebhook(deps: ApiDeps, scope: Scope, id: string, body: UnifiedWebhookPatch): Promise<void> {
+  checkInterval(deps, body.interval);
+  await inTransaction(deps.db, async (trx) => {
+    const current = await requireUnifiedWebhook(trx, scope, id);
+    const set: WebhookUpdate = {};
+    if (body.connection_id !== undefined && body.connection_id !== current.connection_id) {
+      const connection = await requireConnection(trx, scope, body.connection_id);
+      Object.assign(set, {
+        connection_id: connection.id,
+        environment_id: connection.environment_id,
+        integration_type: connection.integration_type,
+      });
+    }
+    if (body.object_type !== undefined) set.object_type = body.object_type;
+    if (body.event !== undefined || body.events !== undefined) {
+      set.event_types = unifiedEventTypes(body);
+      if (body.events !== undefined) set.legacy_events = true;
+    }
+    if (body.hook_url !== undefined) set.hook_url = body.hook_url;
+    if (body.db_url !== undefined) Object.assign(set, sealDbUrl(deps.secrets, body.db_url));
+    if (body.db_type !== undefined) set.db_type = body.db_type;
+    if (body.db_schema !== undefined) set.db_schema = body.db_schema;
+    if (body.db_name_prefix !== undefined) set.db_name_prefix = body.db_name_prefix;
+    if (body.webhook_type !== undefined) set.webhook_type = body.webhook_type;
+    if (body.interval !== undefined) set.interval_minutes = body.interval;
+    if (body.page_max_limit !== undefined) set.page_max_limit = body.page_max_limit;
+    if (body.filters !== undefined) set.filters = JSON.stringify(body.filters);
+    if (body.fields !== undefined) set.fields = body.fields;
+    if (body.include_raw !== undefined) set.include_raw = body.include_raw;
+    if (body.is_beta !== undefined) set.is_beta = body.is_beta;
+    if (body.subscriptions !== undefined) set.subscriptions = body.subscriptions;
+    if (body.meta !== undefined) set.meta = body.meta === null ? null : JSON.stringify(body.meta);
+    if (body.is_paused !== undefined) Object.assign(set, pauseColumns(body.is_paused));
+
+    // The merged webhook must still have somewhere to deliver, and a complete db target.
+    const hookUrl = set.hook_url !== undefined ? set.hook_url : current.hook_url;
+    const dbUrl = set.db_url_encrypted !== undefined ? set.db_url_encrypted : current.db_url_encrypted;
+    const dbType = set.db_type !== undefined ? set.db_type : current.db_type;
+    if (!hookUrl && !dbUrl) throw ApiError.invalidField('hook_url', 'a webhook needs a hook_url or a db_url');
+    if (!!dbUrl !== !!dbType) throw ApiError.invalidField(dbUrl ? 'db_type' : 'db_url', 'db_type and db_url go together');
+    if (Object.keys(set).length > 0) await webhooks.updateWebhook(trx, scope, id, set);
+  });
+}
+
+/** A webhook the unified.to face can see, or 404. */
+export async function requireUnifiedWebhook(db: Db, scope: Scope, id: string): Promise<WebhookWithEnv> {
+  const row = await webhooks.getWebhook(db, scope, id);
+  if (!row || row.connection_id === null || row.object_type === null) throw ApiError.notFound('webhook');
+  return row;
+}
+
+/** A webhook the Truto face can see, or 404. */
+export async function requireTrutoWebhook(db: Db, scope: Scope, id: string): Promise<WebhookWithEnv> {
+  const row = await webhooks.getWebhook(db, scope, id);
+  if (!row || row.hook_url === null) throw ApiError.notFound('webhook');
+  return row;
+}
+
+/** The environment a new Truto webhook goes to: the named one, the key's, or the default. */
+async function targetEnvironment(db: Db, scope: Scope, environmentId: string | undefined): Promise<string> {
+  if (environmentId !== undefined) {
+    const env = await workspaces.findEnvironment(db, scope.workspaceId, { id: environmentId });
+    if (!env || (scope.environmentId !== null && env.id !== scope.environmentId)) {
+      throw ApiError.invalidField('environment_id', 'no environment with this id in this workspace');
+    }
+    return env.id;
+  }
+  return scope.environmentId ?? (await workspaces.getDefaultEnvironment(db, scope.workspaceId)).id;
+}
+
+export async function createTrutoWebhook(
+  deps: ApiDeps,
+  scope: Scope,
+  body: TrutoWebhookCreate,
+): Promise<{ id: string; secret: string }> {
+  const secret = generateWebhookSecret();
+  const environmentId = await targetEnvironment(deps.db, scope, body.environment_id);
+  const row = await webhooks.insertWebhook(deps.db, {
+    workspace_id: scope.workspaceId,
+    environment_id: environmentId,
+    origin: 'truto',
+    event_types: [...new Set(body.event_types ?? [])],
+    hook_url: body.target_url,
+    webhook_type: 'native',
+    is_active: body.is_active ?? true,
+    secret_encrypted: deps.secrets.seal(secret),
+  } as Parameters<typeof webhooks.insertWebhook>[1]);
+  return { id: row.id, secret };
+}
+
+export async function updateTrutoWebhook(deps: ApiDeps, scope: Scope, id: string, body: TrutoWebhookUpdate): Promise<void> {
+  await requireTrutoWebhook(deps.db, scope, id);
+  const set: WebhookUpdate = {};
+  if (body.target_url !== undefined) set.hook_url = body.target_url;
+  if (body.event_types !== undefined) set.event_types = [...new Set(body.event_types)];
+  if (body.is_active !== undefined) Object.assign(set, body.is_active ? { is_active: true, is_paused: false } : { is_active: false });
+  if (Object.keys(set).length > 0) await webhooks.updateWebhook(deps.db, scope, id, set);
+}

@@ -1,0 +1,279 @@
+/**
+ * The published unified.to TypeScript SDK, pointed at Hookpost, must work unchanged:
+ * every call below goes through the SDK's own request encoding and response schemas.
+ */
+import { UnifiedTo } from '@unified-api/typescript-sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client, createConnection, newWorkspace, startTestApi, type TestApi, type TestWorkspace } from './helpers.js';
+
+let api: TestApi;
+let ws: TestWorkspace;
+let sdk: UnifiedTo;
+let connectionId: string;
+let otherConnectionId: string;
+
+beforeAll(async () => {
+  api = await startTestApi();
+  ws = await newWorkspace(api.db);
+  // The SDK sends the key bare (`authorization: <key>`), as unified.to's own API expects.
+  sdk = new UnifiedTo({ serverURL: api.url, security: { jwt: ws.key } });
+  connectionId = await createConnection(client(api.url, ws.key), { integration_type: 'hubspot' });
+  otherConnectionId = await createConnection(client(api.url, ws.key), { integration_type: 'salesforce', categories: ['crm'] });
+});
+afterAll(async () => api.close());
+
+describe('webhooks through @unified-api/typescript-sdk', () => {
+  it('creates a webhook and reads back exactly what was written', async () => {
+    const created = await sdk.webhook.createUnifiedWebhook({
+      webhook: {
+        connectionId,
+        objectType: 'crm_contact',
+        event: 'created',
+        hookUrl: 'https://example.com/hooks/contacts',
+        interval: 15,
+        pageMaxLimit: 50,
+        filters: { owner_id: '42' },
+        fields: 'id,name,emails',
+        webhookType: 'virtual',
+      },
+    });
+    expect(created.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(created).toMatchObject({
+      connectionId,
+      objectType: 'crm_contact',
+      event: 'created',
+      hookUrl: 'https://example.com/hooks/contacts',
+      interval: 15,
+      pageMaxLimit: 50,
+      filters: { owner_id: '42' },
+      fields: 'id,name,emails',
+      webhookType: 'virtual',
+      integrationType: 'hubspot',
+      environment: 'Production',
+      isHealthy: true,
+      isPaused: false,
+      workspaceId: ws.workspaceId,
+    });
+    expect(created.createdAt).toBeInstanceOf(Date);
+    expect(created.runs).toEqual([]);
+
+    const got = await sdk.webhook.getUnifiedWebhook({ id: created.id as string });
+    expect(got).toEqual(created);
+  });
+
+  it('include_all=true records an initial-sync run; without it there is none', async () => {
+    const withAll = await sdk.webhook.createUnifiedWebhook({
+      webhook: { connectionId, objectType: 'crm_deal', event: 'updated', hookUrl: 'https://example.com/d' },
+      includeAll: true,
+    });
+    expect(withAll.runs).toHaveLength(1);
+    expect(JSON.parse(withAll.runs?.[0] ?? '{}')).toMatchObject({ trigger: 'initial', status: 'requested' });
+    const without = await sdk.webhook.createUnifiedWebhook({
+      webhook: { connectionId, objectType: 'crm_deal', event: 'updated', hookUrl: 'https://example.com/d' },
+      includeAll: false,
+    });
+    expect(without.runs).toEqual([]);
+  });
+
+  it('replaces with PUT and patches with PATCH', async () => {
+    const w = await sdk.webhook.createUnifiedWebhook({
+      webhook: { connectionId, objectType: 'hris_employee', event: 'created', hookUrl: 'https://example.com/a', interval: 60, fields: 'id' },
+    });
+    const put = await sdk.webhook.updateUnifiedWebhook({
+      id: w.id as string,
+      webhook: { connectionId: otherConnectionId, objectType: 'hris_employee', event: 'deleted', hookUrl: 'https://example.com/b', interval: 30 },
+    });
+    expect(put).toMatchObject({ connectionId: otherConnectionId, event: 'deleted', hookUrl: 'https://example.com/b', interval: 30, integrationType: 'salesforce' });
+    expect(put.fields).toBeUndefined(); // PUT replaces: omitted fields are cleared
+    expect(put.createdAt).toEqual(w.createdAt);
+    expect((put.updatedAt as Date).getTime()).toBeGreaterThanOrEqual((w.updatedAt as Date).getTime());
+
+    // The SDK's PATCH always carries connection_id, event, object_type and environment.
+    const patched = await sdk.webhook.patchUnifiedWebhook({
+      id: w.id as string,
+      webhook: { connectionId: otherConnectionId, objectType: 'hris_employee', event: 'deleted', isPaused: true, pageMaxLimit: 10 },
+    });
+    expect(patched).toMatchObject({ isPaused: true, pageMaxLimit: 10, hookUrl: 'https://example.com/b', interval: 30 });
+    expect(await sdk.webhook.getUnifiedWebhook({ id: w.id as string })).toEqual(patched);
+  });
+
+  it('triggers with PUT and PATCH, recording manual runs', async () => {
+    const w = await sdk.webhook.createUnifiedWebhook({
+      webhook: { connectionId, objectType: 'crm_company', event: 'updated', hookUrl: 'https://example.com/c' },
+    });
+    await sdk.webhook.updateUnifiedWebhookTrigger({ id: w.id as string });
+    await sdk.webhook.patchUnifiedWebhookTrigger({ id: w.id as string });
+    const got = await sdk.webhook.getUnifiedWebhook({ id: w.id as string });
+    expect(got.runs?.map((r) => JSON.parse(r) as { trigger: string })).toEqual([
+      expect.objectContaining({ trigger: 'manual' }),
+      expect.objectContaining({ trigger: 'manual' }),
+    ]);
+  });
+
+  it('resume clears is_healthy=false and is_paused', async () => {
+    const w = await sdk.webhook.createUnifiedWebhook({
+      webhook: { connectionId, objectType: 'crm_lead', event: 'created', hookUrl: 'https://example.com/l', isPaused: true },
+    });
+    await api.db.updateTable('webhooks').set({ is_healthy: false }).where('id', '=', w.id as string).execute();
+    const call = client(api.url, ws.key);
+    const res = await call('PUT', `/unified/webhook/${w.id}/resume`);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ is_healthy: true, is_paused: false });
+    const got = await sdk.webhook.getUnifiedWebhook({ id: w.id as string });
+    expect(got).toMatchObject({ isHealthy: true, isPaused: false });
+    expect(got.checkedAt).toBeInstanceOf(Date);
+  });
+
+  it('removes a webhook; it is gone afterwards', async () => {
+    const w = await sdk.webhook.createUnifiedWebhook({
+      webhook: { connectionId, objectType: 'crm_note', event: 'created', hookUrl: 'https://example.com/n' },
+    });
+    await sdk.webhook.removeUnifiedWebhook({ id: w.id as string });
+    await expect(sdk.webhook.getUnifiedWebhook({ id: w.id as string })).rejects.toMatchObject({ statusCode: 404 });
+  });
+
+  it('accepts the 2023 model: events[], include_raw, subscriptions, meta', async () => {
+    const call = client(api.url, ws.key);
+    const res = await call('POST', '/unified/webhook', {
+      connection_id: connectionId,
+      object_type: 'crm_contact',
+      events: ['created', 'updated'],
+      hook_url: 'https://example.com/legacy',
+      interval: 60,
+      include_raw: true,
+      subscriptions: ['sub_1'],
+      meta: { team: 'growth' },
+      integration_type: 'ignored-read-only',
+      workspace_id: 'ignored-read-only',
+    });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      event: 'created',
+      events: ['created', 'updated'],
+      include_raw: true,
+      subscriptions: ['sub_1'],
+      meta: { team: 'growth' },
+      integration_type: 'hubspot',
+    });
+    // And the current SDK still parses it.
+    const got = await sdk.webhook.getUnifiedWebhook({ id: res.body.id as string });
+    expect(got.event).toBe('created');
+  });
+});
+
+describe('listing webhooks through the SDK', () => {
+  let listConn: string;
+  const ids: string[] = [];
+
+  beforeAll(async () => {
+    const other = await newWorkspace(api.db, 'List workspace');
+    const call = client(api.url, other.key);
+    listConn = await createConnection(call, { integration_type: 'pipedrive' });
+    const second = await createConnection(call, { integration_type: 'zoho' });
+    sdk = new UnifiedTo({ serverURL: api.url, security: { jwt: other.key } });
+    const specs = [
+      { connectionId: listConn, objectType: 'crm_contact', event: 'created' },
+      { connectionId: listConn, objectType: 'crm_deal', event: 'updated' },
+      { connectionId: second, objectType: 'crm_contact', event: 'deleted' },
+      { connectionId: second, objectType: 'crm_company', event: 'created' },
+      { connectionId: listConn, objectType: 'crm_contact', event: 'updated' },
+    ];
+    for (const spec of specs) {
+      const w = await sdk.webhook.createUnifiedWebhook({ webhook: { ...spec, hookUrl: 'https://example.com/x' } });
+      ids.push(w.id as string);
+      await new Promise((r) => setTimeout(r, 5)); // distinct created_at
+    }
+    await api.db.updateTable('webhooks').set({ is_healthy: false }).where('id', '=', ids[1] as string).execute();
+  });
+
+  const listIds = async (req: Parameters<UnifiedTo['webhook']['listUnifiedWebhooks']>[0]) =>
+    (await sdk.webhook.listUnifiedWebhooks(req)).map((w) => w.id);
+
+  it('lists all, oldest first by default', async () => {
+    expect(await listIds({})).toEqual(ids);
+  });
+
+  it('filters by object, connection_id, integration_type, is_healthy, env', async () => {
+    expect(await listIds({ object: 'crm_contact' })).toEqual([ids[0], ids[2], ids[4]]);
+    expect(await listIds({ connectionId: listConn })).toEqual([ids[0], ids[1], ids[4]]);
+    expect(await listIds({ integrationType: 'zoho' })).toEqual([ids[2], ids[3]]);
+    expect(await listIds({ isHealthy: false })).toEqual([ids[1]]);
+    expect(await listIds({ isHealthy: true })).toHaveLength(4);
+    expect(await listIds({ env: 'Production' })).toHaveLength(5);
+    expect(await listIds({ env: 'Staging' })).toEqual([]);
+  });
+
+  it('filters by updated_gte and created_lte', async () => {
+    const all = await sdk.webhook.listUnifiedWebhooks({});
+    const third = all[2];
+    expect(await listIds({ createdLte: (third?.createdAt as Date).toISOString() })).toEqual(ids.slice(0, 3));
+    expect(await listIds({ updatedGte: (third?.updatedAt as Date).toISOString() })).toEqual(
+      expect.arrayContaining([ids[2], ids[3], ids[4]]),
+    );
+    expect(await listIds({ updatedGte: new Date(Date.now() + 60_000).toISOString() })).toEqual([]);
+  });
+
+  it('sorts and orders, pages with limit/offset', async () => {
+    expect(await listIds({ sort: 'created_at', order: 'desc' })).toEqual([...ids].reverse());
+    expect(await listIds({ limit: 2 })).toEqual(ids.slice(0, 2));
+    expect(await listIds({ limit: 2, offset: 2 })).toEqual(ids.slice(2, 4));
+    expect(await listIds({ limit: 2, offset: 4 })).toEqual(ids.slice(4));
+    const byName = await sdk.webhook.listUnifiedWebhooks({ sort: 'name', order: 'asc' });
+    const names = byName.map((w) => w.objectType as string);
+    expect(names).toEqual([...names].sort());
+    const byUpdated = await sdk.webhook.listUnifiedWebhooks({ sort: 'updated_at', order: 'desc' });
+    const times = byUpdated.map((w) => (w.updatedAt as Date).getTime());
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+  });
+});
+
+describe('connections through the SDK', () => {
+  it('creates, lists, gets, updates, patches and removes; removal takes its webhooks', async () => {
+    const c = await sdk.connection.createUnifiedConnection({
+      integrationType: 'greenhouse',
+      categories: ['ats'],
+      permissions: ['ats_candidate_read'],
+      externalXref: 'customer-7',
+      auth: { accessToken: 'very-secret' },
+    });
+    expect(c).toMatchObject({ integrationType: 'greenhouse', categories: ['ats'], permissions: ['ats_candidate_read'], externalXref: 'customer-7', environment: 'Production' });
+    expect(c).not.toHaveProperty('auth'); // credentials are never returned
+    expect(await sdk.connection.getUnifiedConnection({ id: c.id as string })).toEqual(c);
+
+    const listed = await sdk.connection.listUnifiedConnections({ categories: ['ats'] });
+    expect(listed.map((x) => x.id)).toEqual([c.id]);
+    expect((await sdk.connection.listUnifiedConnections({ externalXref: 'customer-7' })).map((x) => x.id)).toEqual([c.id]);
+
+    const put = await sdk.connection.updateUnifiedConnection({
+      id: c.id as string,
+      connection: { integrationType: 'greenhouse', categories: ['ats', 'hris'], permissions: [] },
+    });
+    expect(put).toMatchObject({ categories: ['ats', 'hris'], permissions: [] });
+    expect(put.externalXref).toBeUndefined();
+
+    // The SDK's PATCH always sends categories and permissions; [] means unchanged.
+    const patched = await sdk.connection.patchUnifiedConnection({
+      id: c.id as string,
+      connection: { integrationType: 'greenhouse', categories: [], permissions: [], isPaused: true },
+    });
+    expect(patched).toMatchObject({ isPaused: true, categories: ['ats', 'hris'] });
+
+    const hook = await sdk.webhook.createUnifiedWebhook({
+      webhook: { connectionId: c.id as string, objectType: 'ats_candidate', event: 'created', hookUrl: 'https://example.com/h' },
+    });
+    await sdk.connection.removeUnifiedConnection({ id: c.id as string });
+    await expect(sdk.connection.getUnifiedConnection({ id: c.id as string })).rejects.toMatchObject({ statusCode: 404 });
+    await expect(sdk.webhook.getUnifiedWebhook({ id: hook.id as string })).rejects.toMatchObject({ statusCode: 404 });
+  });
+
+  it('stores credentials encrypted', async () => {
+    const c = await sdk.connection.createUnifiedConnection({
+      integrationType: 'lever',
+      categories: ['ats'],
+      permissions: [],
+      auth: { accessToken: 'plain-text-must-not-be-stored' },
+    });
+    const row = await api.db.selectFrom('connections').select('auth_encrypted').where('id', '=', c.id as string).executeTakeFirstOrThrow();
+    expect(row.auth_encrypted?.toString('latin1')).not.toContain('plain-text-must-not-be-stored');
+  });
+});

@@ -1,0 +1,148 @@
+/**
+ * `pnpm start`: the whole system on one machine. Embedded PostgreSQL unless
+ * DATABASE_URL is set, migrations, a default workspace and API key, then the api,
+ * the delivery worker and the mock receiver as child processes. Ctrl-C stops all.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  apiKeys,
+  createDatabase,
+  createDb,
+  databaseExists,
+  migrateToLatest,
+  startEmbeddedPostgres,
+  withDatabase,
+  workspaces,
+  type RunningPostgres,
+} from '@hookpost/db';
+import { createLogger, loadConfig } from '@hookpost/runtime';
+import { formatLogLine } from './log-lines.js';
+import { newEncryptionKey, persistentValue } from './local-state.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const config = loadConfig();
+const logger = createLogger('launcher', config.logLevel);
+const dataDir = path.resolve(repoRoot, config.dataDir);
+const say = (line: string) => process.stdout.write(line + '\n');
+
+let postgres: RunningPostgres | undefined;
+const children = new Map<string, ChildProcess>();
+let stopping = false;
+
+async function databaseUrl(): Promise<string> {
+  if (config.databaseUrl) return config.databaseUrl;
+  say(`Starting embedded PostgreSQL (data in ${path.relative(process.cwd(), path.join(dataDir, 'postgres')) || '.'}) …`);
+  postgres = await startEmbeddedPostgres({
+    dataDir: path.join(dataDir, 'postgres'),
+    onLog: (l) => logger.debug({ postgres: l }, 'postgres'),
+  });
+  if (!(await databaseExists(postgres.url, 'hookpost'))) await createDatabase(postgres.url, 'hookpost');
+  return withDatabase(postgres.url, 'hookpost');
+}
+
+function startChild(name: string, entry: string, env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(process.execPath, [path.join(repoRoot, entry)], {
+    env: { ...process.env, ...env, HOOKPOST_SUPERVISOR_PID: String(process.pid) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // own process group: Ctrl-C reaches the launcher, which stops children in order
+  });
+  for (const stream of [child.stdout, child.stderr]) {
+    if (stream) createInterface({ input: stream }).on('line', (l) => say(formatLogLine(name, l)));
+  }
+  child.on('exit', (code, signal) => {
+    children.delete(name);
+    if (!stopping) {
+      say(`${name} exited unexpectedly (code ${code ?? '-'}, signal ${signal ?? '-'}); stopping everything`);
+      void shutdown(1);
+    }
+  });
+  children.set(name, child);
+  return child;
+}
+
+async function waitForHealthy(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      /* not yet */
+    }
+    if (stopping) throw new Error('stopped');
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`${url} did not become healthy in ${timeoutMs} ms`);
+}
+
+async function shutdown(code: number): Promise<never> {
+  if (stopping) return new Promise<never>(() => undefined);
+  stopping = true;
+  say('Stopping …');
+  await Promise.all(
+    [...children.values()].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
+          child.once('exit', () => {
+            clearTimeout(kill);
+            resolve();
+          });
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+  if (postgres) await postgres.stop().catch(() => undefined);
+  say('Stopped.');
+  process.exit(code);
+}
+
+process.on('SIGINT', () => void shutdown(0));
+process.on('SIGTERM', () => void shutdown(0));
+
+try {
+  const url = await databaseUrl();
+  const db = createDb({ connectionString: url, poolMax: 2, applicationName: 'hookpost-launcher' });
+  await migrateToLatest(db);
+  const { workspace } = await workspaces.ensureDefaultWorkspace(db);
+  let apiKey: string;
+  if (config.bootstrapApiKey) {
+    apiKey = config.bootstrapApiKey;
+    await apiKeys.ensureApiKey(db, workspace.id, apiKey, 'HOOKPOST_API_KEY');
+  } else {
+    // A local key kept in the data folder, so the same key works after a restart.
+    apiKey = await persistentValue(dataDir, 'api-key', apiKeys.generateApiKey);
+    await apiKeys.ensureApiKey(db, workspace.id, apiKey, 'Local key');
+  }
+  await db.destroy();
+
+  const encryptionKey = process.env.HOOKPOST_ENCRYPTION_KEY || (await persistentValue(dataDir, 'encryption-key', newEncryptionKey));
+  const env: NodeJS.ProcessEnv = {
+    DATABASE_URL: url,
+    HOOKPOST_ENCRYPTION_KEY: encryptionKey,
+    API_PORT: String(config.api.port),
+    RECEIVER_PORT: String(config.receiver.port),
+  };
+  const apiUrl = `http://${config.api.host}:${config.api.port}`;
+  const receiverUrl = `http://${config.receiver.host}:${config.receiver.port}`;
+  startChild('api', 'apps/api/dist/main.js', env);
+  startChild('worker', 'apps/delivery-worker/dist/main.js', env);
+  startChild('receiver', 'apps/mock-receiver/dist/main.js', env);
+  await Promise.all([waitForHealthy(`${apiUrl}/healthz`, 60_000), waitForHealthy(`${receiverUrl}/healthz`, 60_000)]);
+
+  say('');
+  say('Hookpost is running.');
+  say(`  API            ${apiUrl}        (docs: ${apiUrl}/docs, OpenAPI: ${apiUrl}/openapi.json)`);
+  say(`  Mock receiver  ${receiverUrl}        (deliveries: ${receiverUrl}/deliveries)`);
+  say(`  Database       ${config.databaseUrl ? 'DATABASE_URL' : `embedded PostgreSQL on 127.0.0.1:${postgres?.port}`}`);
+  say(`  API key        ${apiKey}`);
+  say('');
+  say(`  Try: curl -H "Authorization: Bearer ${apiKey}" ${apiUrl}/unified/connection`);
+  say('Press Ctrl-C to stop.');
+} catch (err) {
+  say(`Could not start Hookpost: ${err instanceof Error ? err.message : String(err)}`);
+  await shutdown(1);
+}

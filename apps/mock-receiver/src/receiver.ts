@@ -1,0 +1,184 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { verifyStandard, verifyTruto, verifyUnified } from '@hookpost/contract/signing';
+
+/** What the receiver made of one signature: valid, invalid, or not present. */
+export type SignatureCheck = 'valid' | 'invalid' | 'absent';
+
+export interface ReceivedDelivery {
+  id: string;
+  received_at: string;
+  method: string;
+  path: string;
+  /** The `webhook-id` header: stable across retries of one delivery. */
+  webhook_id: string | null;
+  headers: Record<string, string>;
+  body: unknown;
+  signatures: { standard: SignatureCheck; unified: SignatureCheck; truto: SignatureCheck };
+  /** True when every signature present verified and at least one was present. */
+  verified: boolean;
+  status: number;
+}
+
+export interface ReceiverOptions {
+  /** Secrets to verify with (a delivery verifies if any matches). */
+  secrets?: string[];
+  /** Deliveries kept in memory; older ones are dropped first. */
+  capacity?: number;
+  maxBodyBytes?: number;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface Receiver {
+  server: Server;
+  url: string;
+  deliveries(): ReceivedDelivery[];
+  addSecret(secret: string): void;
+  close(): Promise<void>;
+}
+
+const RECORDED_HEADERS = ['content-type', 'user-agent', 'webhook-id', 'webhook-timestamp', 'webhook-signature', 'x-truto-signature'];
+
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        resolve(null);
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function check(result: { ok: boolean } | null): SignatureCheck {
+  return result === null ? 'absent' : result.ok ? 'valid' : 'invalid';
+}
+
+/** Verifies whichever of the three signatures a delivery carries. */
+export function verifyDelivery(secrets: readonly string[], headers: IncomingMessage['headers'], raw: Buffer, body: unknown) {
+  const standard = check(headers['webhook-signature'] ? verifyStandard(secrets, headers, raw) : null);
+  const payload = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const unified = check('sig256' in payload ? verifyUnified(secrets, payload) : null);
+  const trutoHeader = headers['x-truto-signature'];
+  const truto = check(typeof trutoHeader === 'string' ? verifyTruto(secrets, trutoHeader, raw) : null);
+  const all = [standard, unified, truto];
+  return { signatures: { standard, unified, truto }, verified: all.includes('valid') && !all.includes('invalid') };
+}
+
+/**
+ * A webhook receiver for local use and tests. POST anything to any path; it verifies
+ * signatures against its secrets, records the delivery, and answers 200.
+ * `GET /deliveries` lists what arrived (filters: path, webhook_id, verified, limit).
+ * `POST /_control/secrets {secret}` adds a secret; `DELETE /deliveries` forgets everything.
+ */
+export function createReceiver(options: ReceiverOptions = {}): Receiver {
+  const secrets = [...(options.secrets ?? [])];
+  const capacity = options.capacity ?? 100_000;
+  const maxBody = options.maxBodyBytes ?? 5 * 1024 * 1024;
+  const log = options.log ?? (() => undefined);
+  let received: ReceivedDelivery[] = [];
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://receiver');
+    if (req.method === 'GET' && url.pathname === '/healthz') return json(res, 200, { status: 'ok' });
+    if (req.method === 'GET' && url.pathname === '/deliveries') {
+      const q = url.searchParams;
+      let list = received;
+      if (q.get('path')) list = list.filter((d) => d.path === q.get('path'));
+      if (q.get('webhook_id')) list = list.filter((d) => d.webhook_id === q.get('webhook_id'));
+      if (q.get('verified')) list = list.filter((d) => String(d.verified) === q.get('verified'));
+      const limit = Math.min(Number(q.get('limit') ?? 1000) || 1000, 10_000);
+      return json(res, 200, { count: list.length, deliveries: list.slice(-limit) });
+    }
+    if (req.method === 'DELETE' && url.pathname === '/deliveries') {
+      received = [];
+      return json(res, 200, { count: 0 });
+    }
+    if (req.method === 'POST' && url.pathname === '/_control/secrets') {
+      const raw = await readBody(req, 64 * 1024);
+      const body = raw ? (JSON.parse(raw.toString('utf8') || '{}') as { secret?: unknown }) : {};
+      if (typeof body.secret !== 'string' || body.secret.length === 0) return json(res, 400, { error: { code: 'validation_failed', message: 'secret: required', field: 'body.secret' } });
+      if (!secrets.includes(body.secret)) secrets.push(body.secret);
+      return json(res, 200, { secrets: secrets.length });
+    }
+    if (req.method !== 'POST' && req.method !== 'PUT') return json(res, 405, { error: { code: 'method_not_allowed', message: 'deliver with POST' } });
+
+    const raw = await readBody(req, maxBody);
+    if (raw === null) return json(res, 413, { error: { code: 'payload_too_large', message: 'body too large' } });
+    let body: unknown = raw.toString('utf8');
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      /* not JSON: keep the text */
+    }
+    const { signatures, verified } = verifyDelivery(secrets, req.headers, raw, body);
+    const headers = Object.fromEntries(
+      RECORDED_HEADERS.flatMap((h) => (typeof req.headers[h] === 'string' ? [[h, req.headers[h] as string]] : [])),
+    );
+    const delivery: ReceivedDelivery = {
+      id: randomUUID(),
+      received_at: new Date().toISOString(),
+      method: req.method,
+      path: url.pathname,
+      webhook_id: typeof req.headers['webhook-id'] === 'string' ? req.headers['webhook-id'] : null,
+      headers,
+      body,
+      signatures,
+      verified,
+      status: 200,
+    };
+    received.push(delivery);
+    if (received.length > capacity) received = received.slice(received.length - capacity);
+    log('delivery received', { path: delivery.path, webhook_id: delivery.webhook_id, verified, signatures });
+    json(res, 200, { received: true });
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log('receiver error', { err: String(err) });
+      if (!res.headersSent) json(res, 500, { error: { code: 'internal_error', message: 'receiver error' } });
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+
+  const receiver: Receiver = {
+    server,
+    url: '',
+    deliveries: () => received,
+    addSecret: (s) => {
+      if (!secrets.includes(s)) secrets.push(s);
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+  return receiver;
+}
+
+/** Starts a receiver listening on host:port (port 0: any free port). */
+export async function startReceiver(host: string, port: number, options: ReceiverOptions = {}): Promise<Receiver> {
+  const receiver = createReceiver(options);
+  await new Promise<void>((resolve, reject) => {
+    receiver.server.once('error', reject);
+    receiver.server.listen(port, host, () => resolve());
+  });
+  const addr = receiver.server.address() as AddressInfo;
+  receiver.url = `http://${host}:${addr.port}`;
+  return receiver;
+}
