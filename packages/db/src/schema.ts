@@ -2,7 +2,6 @@ import type { ColumnType, Generated, Insertable, JSONColumnType, Selectable, Upd
 
 /** A timestamptz column: read as Date, written as Date or ISO string, defaulted by Postgres. */
 type CreatedAt = ColumnType<Date, Date | string | undefined, Date | string>;
-type Timestamp = ColumnType<Date, Date | string, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 type TextArray = ColumnType<string[], string[] | undefined, string[]>;
 

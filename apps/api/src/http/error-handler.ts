@@ -25,12 +25,20 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       ]);
     } else if (isBodyParserError(err)) {
       apiError = bodyParserError(err);
+    } else if (err instanceof URIError || clientStatus(err) !== undefined) {
+      // Express's own 4xx, e.g. a path parameter with broken percent-encoding.
+      apiError = new ApiError('validation_failed', 'malformed request path', 'path');
     } else {
       logger.error({ err, method: req.method, url: req.originalUrl }, 'unhandled error');
       apiError = new ApiError('internal_error', 'internal error');
     }
     res.status(apiError.status).json(apiError.toEnvelope(req.id === undefined ? undefined : String(req.id)));
   };
+}
+
+function clientStatus(err: unknown): number | undefined {
+  const status = typeof err === 'object' && err !== null ? (err as { status?: unknown }).status : undefined;
+  return typeof status === 'number' && status >= 400 && status < 500 ? status : undefined;
 }
 
 function isBodyParserError(err: unknown): err is BodyParserError {

@@ -1,0 +1,138 @@
+/** The Truto face: same storage, Truto's shapes, cursor pagination, secret shown once. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client, createConnection, newWorkspace, startTestApi, type TestApi, type TestWorkspace } from './helpers.js';
+
+let api: TestApi;
+let ws: TestWorkspace;
+let call: ReturnType<typeof client>;
+
+beforeAll(async () => {
+  api = await startTestApi();
+  ws = await newWorkspace(api.db);
+  call = client(api.url, ws.key);
+});
+afterAll(async () => api.close());
+
+describe('Truto webhook API', () => {
+  it('creates with defaults; the secret appears in the create response only', async () => {
+    const created = await call('POST', '/webhook', { target_url: 'https://example.com/truto' });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({
+      target_url: 'https://example.com/truto',
+      is_active: true,
+      environment_id: ws.environmentId,
+      event_types: [],
+    });
+    expect(created.body.secret).toMatch(/^whsec_[A-Za-z0-9+/=]{32}$/);
+    expect(new Date(created.body.created_at).toISOString()).toBe(created.body.created_at);
+
+    const got = await call('GET', `/webhook/${created.body.id}`);
+    expect(got.status).toBe(200);
+    expect(got.body).not.toHaveProperty('secret');
+    const { secret: _s, ...withoutSecret } = created.body;
+    expect(got.body).toEqual(withoutSecret);
+
+    const list = await call('GET', '/webhook');
+    expect(JSON.stringify(list.body)).not.toContain(created.body.secret);
+    const patched = await call('PATCH', `/webhook/${created.body.id}`, { is_active: false });
+    expect(patched.body).not.toHaveProperty('secret');
+
+    // Stored encrypted, never in plain text.
+    const row = await api.db.selectFrom('webhooks').select('secret_encrypted').where('id', '=', created.body.id).executeTakeFirstOrThrow();
+    expect(row.secret_encrypted.toString('latin1')).not.toContain(created.body.secret);
+  });
+
+  it('creates with event types and is_active, and PATCH changes only what it names', async () => {
+    const created = await call('POST', '/webhook', {
+      target_url: 'https://example.com/t2',
+      is_active: false,
+      event_types: ['integrated_account:created', 'record:updated', 'sync_job_run:completed'],
+    });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ is_active: false, event_types: ['integrated_account:created', 'record:updated', 'sync_job_run:completed'] });
+
+    const p1 = await call('PATCH', `/webhook/${created.body.id}`, { target_url: 'https://example.com/t3' });
+    expect(p1.status).toBe(200);
+    expect(p1.body).toMatchObject({ target_url: 'https://example.com/t3', is_active: false, event_types: created.body.event_types });
+    const p2 = await call('PATCH', `/webhook/${created.body.id}`, { is_active: true, event_types: ['record:deleted'] });
+    expect(p2.body).toMatchObject({ target_url: 'https://example.com/t3', is_active: true, event_types: ['record:deleted'] });
+    expect(await call('GET', `/webhook/${created.body.id}`)).toMatchObject({ body: p2.body });
+  });
+
+  it('deletes; the webhook is gone', async () => {
+    const created = await call('POST', '/webhook', { target_url: 'https://example.com/del' });
+    const del = await call('DELETE', `/webhook/${created.body.id}`);
+    expect(del).toMatchObject({ status: 200, body: { id: created.body.id } });
+    expect((await call('GET', `/webhook/${created.body.id}`)).status).toBe(404);
+    expect((await call('DELETE', `/webhook/${created.body.id}`)).status).toBe(404);
+  });
+
+  it('POST /webhook/test answers {success} for a webhook of the workspace, 404 otherwise', async () => {
+    const created = await call('POST', '/webhook', { target_url: 'https://example.com/test' });
+    expect(await call('POST', '/webhook/test', { id: created.body.id })).toMatchObject({ status: 200, body: { success: true } });
+    expect((await call('POST', '/webhook/test', { id: '00000000-0000-4000-8000-000000000000' })).status).toBe(404);
+    expect((await call('POST', '/webhook/test', {})).status).toBe(400);
+  });
+
+  it('pages through many webhooks with limit and next_cursor, each exactly once, in creation order', async () => {
+    const other = await newWorkspace(api.db, 'paging');
+    const c = client(api.url, other.key);
+    const ids: string[] = [];
+    for (let i = 0; i < 23; i++) {
+      const r = await c('POST', '/webhook', { target_url: `https://example.com/p/${i}`, is_active: i % 3 !== 0 });
+      ids.push(r.body.id);
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const qs: string = cursor ? `?limit=5&next_cursor=${encodeURIComponent(cursor)}` : '?limit=5';
+      const page = await c('GET', `/webhook${qs}`);
+      expect(page.status).toBe(200);
+      expect(page.body.result.length).toBeLessThanOrEqual(5);
+      seen.push(...page.body.result.map((w: { id: string }) => w.id));
+      cursor = page.body.next_cursor;
+      pages++;
+    } while (cursor);
+    expect(pages).toBe(5);
+    expect(seen).toEqual(ids);
+
+    const active = await c('GET', '/webhook?is_active=false&limit=100');
+    expect(active.body.result.map((w: { id: string }) => w.id)).toEqual(ids.filter((_, i) => i % 3 === 0));
+    expect(active.body.next_cursor).toBeNull();
+  });
+
+  it('filters by environment_id; environment_id on create must be the workspace\'s', async () => {
+    const env = await call('POST', '/v1/environments', { name: 'Staging' });
+    expect(env.status).toBe(201);
+    const inStaging = await call('POST', '/webhook', { target_url: 'https://example.com/staging', environment_id: env.body.id });
+    expect(inStaging.body.environment_id).toBe(env.body.id);
+    const list = await call('GET', `/webhook?environment_id=${env.body.id}`);
+    expect(list.body.result.map((w: { id: string }) => w.id)).toEqual([inStaging.body.id]);
+
+    const foreign = await newWorkspace(api.db, 'foreign');
+    const foreignEnv = (await client(api.url, foreign.key)('GET', '/v1/environments')).body[0].id;
+    const bad = await call('POST', '/webhook', { target_url: 'https://example.com/x', environment_id: foreignEnv });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.field).toBe('body.environment_id');
+  });
+
+  it('a unified-face webhook is visible on the Truto face too (one model, several faces)', async () => {
+    const connectionId = await createConnection(call);
+    const u = await call('POST', '/unified/webhook', {
+      connection_id: connectionId,
+      object_type: 'crm_contact',
+      event: 'updated',
+      hook_url: 'https://example.com/u',
+      is_paused: true,
+    });
+    const t = await call('GET', `/webhook/${u.body.id}`);
+    expect(t.body).toMatchObject({ target_url: 'https://example.com/u', event_types: ['record:updated'], is_active: false });
+    // Re-activating on the Truto face un-pauses it on the unified face.
+    await call('PATCH', `/webhook/${u.body.id}`, { is_active: true });
+    expect((await call('GET', `/unified/webhook/${u.body.id}`)).body.is_paused).toBe(false);
+    // A Truto-only webhook (no connection) is not a unified.to webhook.
+    const truto = await call('POST', '/webhook', { target_url: 'https://example.com/only-truto' });
+    expect((await call('GET', `/unified/webhook/${truto.body.id}`)).status).toBe(404);
+  });
+});

@@ -1,0 +1,198 @@
+/**
+ * Bad input: every case gets a 4xx in the one envelope, naming the field, and leaves
+ * the database exactly as it was. No request, however malformed, produces a 5xx.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client, createConnection, newWorkspace, snapshot, startTestApi, type TestApi } from './helpers.js';
+
+let api: TestApi;
+let call: ReturnType<typeof client>;
+let connectionId: string;
+let webhookId: string;
+let trutoId: string;
+
+beforeAll(async () => {
+  api = await startTestApi({ MIN_INTERVAL_MINUTES: '1' });
+  const ws = await newWorkspace(api.db);
+  call = client(api.url, ws.key);
+  connectionId = await createConnection(call);
+  webhookId = (await call('POST', '/unified/webhook', { connection_id: connectionId, object_type: 'crm_contact', event: 'created', hook_url: 'https://example.com/h' })).body.id;
+  trutoId = (await call('POST', '/webhook', { target_url: 'https://example.com/t' })).body.id;
+});
+afterAll(async () => api.close());
+
+const UNKNOWN_ID = '7d1b1f3e-1111-4a2b-9c3d-0123456789ab';
+
+function unifiedBody(overrides: Record<string, unknown>, drop: string[] = []) {
+  const body: Record<string, unknown> = {
+    connection_id: connectionId,
+    object_type: 'crm_contact',
+    event: 'created',
+    hook_url: 'https://example.com/hook',
+    ...overrides,
+  };
+  for (const k of drop) delete body[k];
+  return body;
+}
+
+type Case = [name: string, method: string, path: () => string, body: (() => unknown) | undefined, status: number, field: string];
+
+const cases: Case[] = [
+  // unified.to webhook create
+  ['missing connection_id', 'POST', () => '/unified/webhook', () => unifiedBody({}, ['connection_id']), 400, 'body.connection_id'],
+  ['missing object_type', 'POST', () => '/unified/webhook', () => unifiedBody({}, ['object_type']), 400, 'body.object_type'],
+  ['missing event (and events)', 'POST', () => '/unified/webhook', () => unifiedBody({}, ['event']), 400, 'body.event'],
+  ['missing hook_url and db_url', 'POST', () => '/unified/webhook', () => unifiedBody({}, ['hook_url']), 400, 'body.hook_url'],
+  ['non-UUID connection_id', 'POST', () => '/unified/webhook', () => unifiedBody({ connection_id: 'conn_123' }), 400, 'body.connection_id'],
+  ['unknown connection_id', 'POST', () => '/unified/webhook', () => unifiedBody({ connection_id: UNKNOWN_ID }), 400, 'body.connection_id'],
+  ['hook_url not a URL', 'POST', () => '/unified/webhook', () => unifiedBody({ hook_url: 'not a url' }), 400, 'body.hook_url'],
+  ['hook_url not http(s)', 'POST', () => '/unified/webhook', () => unifiedBody({ hook_url: 'ftp://example.com/x' }), 400, 'body.hook_url'],
+  ['hook_url of wrong type', 'POST', () => '/unified/webhook', () => unifiedBody({ hook_url: 42 }), 400, 'body.hook_url'],
+  ['zero interval', 'POST', () => '/unified/webhook', () => unifiedBody({ interval: 0 }), 400, 'body.interval'],
+  ['negative interval', 'POST', () => '/unified/webhook', () => unifiedBody({ interval: -5 }), 400, 'body.interval'],
+  ['interval below the minimum', 'POST', () => '/unified/webhook', () => unifiedBody({ interval: 0.5 }), 400, 'body.interval'],
+  ['interval as a string', 'POST', () => '/unified/webhook', () => unifiedBody({ interval: '5' }), 400, 'body.interval'],
+  ['page_max_limit zero', 'POST', () => '/unified/webhook', () => unifiedBody({ page_max_limit: 0 }), 400, 'body.page_max_limit'],
+  ['filters with a non-string value', 'POST', () => '/unified/webhook', () => unifiedBody({ filters: { owner_id: 1 } }), 400, 'body.filters.owner_id'],
+  ['unsupported db_type', 'POST', () => '/unified/webhook', () => unifiedBody({ hook_url: undefined, db_type: 'mongodb', db_url: 'mongodb://x' }), 400, 'body.db_type'],
+  ['db_type without db_url', 'POST', () => '/unified/webhook', () => unifiedBody({ db_type: 'postgres' }), 400, 'body.db_url'],
+  ['event of wrong type', 'POST', () => '/unified/webhook', () => unifiedBody({ event: 123 }), 400, 'body.event'],
+  ['malformed object_type', 'POST', () => '/unified/webhook', () => unifiedBody({ object_type: 'CRM Contact!' }), 400, 'body.object_type'],
+  ['events not an array', 'POST', () => '/unified/webhook', () => unifiedBody({ event: undefined, events: 'created' }), 400, 'body.events'],
+  ['body is an array', 'POST', () => '/unified/webhook', () => [unifiedBody({})], 400, 'body'],
+  ['include_all not a boolean', 'POST', () => '/unified/webhook?include_all=maybe', () => unifiedBody({}), 400, 'query.include_all'],
+  // unified.to webhook update / patch / path ids
+  ['PUT missing object_type', 'PUT', () => `/unified/webhook/${webhookId}`, () => unifiedBody({}, ['object_type']), 400, 'body.object_type'],
+  ['PATCH invalid hook_url', 'PATCH', () => `/unified/webhook/${webhookId}`, () => ({ hook_url: 'nope' }), 400, 'body.hook_url'],
+  ['PATCH negative interval', 'PATCH', () => `/unified/webhook/${webhookId}`, () => ({ interval: -1 }), 400, 'body.interval'],
+  ['PATCH removing the only target', 'PATCH', () => `/unified/webhook/${webhookId}`, () => ({ hook_url: null }), 400, 'body.hook_url'],
+  ['PATCH unknown connection', 'PATCH', () => `/unified/webhook/${webhookId}`, () => ({ connection_id: UNKNOWN_ID }), 400, 'body.connection_id'],
+  ['GET non-UUID id', 'GET', () => '/unified/webhook/wh_123', undefined, 400, 'path.id'],
+  ['PUT non-UUID id', 'PUT', () => '/unified/webhook/123', () => unifiedBody({}), 400, 'path.id'],
+  ['DELETE non-UUID id', 'DELETE', () => '/unified/webhook/abc', undefined, 400, 'path.id'],
+  ['trigger non-UUID id', 'PUT', () => '/unified/webhook/abc/trigger', undefined, 400, 'path.id'],
+  ['resume non-UUID id', 'PUT', () => '/unified/webhook/abc/resume', undefined, 400, 'path.id'],
+  ['GET unknown id', 'GET', () => `/unified/webhook/${UNKNOWN_ID}`, undefined, 404, ''],
+  ['trigger unknown id', 'PATCH', () => `/unified/webhook/${UNKNOWN_ID}/trigger`, undefined, 404, ''],
+  // unified.to list parameters
+  ['limit zero', 'GET', () => '/unified/webhook?limit=0', undefined, 400, 'query.limit'],
+  ['limit too large', 'GET', () => '/unified/webhook?limit=101', undefined, 400, 'query.limit'],
+  ['limit not a number', 'GET', () => '/unified/webhook?limit=ten', undefined, 400, 'query.limit'],
+  ['limit fractional', 'GET', () => '/unified/webhook?limit=1.5', undefined, 400, 'query.limit'],
+  ['negative offset', 'GET', () => '/unified/webhook?offset=-1', undefined, 400, 'query.offset'],
+  ['unknown sort', 'GET', () => '/unified/webhook?sort=hook_url', undefined, 400, 'query.sort'],
+  ['unknown order', 'GET', () => '/unified/webhook?order=up', undefined, 400, 'query.order'],
+  ['bad updated_gte', 'GET', () => '/unified/webhook?updated_gte=yesterday', undefined, 400, 'query.updated_gte'],
+  ['bad created_lte', 'GET', () => '/unified/webhook?created_lte=2024-13-45', undefined, 400, 'query.created_lte'],
+  ['non-UUID connection_id filter', 'GET', () => '/unified/webhook?connection_id=c1', undefined, 400, 'query.connection_id'],
+  ['bad is_healthy', 'GET', () => '/unified/webhook?is_healthy=maybe', undefined, 400, 'query.is_healthy'],
+  // Truto face
+  ['truto missing target_url', 'POST', () => '/webhook', () => ({}), 400, 'body.target_url'],
+  ['truto invalid target_url', 'POST', () => '/webhook', () => ({ target_url: 'example.com' }), 400, 'body.target_url'],
+  ['truto is_active not boolean', 'POST', () => '/webhook', () => ({ target_url: 'https://e.com', is_active: 'yes' }), 400, 'body.is_active'],
+  ['truto event_types not an array', 'POST', () => '/webhook', () => ({ target_url: 'https://e.com', event_types: 'record:created' }), 400, 'body.event_types'],
+  ['truto malformed event type', 'POST', () => '/webhook', () => ({ target_url: 'https://e.com', event_types: ['record created'] }), 400, 'body.event_types.0'],
+  ['truto non-UUID environment_id', 'POST', () => '/webhook', () => ({ target_url: 'https://e.com', environment_id: 'prod' }), 400, 'body.environment_id'],
+  ['truto PATCH bad target_url', 'PATCH', () => `/webhook/${trutoId}`, () => ({ target_url: 'javascript:alert(1)' }), 400, 'body.target_url'],
+  ['truto GET non-UUID', 'GET', () => '/webhook/xyz', undefined, 400, 'path.id'],
+  ['truto limit too large', 'GET', () => '/webhook?limit=1000', undefined, 400, 'query.limit'],
+  ['truto bad cursor', 'GET', () => '/webhook?next_cursor=garbage', undefined, 400, 'query.next_cursor'],
+  ['truto bad is_active filter', 'GET', () => '/webhook?is_active=sometimes', undefined, 400, 'query.is_active'],
+  ['truto test non-UUID id', 'POST', () => '/webhook/test', () => ({ id: 'x' }), 400, 'body.id'],
+  // connections
+  ['connection missing integration_type', 'POST', () => '/unified/connection', () => ({ categories: ['crm'], permissions: [] }), 400, 'body.integration_type'],
+  ['connection missing categories', 'POST', () => '/unified/connection', () => ({ integration_type: 'hubspot', permissions: [] }), 400, 'body.categories'],
+  ['connection categories not an array', 'POST', () => '/unified/connection', () => ({ integration_type: 'hubspot', categories: 'crm', permissions: [] }), 400, 'body.categories'],
+  ['connection auth not an object', 'POST', () => '/unified/connection', () => ({ integration_type: 'hubspot', categories: [], permissions: [], auth: 'token' }), 400, 'body.auth'],
+  ['connection non-UUID id', 'GET', () => '/unified/connection/123', undefined, 400, 'path.id'],
+  ['connection list bad limit', 'GET', () => '/unified/connection?limit=-3', undefined, 400, 'query.limit'],
+  // /v1
+  ['environment without name', 'POST', () => '/v1/environments', () => ({}), 400, 'body.name'],
+  ['environment empty name', 'POST', () => '/v1/environments', () => ({ name: '  ' }), 400, 'body.name'],
+  ['api key bad environment', 'POST', () => '/v1/api-keys', () => ({ environment_id: 'x' }), 400, 'body.environment_id'],
+  ['unknown route', 'GET', () => '/unified/nothing-here', undefined, 404, ''],
+];
+
+describe('bad input is a 4xx naming the field, and changes nothing', () => {
+  it.each(cases)('%s', async (_name, method, path, body, status, field) => {
+    const before = await snapshot(api.db);
+    const res = await call(method, path(), body?.());
+    expect(res.status, JSON.stringify(res.body)).toBe(status);
+    expect(res.body.error.code).toBeTypeOf('string');
+    expect(res.body.error.message).toBeTypeOf('string');
+    if (field) {
+      expect(res.body.error.field).toBe(field);
+      expect(res.body.error.issues[0].field).toBe(field);
+    }
+    expect(await snapshot(api.db)).toBe(before);
+  });
+
+  it('malformed JSON is 400 malformed_json', async () => {
+    const before = await snapshot(api.db);
+    for (const raw of ['{"target_url":', '{target_url: "x"}', "{'a':1}", '[1,2', 'nul']) {
+      const res = await call('POST', '/webhook', raw);
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'malformed_json', field: 'body' });
+    }
+    expect(await snapshot(api.db)).toBe(before);
+  });
+
+  it('an oversized body is 413 payload_too_large', async () => {
+    const before = await snapshot(api.db);
+    const huge = { target_url: 'https://example.com/x', pad: 'x'.repeat(2 * 1024 * 1024) };
+    const res = await call('POST', '/webhook', huge);
+    expect(res.status).toBe(413);
+    expect(res.body.error).toMatchObject({ code: 'payload_too_large', field: 'body' });
+    expect(await snapshot(api.db)).toBe(before);
+  });
+
+  it('stores unknown but well-formed open-enum values as given', async () => {
+    const res = await call('POST', '/unified/webhook', unifiedBody({ event: 'merged', object_type: 'crm_brand_new_thing', webhook_type: 'hybrid' }));
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ event: 'merged', object_type: 'crm_brand_new_thing', webhook_type: 'hybrid' });
+  });
+});
+
+describe('no request produces a 5xx', () => {
+  const junk: unknown[] = [null, true, 0, -1, 1e308, '', 'x', [], {}, [null], { a: { b: { c: [] } } }, { id: null }, { target_url: null }];
+  const fields = ['connection_id', 'object_type', 'event', 'events', 'hook_url', 'interval', 'page_max_limit', 'filters', 'fields', 'include_raw', 'db_type', 'db_url', 'is_paused', 'meta', 'target_url', 'is_active', 'event_types', 'categories', 'permissions', 'integration_type', 'auth', 'name', 'id'];
+
+  it('survives junk in every field of every write route', async () => {
+    const routes: [string, string][] = [
+      ['POST', '/unified/webhook'],
+      ['PUT', `/unified/webhook/${webhookId}`],
+      ['PATCH', `/unified/webhook/${webhookId}`],
+      ['POST', '/webhook'],
+      ['PATCH', `/webhook/${trutoId}`],
+      ['POST', '/webhook/test'],
+      ['POST', '/unified/connection'],
+      ['PATCH', `/unified/connection/${connectionId}`],
+      ['POST', '/v1/environments'],
+      ['POST', '/v1/api-keys'],
+    ];
+    const statuses = new Set<number>();
+    for (const [method, path] of routes) {
+      for (const value of junk) {
+        statuses.add((await call(method, path, value)).status);
+        for (const f of fields) {
+          const res = await call(method, path, { ...unifiedBody({}), [f]: value });
+          expect(res.status, `${method} ${path} ${f}=${JSON.stringify(value)}`).toBeLessThan(500);
+        }
+      }
+    }
+    expect([...statuses].every((s) => s < 500)).toBe(true);
+  });
+
+  it('survives junk in query strings and paths', async () => {
+    const queries = ['limit=', 'limit=%00', 'offset=1e400', 'sort[]=a', 'order[a]=b', 'updated_gte[]=x', 'is_healthy=', 'env[]=a&env[]=b', 'object=%FF', 'next_cursor=' + 'a'.repeat(500)];
+    for (const q of queries) {
+      for (const path of ['/unified/webhook', '/webhook', '/unified/connection']) {
+        const res = await call('GET', `${path}?${q}`);
+        expect(res.status, `${path}?${q}`).toBeLessThan(500);
+      }
+    }
+    for (const p of ['/unified/webhook/%00', '/webhook/%E0%A4%A', '/unified/webhook/' + 'a'.repeat(5000)]) {
+      expect((await call('GET', p)).status).toBeLessThan(500);
+    }
+  });
+});

@@ -1,0 +1,65 @@
+/** The worker as a real process: connects, idles on LISTEN, wakes on NOTIFY, stops cleanly on SIGTERM. */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createTestDatabase, type TestDatabase } from '@hookpost/testkit';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+
+const entry = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/main.js');
+let database: TestDatabase;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => database.drop());
+
+function startWorker() {
+  const child = spawn(process.execPath, [entry], {
+    env: { ...process.env, DATABASE_URL: database.url, LOG_LEVEL: 'debug' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let buffer = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    const parts = buffer.split('\n');
+    buffer = parts.pop() ?? '';
+    for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>);
+  });
+  const waitFor = async (msg: string, timeoutMs = 15_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const hit = lines.find((l) => l.msg === msg);
+      if (hit) return hit;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`worker never logged "${msg}": ${JSON.stringify(lines)}`);
+  };
+  return { child, lines, waitFor };
+}
+
+it('waits on LISTEN, wakes on NOTIFY, and exits 0 on SIGTERM', async () => {
+  const w = startWorker();
+  await w.waitFor('worker ready');
+  await sql`select pg_notify('hookpost_deliveries', 'test-payload')`.execute(database.db);
+  const wake = await w.waitFor('wake-up');
+  expect(wake).toMatchObject({ channel: 'hookpost_deliveries', payload: 'test-payload' });
+
+  const [exit] = await Promise.all([once(w.child, 'exit'), Promise.resolve(w.child.kill('SIGTERM'))]);
+  expect(exit[0]).toBe(0);
+  expect(w.lines.map((l) => l.msg)).toContain('stopped');
+
+  // Its LISTEN connection is gone: nothing of the worker remains on the server.
+  const left = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where application_name like 'hookpost-worker%'`.execute(database.db);
+  expect(left.rows[0]?.n).toBe(0);
+});
+
+it('also stops on SIGINT', async () => {
+  const w = startWorker();
+  await w.waitFor('worker ready');
+  w.child.kill('SIGINT');
+  const [code] = await once(w.child, 'exit');
+  expect(code).toBe(0);
+});
