@@ -38,6 +38,7 @@ async function databaseUrl(): Promise<string> {
   postgres = await startEmbeddedPostgres({
     dataDir: path.join(dataDir, 'postgres'),
     onLog: (l) => logger.debug({ postgres: l }, 'postgres'),
+    onNotice: (l) => say(`  note: ${l}`),
   });
   if (!(await databaseExists(postgres.url, 'hookpost'))) await createDatabase(postgres.url, 'hookpost');
   return withDatabase(postgres.url, 'hookpost');

@@ -1,7 +1,7 @@
 import { execFile, spawn, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,8 @@ export interface EmbeddedPostgresOptions {
   /** Trade durability for speed (tests): fsync and synchronous_commit off. */
   ephemeral?: boolean;
   onLog?: (line: string) => void;
+  /** Changes made to the host (as root: folders made traversable), one line each. */
+  onNotice?: (line: string) => void;
 }
 
 export interface RunningPostgres {
@@ -135,6 +137,25 @@ async function runAsIds(): Promise<{ uid?: number; gid?: number }> {
   }
 }
 
+/**
+ * As root, the `postgres` user must be able to reach the binaries and the data folder.
+ * Folders on the way that others cannot traverse (a 0700 home or temp folder) get the
+ * traverse bit only (o+x: enter, not list); each change is reported.
+ */
+async function ensureTraversable(target: string, report: (line: string) => void): Promise<void> {
+  const parts = path.resolve(target).split(path.sep).filter(Boolean);
+  let current = path.sep;
+  for (const part of parts) {
+    current = path.join(current, part);
+    const info = await stat(current).catch(() => undefined);
+    if (!info?.isDirectory()) return;
+    if ((info.mode & 0o001) === 0) {
+      await chmod(current, (info.mode & 0o7777) | 0o001);
+      report(`made ${current} traversable (o+x) so the postgres user can reach ${target}`);
+    }
+  }
+}
+
 function execText(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>
     execFile(cmd, args, (err, stdout) => (err ? reject(err) : resolve(stdout.trim()))),
@@ -154,8 +175,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const bin = await binaries();
   const ids = await runAsIds();
   await mkdir(parent, { recursive: true });
-  // As root the server runs as `postgres`, which must be able to reach the folder.
-  await chmod(parent, 0o755).catch(() => undefined);
+  if (ids.uid !== undefined) {
+    await ensureTraversable(path.dirname(bin.postgres), options.onNotice ?? log);
+    await ensureTraversable(parent, options.onNotice ?? log);
+  }
 
   const passwordFile = path.join(parent, `${path.basename(dataDir)}.password`);
   let password: string;
