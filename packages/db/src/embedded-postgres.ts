@@ -144,7 +144,7 @@ async function runAsIds(): Promise<{ uid?: number; gid?: number }> {
  */
 async function ensureTraversable(target: string, report: (line: string) => void): Promise<void> {
   const parts = path.resolve(target).split(path.sep).filter(Boolean);
-  let current = path.sep;
+  let current: string = path.sep;
   for (const part of parts) {
     current = path.join(current, part);
     const info = await stat(current).catch(() => undefined);
