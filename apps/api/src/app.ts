@@ -12,15 +12,35 @@ import { systemRouter } from './routes/system.js';
 import { trutoWebhookRouter } from './routes/truto-webhooks.js';
 import { unifiedConnectionRouter } from './routes/unified-connections.js';
 import { unifiedWebhookRouter } from './routes/unified-webhooks.js';
-import type { ApiDeps } from './services/deps.js';
+import { createAddressPolicy, Sender } from '@hookpost/delivery';
+import type { ApiContext, ApiDeps } from './services/deps.js';
+import { EventIngestor } from './services/ingest.js';
 
 export type { ApiDeps } from './services/deps.js';
+
+export interface Api {
+  app: Express;
+  /** Releases what the app holds (HTTP client pools); the caller owns the database. */
+  close(): Promise<void>;
+}
 
 /** Paths served without an API key. */
 const PUBLIC_PATHS = /^\/(healthz|readyz|openapi\.json|docs(\/.*)?|v1\/admin\/.*)$/;
 
 /** The Express app: every route of the contract, one error envelope, no listening. */
-export function createApp(deps: ApiDeps): Express {
+export function createApi(deps: ApiDeps): Api {
+  const addressPolicy = createAddressPolicy(deps.config.ssrfAllowlist);
+  const ctx: ApiContext = {
+    ...deps,
+    addressPolicy,
+    ingestor: new EventIngestor(deps.db, deps.logger, deps.config.ingest.groupCommitMs, deps.config.ingest.groupCommitMax),
+    sender: new Sender({
+      policy: addressPolicy,
+      timeoutMs: deps.config.delivery.timeoutMs,
+      connectTimeoutMs: deps.config.delivery.connectTimeoutMs,
+      connectionsPerOrigin: 4,
+    }),
+  };
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -39,7 +59,10 @@ export function createApp(deps: ApiDeps): Express {
       serializers: { req: (req: { method: string; url: string; id: unknown }) => ({ id: req.id, method: req.method, url: req.url }) },
     }),
   );
-  app.use(express.json({ limit: deps.config.api.bodyLimitBytes, strict: false, type: ['application/json', 'application/*+json'] }));
+  const jsonTypes = ['application/json', 'application/*+json'];
+  // Batch ingest carries up to 1000 events: its own, larger cap. Other routes: BODY_LIMIT_BYTES.
+  app.use('/v1/events/batch', express.json({ limit: deps.config.ingest.batchBodyLimitBytes, strict: false, type: jsonTypes }));
+  app.use(express.json({ limit: deps.config.api.bodyLimitBytes, strict: false, type: jsonTypes }));
 
   const openApi = buildOpenApiDocument('0.1.0');
   app.get('/openapi.json', (_req, res) => {
@@ -53,10 +76,10 @@ export function createApp(deps: ApiDeps): Express {
   createExpressEndpoints(
     contract,
     {
-      unified: { webhook: unifiedWebhookRouter(deps), connection: unifiedConnectionRouter(deps) },
-      truto: { webhook: trutoWebhookRouter(deps) },
-      hookpost: hookpostRouter(deps),
-      system: systemRouter(deps),
+      unified: { webhook: unifiedWebhookRouter(ctx), connection: unifiedConnectionRouter(ctx) },
+      truto: { webhook: trutoWebhookRouter(ctx) },
+      hookpost: hookpostRouter(ctx),
+      system: systemRouter(ctx),
     },
     app,
     {
@@ -69,5 +92,5 @@ export function createApp(deps: ApiDeps): Express {
 
   app.use(notFoundHandler());
   app.use(errorHandler(deps.logger));
-  return app;
+  return { app, close: () => ctx.sender.close() };
 }

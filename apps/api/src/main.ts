@@ -1,7 +1,7 @@
 import { createDb, createSecretBox, migrateToLatest } from '@hookpost/db';
 import { createLogger, loadConfig, onShutdown, requireDatabaseUrl } from '@hookpost/runtime';
 import type { AddressInfo } from 'node:net';
-import { createApp } from './app.js';
+import { createApi } from './app.js';
 
 const config = loadConfig();
 const logger = createLogger('api', config.logLevel);
@@ -15,7 +15,7 @@ const db = createDb({
 });
 await migrateToLatest(db);
 
-const app = createApp({ db, config, logger, secrets: createSecretBox(config.encryptionKey) });
+const { app, close } = createApi({ db, config, logger, secrets: createSecretBox(config.encryptionKey) });
 const server = app.listen(config.api.port, config.api.host, () => {
   const { port } = server.address() as AddressInfo;
   logger.info({ url: `http://${config.api.host}:${port}` }, 'api listening');
@@ -28,5 +28,6 @@ onShutdown(logger, [
       server.close(() => resolve());
       server.closeIdleConnections();
     }),
+  () => close(),
   () => db.destroy(),
 ], { supervisorPid: config.supervisorPid });

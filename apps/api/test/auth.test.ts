@@ -48,11 +48,11 @@ describe('authentication', () => {
     const callA = client(api.url, a.key);
     const callB = client(api.url, b.key);
     const conn = await createConnection(callA);
-    const hook = (await callA('POST', '/unified/webhook', { connection_id: conn, object_type: 'crm_contact', event: 'created', hook_url: 'https://e.com/a' })).body.id;
-    const truto = (await callA('POST', '/webhook', { target_url: 'https://e.com/t' })).body.id;
+    const hook = (await callA('POST', '/unified/webhook', { connection_id: conn, object_type: 'crm_contact', event: 'created', hook_url: 'http://127.0.0.1:9/a' })).body.id;
+    const truto = (await callA('POST', '/webhook', { target_url: 'http://127.0.0.1:9/t' })).body.id;
 
     expect((await callB('GET', `/unified/webhook/${hook}`)).status).toBe(404);
-    expect((await callB('PUT', `/unified/webhook/${hook}`, { connection_id: conn, object_type: 'x', event: 'created', hook_url: 'https://e.com' })).status).toBe(404);
+    expect((await callB('PUT', `/unified/webhook/${hook}`, { connection_id: conn, object_type: 'x', event: 'created', hook_url: 'http://127.0.0.1:9' })).status).toBe(404);
     expect((await callB('PATCH', `/unified/webhook/${hook}`, { is_paused: true })).status).toBe(404);
     expect((await callB('DELETE', `/unified/webhook/${hook}`)).status).toBe(404);
     expect((await callB('PUT', `/unified/webhook/${hook}/trigger`)).status).toBe(404);
@@ -64,7 +64,7 @@ describe('authentication', () => {
     expect((await callB('GET', `/unified/connection/${conn}`)).status).toBe(404);
     expect((await callB('DELETE', `/unified/connection/${conn}`)).status).toBe(404);
     // Using A's connection from B is refused as an unknown connection.
-    const steal = await callB('POST', '/unified/webhook', { connection_id: conn, object_type: 'crm_contact', event: 'created', hook_url: 'https://e.com/b' });
+    const steal = await callB('POST', '/unified/webhook', { connection_id: conn, object_type: 'crm_contact', event: 'created', hook_url: 'http://127.0.0.1:9/b' });
     expect(steal.status).toBe(400);
     expect(steal.body.error.field).toBe('body.connection_id');
     // Lists show only one's own.
@@ -98,8 +98,8 @@ describe('authentication', () => {
     const staging = (await call('POST', '/v1/environments', { name: 'Staging' })).body;
     const scopedKey = (await call('POST', '/v1/api-keys', { name: 'staging only', environment_id: staging.id })).body.key;
     const scoped = client(api.url, scopedKey);
-    const inProd = (await call('POST', '/webhook', { target_url: 'https://e.com/prod' })).body.id;
-    const inStaging = (await scoped('POST', '/webhook', { target_url: 'https://e.com/staging' })).body;
+    const inProd = (await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/prod' })).body.id;
+    const inStaging = (await scoped('POST', '/webhook', { target_url: 'http://127.0.0.1:9/staging' })).body;
     expect(inStaging.environment_id).toBe(staging.id);
     expect((await scoped('GET', `/webhook/${inProd}`)).status).toBe(404);
     expect((await scoped('GET', '/webhook')).body.result.map((w: { id: string }) => w.id)).toEqual([inStaging.id]);

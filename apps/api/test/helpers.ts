@@ -4,7 +4,7 @@ import { apiKeys, createSecretBox, workspaces, type Database } from '@hookpost/d
 import { createLogger, loadConfig } from '@hookpost/runtime';
 import { createTestDatabase, type TestDatabase } from '@hookpost/testkit';
 import { sql, type Kysely } from 'kysely';
-import { createApp } from '../src/app.js';
+import { createApi } from '../src/app.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -18,8 +18,8 @@ export interface TestApi {
 /** The real Express app on a random loopback port, over this file's own database. */
 export async function startTestApi(env: Record<string, string> = {}): Promise<TestApi> {
   const database = await createTestDatabase();
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', HOOKPOST_ADMIN_TOKEN: ADMIN_TOKEN, ...env });
-  const app = createApp({
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', HOOKPOST_ADMIN_TOKEN: ADMIN_TOKEN, HOOKPOST_SSRF_ALLOWLIST: '127.0.0.0/8', ...env });
+  const { app, close } = createApi({
     db: database.db,
     config,
     logger: createLogger('api-test', 'silent'),
@@ -35,6 +35,7 @@ export async function startTestApi(env: Record<string, string> = {}): Promise<Te
     async close() {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
+      await close();
       await database.drop();
     },
   };

@@ -1,4 +1,5 @@
 /** The Truto face: same storage, Truto's shapes, cursor pagination, secret shown once. */
+import { startReceiver } from '@hookpost/mock-receiver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client, createConnection, newWorkspace, startTestApi, type TestApi, type TestWorkspace } from './helpers.js';
 
@@ -15,10 +16,10 @@ afterAll(async () => api.close());
 
 describe('Truto webhook API', () => {
   it('creates with defaults; the secret appears in the create response only', async () => {
-    const created = await call('POST', '/webhook', { target_url: 'https://example.com/truto' });
+    const created = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/truto' });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({
-      target_url: 'https://example.com/truto',
+      target_url: 'http://127.0.0.1:9/truto',
       is_active: true,
       environment_id: ws.environmentId,
       event_types: [],
@@ -44,32 +45,48 @@ describe('Truto webhook API', () => {
 
   it('creates with event types and is_active, and PATCH changes only what it names', async () => {
     const created = await call('POST', '/webhook', {
-      target_url: 'https://example.com/t2',
+      target_url: 'http://127.0.0.1:9/t2',
       is_active: false,
       event_types: ['integrated_account:created', 'record:updated', 'sync_job_run:completed'],
     });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ is_active: false, event_types: ['integrated_account:created', 'record:updated', 'sync_job_run:completed'] });
 
-    const p1 = await call('PATCH', `/webhook/${created.body.id}`, { target_url: 'https://example.com/t3' });
+    const p1 = await call('PATCH', `/webhook/${created.body.id}`, { target_url: 'http://127.0.0.1:9/t3' });
     expect(p1.status).toBe(200);
-    expect(p1.body).toMatchObject({ target_url: 'https://example.com/t3', is_active: false, event_types: created.body.event_types });
+    expect(p1.body).toMatchObject({ target_url: 'http://127.0.0.1:9/t3', is_active: false, event_types: created.body.event_types });
     const p2 = await call('PATCH', `/webhook/${created.body.id}`, { is_active: true, event_types: ['record:deleted'] });
-    expect(p2.body).toMatchObject({ target_url: 'https://example.com/t3', is_active: true, event_types: ['record:deleted'] });
+    expect(p2.body).toMatchObject({ target_url: 'http://127.0.0.1:9/t3', is_active: true, event_types: ['record:deleted'] });
     expect(await call('GET', `/webhook/${created.body.id}`)).toMatchObject({ body: p2.body });
   });
 
   it('deletes; the webhook is gone', async () => {
-    const created = await call('POST', '/webhook', { target_url: 'https://example.com/del' });
+    const created = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/del' });
     const del = await call('DELETE', `/webhook/${created.body.id}`);
     expect(del).toMatchObject({ status: 200, body: { id: created.body.id } });
     expect((await call('GET', `/webhook/${created.body.id}`)).status).toBe(404);
     expect((await call('DELETE', `/webhook/${created.body.id}`)).status).toBe(404);
   });
 
-  it('POST /webhook/test answers {success} for a webhook of the workspace, 404 otherwise', async () => {
-    const created = await call('POST', '/webhook', { target_url: 'https://example.com/test' });
-    expect(await call('POST', '/webhook/test', { id: created.body.id })).toMatchObject({ status: 200, body: { success: true } });
+  it('POST /webhook/test sends a signed test event now and answers whether the endpoint took it', async () => {
+    const receiver = await startReceiver('127.0.0.1', 0);
+    try {
+      const created = await call('POST', '/webhook', { target_url: `${receiver.url}/truto-test` });
+      receiver.addSecret(created.body.secret);
+      expect(await call('POST', '/webhook/test', { id: created.body.id })).toMatchObject({ status: 200, body: { success: true } });
+      const got = receiver.deliveries().find((d) => d.path === '/truto-test');
+      expect(got).toMatchObject({ verified: true, signatures: { standard: 'valid', truto: 'valid' }, body: { event: 'test', payload: { foo: 'bar' }, webhook_id: created.body.id } });
+
+      const dead = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/nothing-listens' });
+      expect(await call('POST', '/webhook/test', { id: dead.body.id })).toMatchObject({ status: 200, body: { success: false } });
+      // Logged like any delivery, with its attempt.
+      const list = await call('GET', `/v1/webhooks/${dead.body.id}/deliveries`);
+      expect(list.body.result[0]).toMatchObject({ kind: 'test', attempts: 1 });
+      const attempts = await call('GET', `/v1/deliveries/${list.body.result[0].id}/attempts`);
+      expect(attempts.body[0]).toMatchObject({ attempt: 1, outcome: 'connect_error' });
+    } finally {
+      await receiver.close();
+    }
     expect((await call('POST', '/webhook/test', { id: '00000000-0000-4000-8000-000000000000' })).status).toBe(404);
     expect((await call('POST', '/webhook/test', {})).status).toBe(400);
   });
@@ -79,7 +96,7 @@ describe('Truto webhook API', () => {
     const c = client(api.url, other.key);
     const ids: string[] = [];
     for (let i = 0; i < 23; i++) {
-      const r = await c('POST', '/webhook', { target_url: `https://example.com/p/${i}`, is_active: i % 3 !== 0 });
+      const r = await c('POST', '/webhook', { target_url: `http://127.0.0.1:9/p/${i}`, is_active: i % 3 !== 0 });
       ids.push(r.body.id);
     }
     const seen: string[] = [];
@@ -105,14 +122,14 @@ describe('Truto webhook API', () => {
   it('filters by environment_id; environment_id on create must be the workspace\'s', async () => {
     const env = await call('POST', '/v1/environments', { name: 'Staging' });
     expect(env.status).toBe(201);
-    const inStaging = await call('POST', '/webhook', { target_url: 'https://example.com/staging', environment_id: env.body.id });
+    const inStaging = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/staging', environment_id: env.body.id });
     expect(inStaging.body.environment_id).toBe(env.body.id);
     const list = await call('GET', `/webhook?environment_id=${env.body.id}`);
     expect(list.body.result.map((w: { id: string }) => w.id)).toEqual([inStaging.body.id]);
 
     const foreign = await newWorkspace(api.db, 'foreign');
     const foreignEnv = (await client(api.url, foreign.key)('GET', '/v1/environments')).body[0].id;
-    const bad = await call('POST', '/webhook', { target_url: 'https://example.com/x', environment_id: foreignEnv });
+    const bad = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/x', environment_id: foreignEnv });
     expect(bad.status).toBe(400);
     expect(bad.body.error.field).toBe('body.environment_id');
   });
@@ -123,16 +140,16 @@ describe('Truto webhook API', () => {
       connection_id: connectionId,
       object_type: 'crm_contact',
       event: 'updated',
-      hook_url: 'https://example.com/u',
+      hook_url: 'http://127.0.0.1:9/u',
       is_paused: true,
     });
     const t = await call('GET', `/webhook/${u.body.id}`);
-    expect(t.body).toMatchObject({ target_url: 'https://example.com/u', event_types: ['record:updated'], is_active: false });
+    expect(t.body).toMatchObject({ target_url: 'http://127.0.0.1:9/u', event_types: ['record:updated'], is_active: false });
     // Re-activating on the Truto face un-pauses it on the unified face.
     await call('PATCH', `/webhook/${u.body.id}`, { is_active: true });
     expect((await call('GET', `/unified/webhook/${u.body.id}`)).body.is_paused).toBe(false);
     // A Truto-only webhook (no connection) is not a unified.to webhook.
-    const truto = await call('POST', '/webhook', { target_url: 'https://example.com/only-truto' });
+    const truto = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/only-truto' });
     expect((await call('GET', `/unified/webhook/${truto.body.id}`)).status).toBe(404);
   });
 });

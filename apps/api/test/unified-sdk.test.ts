@@ -29,7 +29,7 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
         connectionId,
         objectType: 'crm_contact',
         event: 'created',
-        hookUrl: 'https://example.com/hooks/contacts',
+        hookUrl: 'http://127.0.0.1:9/hooks/contacts',
         interval: 15,
         pageMaxLimit: 50,
         filters: { owner_id: '42' },
@@ -42,7 +42,7 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
       connectionId,
       objectType: 'crm_contact',
       event: 'created',
-      hookUrl: 'https://example.com/hooks/contacts',
+      hookUrl: 'http://127.0.0.1:9/hooks/contacts',
       interval: 15,
       pageMaxLimit: 50,
       filters: { owner_id: '42' },
@@ -63,13 +63,13 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
 
   it('include_all=true records an initial-sync run; without it there is none', async () => {
     const withAll = await sdk.webhook.createUnifiedWebhook({
-      webhook: { connectionId, objectType: 'crm_deal', event: 'updated', hookUrl: 'https://example.com/d' },
+      webhook: { connectionId, objectType: 'crm_deal', event: 'updated', hookUrl: 'http://127.0.0.1:9/d' },
       includeAll: true,
     });
     expect(withAll.runs).toHaveLength(1);
     expect(JSON.parse(withAll.runs?.[0] ?? '{}')).toMatchObject({ trigger: 'initial', status: 'requested' });
     const without = await sdk.webhook.createUnifiedWebhook({
-      webhook: { connectionId, objectType: 'crm_deal', event: 'updated', hookUrl: 'https://example.com/d' },
+      webhook: { connectionId, objectType: 'crm_deal', event: 'updated', hookUrl: 'http://127.0.0.1:9/d' },
       includeAll: false,
     });
     expect(without.runs).toEqual([]);
@@ -77,13 +77,13 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
 
   it('replaces with PUT and patches with PATCH', async () => {
     const w = await sdk.webhook.createUnifiedWebhook({
-      webhook: { connectionId, objectType: 'hris_employee', event: 'created', hookUrl: 'https://example.com/a', interval: 60, fields: 'id' },
+      webhook: { connectionId, objectType: 'hris_employee', event: 'created', hookUrl: 'http://127.0.0.1:9/a', interval: 60, fields: 'id' },
     });
     const put = await sdk.webhook.updateUnifiedWebhook({
       id: w.id as string,
-      webhook: { connectionId: otherConnectionId, objectType: 'hris_employee', event: 'deleted', hookUrl: 'https://example.com/b', interval: 30 },
+      webhook: { connectionId: otherConnectionId, objectType: 'hris_employee', event: 'deleted', hookUrl: 'http://127.0.0.1:9/b', interval: 30 },
     });
-    expect(put).toMatchObject({ connectionId: otherConnectionId, event: 'deleted', hookUrl: 'https://example.com/b', interval: 30, integrationType: 'salesforce' });
+    expect(put).toMatchObject({ connectionId: otherConnectionId, event: 'deleted', hookUrl: 'http://127.0.0.1:9/b', interval: 30, integrationType: 'salesforce' });
     expect(put.fields).toBeUndefined(); // PUT replaces: omitted fields are cleared
     expect(put.createdAt).toEqual(w.createdAt);
     expect((put.updatedAt as Date).getTime()).toBeGreaterThanOrEqual((w.updatedAt as Date).getTime());
@@ -93,13 +93,13 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
       id: w.id as string,
       webhook: { connectionId: otherConnectionId, objectType: 'hris_employee', event: 'deleted', isPaused: true, pageMaxLimit: 10 },
     });
-    expect(patched).toMatchObject({ isPaused: true, pageMaxLimit: 10, hookUrl: 'https://example.com/b', interval: 30 });
+    expect(patched).toMatchObject({ isPaused: true, pageMaxLimit: 10, hookUrl: 'http://127.0.0.1:9/b', interval: 30 });
     expect(await sdk.webhook.getUnifiedWebhook({ id: w.id as string })).toEqual(patched);
   });
 
   it('triggers with PUT and PATCH, recording manual runs', async () => {
     const w = await sdk.webhook.createUnifiedWebhook({
-      webhook: { connectionId, objectType: 'crm_company', event: 'updated', hookUrl: 'https://example.com/c' },
+      webhook: { connectionId, objectType: 'crm_company', event: 'updated', hookUrl: 'http://127.0.0.1:9/c' },
     });
     await sdk.webhook.updateUnifiedWebhookTrigger({ id: w.id as string });
     await sdk.webhook.patchUnifiedWebhookTrigger({ id: w.id as string });
@@ -112,7 +112,7 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
 
   it('resume clears is_healthy=false and is_paused', async () => {
     const w = await sdk.webhook.createUnifiedWebhook({
-      webhook: { connectionId, objectType: 'crm_lead', event: 'created', hookUrl: 'https://example.com/l', isPaused: true },
+      webhook: { connectionId, objectType: 'crm_lead', event: 'created', hookUrl: 'http://127.0.0.1:9/l', isPaused: true },
     });
     await api.db.updateTable('webhooks').set({ is_healthy: false }).where('id', '=', w.id as string).execute();
     const call = client(api.url, ws.key);
@@ -126,7 +126,7 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
 
   it('removes a webhook; it is gone afterwards', async () => {
     const w = await sdk.webhook.createUnifiedWebhook({
-      webhook: { connectionId, objectType: 'crm_note', event: 'created', hookUrl: 'https://example.com/n' },
+      webhook: { connectionId, objectType: 'crm_note', event: 'created', hookUrl: 'http://127.0.0.1:9/n' },
     });
     await sdk.webhook.removeUnifiedWebhook({ id: w.id as string });
     await expect(sdk.webhook.getUnifiedWebhook({ id: w.id as string })).rejects.toMatchObject({ statusCode: 404 });
@@ -138,7 +138,7 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
       connection_id: connectionId,
       object_type: 'crm_contact',
       events: ['created', 'updated'],
-      hook_url: 'https://example.com/legacy',
+      hook_url: 'http://127.0.0.1:9/legacy',
       interval: 60,
       include_raw: true,
       subscriptions: ['sub_1'],
@@ -179,7 +179,7 @@ describe('listing webhooks through the SDK', () => {
       { connectionId: listConn, objectType: 'crm_contact', event: 'updated' },
     ];
     for (const spec of specs) {
-      const w = await sdk.webhook.createUnifiedWebhook({ webhook: { ...spec, hookUrl: 'https://example.com/x' } });
+      const w = await sdk.webhook.createUnifiedWebhook({ webhook: { ...spec, hookUrl: 'http://127.0.0.1:9/x' } });
       ids.push(w.id as string);
       await new Promise((r) => setTimeout(r, 5)); // distinct created_at
     }
@@ -259,7 +259,7 @@ describe('connections through the SDK', () => {
     expect(patched).toMatchObject({ isPaused: true, categories: ['ats', 'hris'] });
 
     const hook = await sdk.webhook.createUnifiedWebhook({
-      webhook: { connectionId: c.id as string, objectType: 'ats_candidate', event: 'created', hookUrl: 'https://example.com/h' },
+      webhook: { connectionId: c.id as string, objectType: 'ats_candidate', event: 'created', hookUrl: 'http://127.0.0.1:9/h' },
     });
     await sdk.connection.removeUnifiedConnection({ id: c.id as string });
     await expect(sdk.connection.getUnifiedConnection({ id: c.id as string })).rejects.toMatchObject({ statusCode: 404 });

@@ -16,8 +16,8 @@ beforeAll(async () => {
   const ws = await newWorkspace(api.db);
   call = client(api.url, ws.key);
   connectionId = await createConnection(call);
-  webhookId = (await call('POST', '/unified/webhook', { connection_id: connectionId, object_type: 'crm_contact', event: 'created', hook_url: 'https://example.com/h' })).body.id;
-  trutoId = (await call('POST', '/webhook', { target_url: 'https://example.com/t' })).body.id;
+  webhookId = (await call('POST', '/unified/webhook', { connection_id: connectionId, object_type: 'crm_contact', event: 'created', hook_url: 'http://127.0.0.1:9/h' })).body.id;
+  trutoId = (await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/t' })).body.id;
 });
 afterAll(async () => api.close());
 
@@ -28,7 +28,7 @@ function unifiedBody(overrides: Record<string, unknown>, drop: string[] = []) {
     connection_id: connectionId,
     object_type: 'crm_contact',
     event: 'created',
-    hook_url: 'https://example.com/hook',
+    hook_url: 'http://127.0.0.1:9/hook',
     ...overrides,
   };
   for (const k of drop) delete body[k];
@@ -89,10 +89,10 @@ const cases: Case[] = [
   // Truto face
   ['truto missing target_url', 'POST', () => '/webhook', () => ({}), 400, 'body.target_url'],
   ['truto invalid target_url', 'POST', () => '/webhook', () => ({ target_url: 'example.com' }), 400, 'body.target_url'],
-  ['truto is_active not boolean', 'POST', () => '/webhook', () => ({ target_url: 'https://e.com', is_active: 'yes' }), 400, 'body.is_active'],
-  ['truto event_types not an array', 'POST', () => '/webhook', () => ({ target_url: 'https://e.com', event_types: 'record:created' }), 400, 'body.event_types'],
-  ['truto malformed event type', 'POST', () => '/webhook', () => ({ target_url: 'https://e.com', event_types: ['record created'] }), 400, 'body.event_types.0'],
-  ['truto non-UUID environment_id', 'POST', () => '/webhook', () => ({ target_url: 'https://e.com', environment_id: 'prod' }), 400, 'body.environment_id'],
+  ['truto is_active not boolean', 'POST', () => '/webhook', () => ({ target_url: 'http://127.0.0.1:9', is_active: 'yes' }), 400, 'body.is_active'],
+  ['truto event_types not an array', 'POST', () => '/webhook', () => ({ target_url: 'http://127.0.0.1:9', event_types: 'record:created' }), 400, 'body.event_types'],
+  ['truto malformed event type', 'POST', () => '/webhook', () => ({ target_url: 'http://127.0.0.1:9', event_types: ['record created'] }), 400, 'body.event_types.0'],
+  ['truto non-UUID environment_id', 'POST', () => '/webhook', () => ({ target_url: 'http://127.0.0.1:9', environment_id: 'prod' }), 400, 'body.environment_id'],
   ['truto PATCH bad target_url', 'PATCH', () => `/webhook/${trutoId}`, () => ({ target_url: 'javascript:alert(1)' }), 400, 'body.target_url'],
   ['truto GET non-UUID', 'GET', () => '/webhook/xyz', undefined, 400, 'path.id'],
   ['truto limit too large', 'GET', () => '/webhook?limit=1000', undefined, 400, 'query.limit'],
@@ -139,7 +139,7 @@ describe('bad input is a 4xx naming the field, and changes nothing', () => {
 
   it('an oversized body is 413 payload_too_large', async () => {
     const before = await snapshot(api.db);
-    const huge = { target_url: 'https://example.com/x', pad: 'x'.repeat(2 * 1024 * 1024) };
+    const huge = { target_url: 'http://127.0.0.1:9/x', pad: 'x'.repeat(2 * 1024 * 1024) };
     const res = await call('POST', '/webhook', huge);
     expect(res.status).toBe(413);
     expect(res.body.error).toMatchObject({ code: 'payload_too_large', field: 'body' });

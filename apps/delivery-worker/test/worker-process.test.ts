@@ -17,7 +17,7 @@ afterAll(async () => database.drop());
 
 function startWorker() {
   const child = spawn(process.execPath, [entry], {
-    env: { ...process.env, DATABASE_URL: database.url, LOG_LEVEL: 'debug' },
+    env: { ...process.env, DATABASE_URL: database.url, LOG_LEVEL: 'trace' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Record<string, unknown>[] = [];

@@ -124,6 +124,8 @@ try {
   const env: NodeJS.ProcessEnv = {
     DATABASE_URL: url,
     HOOKPOST_ENCRYPTION_KEY: encryptionKey,
+    // Local development delivers to the mock receiver on loopback; nothing else private.
+    HOOKPOST_SSRF_ALLOWLIST: process.env.HOOKPOST_SSRF_ALLOWLIST ?? '127.0.0.0/8,::1/128',
     API_PORT: String(config.api.port),
     RECEIVER_PORT: String(config.receiver.port),
   };

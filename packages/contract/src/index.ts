@@ -2,6 +2,7 @@ export * from './common.js';
 export * from './errors.js';
 export * from './event-types.js';
 export * from './models/connection.js';
+export * from './models/events.js';
 export * from './models/truto-webhook.js';
 export * from './models/unified-webhook.js';
 export * from './models/workspace.js';

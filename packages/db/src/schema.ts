@@ -83,6 +83,13 @@ export interface WebhooksTable {
   subscriptions: TextArray;
   meta: JSONColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
   secret_encrypted: Buffer;
+  /** During a rotation overlap, the old secret still signs (Standard Webhooks). */
+  previous_secret_encrypted: Buffer | null;
+  previous_secret_expires_at: NullableTimestamp;
+  consecutive_failures: Generated<number>;
+  failing_since: NullableTimestamp;
+  /** Why delivery stopped: e.g. `gone` (a 410). */
+  disabled_reason: string | null;
   created_at: CreatedAt;
   updated_at: CreatedAt;
 }
@@ -104,6 +111,65 @@ export interface WebhookRunsTable {
   error: string | null;
 }
 
+export interface EventsTable {
+  id: string;
+  workspace_id: string;
+  environment_id: string;
+  external_id: string | null;
+  type: string;
+  object_type: string | null;
+  connection_id: string | null;
+  data: JSONColumnType<Record<string, unknown>, string, string>;
+  created_at: CreatedAt;
+}
+
+export interface IdempotencyKeysTable {
+  workspace_id: string;
+  key: string;
+  request_hash: Buffer;
+  response_status: number | null;
+  response_body: JSONColumnType<object | null, string | null, string | null>;
+  created_at: CreatedAt;
+}
+
+export type DeliveryKind = 'event' | 'test' | 'virtual';
+export type DeliveryStatus = 'pending' | 'delivering' | 'succeeded' | 'dead' | 'held';
+
+export interface DeliveriesTable {
+  id: string;
+  workspace_id: string;
+  webhook_id: string;
+  event_id: string | null;
+  kind: DeliveryKind;
+  payload: JSONColumnType<object | null, string | null | undefined, string | null>;
+  status: DeliveryStatus;
+  attempts: Generated<number>;
+  next_attempt_at: CreatedAt;
+  lease_until: NullableTimestamp;
+  leased_by: string | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  replay_of: string | null;
+  created_at: CreatedAt;
+  updated_at: CreatedAt;
+  finished_at: NullableTimestamp;
+}
+
+export interface DeliveryAttemptsTable {
+  id: Generated<number>;
+  delivery_id: string;
+  webhook_id: string;
+  attempt: number;
+  started_at: ColumnType<Date, Date | string, never>;
+  duration_ms: number;
+  status_code: number | null;
+  outcome: string;
+  error: string | null;
+  response_snippet: string | null;
+  request_headers: JSONColumnType<Record<string, string>, string, never>;
+  created_at: CreatedAt;
+}
+
 export interface Database {
   workspaces: WorkspacesTable;
   environments: EnvironmentsTable;
@@ -111,6 +177,10 @@ export interface Database {
   connections: ConnectionsTable;
   webhooks: WebhooksTable;
   webhook_runs: WebhookRunsTable;
+  events: EventsTable;
+  idempotency_keys: IdempotencyKeysTable;
+  deliveries: DeliveriesTable;
+  delivery_attempts: DeliveryAttemptsTable;
 }
 
 export type WorkspaceRow = Selectable<WorkspacesTable>;
@@ -123,3 +193,6 @@ export type WebhookRow = Selectable<WebhooksTable>;
 export type NewWebhook = Insertable<WebhooksTable>;
 export type WebhookUpdate = Updateable<WebhooksTable>;
 export type WebhookRunRow = Selectable<WebhookRunsTable>;
+export type EventRow = Selectable<EventsTable>;
+export type DeliveryRow = Selectable<DeliveriesTable>;
+export type DeliveryAttemptRow = Selectable<DeliveryAttemptsTable>;

@@ -44,6 +44,43 @@ export const EnvSchema = z.object({
   MIN_INTERVAL_MINUTES: z.coerce.number().positive().default(1),
   /** Set by the launcher: children stop when that process is gone (no orphans after a kill -9). */
   HOOKPOST_SUPERVISOR_PID: z.coerce.number().int().positive().optional(),
+  /** CIDRs deliveries may reach although private/loopback (e.g. `127.0.0.0/8,::1/128` locally). */
+  HOOKPOST_SSRF_ALLOWLIST: z.string().optional(),
+
+  /** Ingest: requests arriving within this window share one transaction. */
+  INGEST_GROUP_COMMIT_MS: z.coerce.number().min(0).max(100).default(2),
+  INGEST_GROUP_COMMIT_MAX: z.coerce.number().int().min(1).max(5000).default(500),
+  /** Body cap for POST /v1/events/batch (up to 1000 events). */
+  EVENTS_BATCH_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(256 * 1024 * 1024).default(16 * 1024 * 1024),
+
+  /** Deliveries in flight per worker process. */
+  DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(512),
+  /** Deliveries in flight per webhook per worker: a slow endpoint holds no more than this. */
+  DELIVERY_PER_ENDPOINT_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(32),
+  DELIVERY_BATCH_SIZE: z.coerce.number().int().min(1).max(5000).default(500),
+  DELIVERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
+  DELIVERY_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(5_000),
+  /** A claimed delivery whose worker vanished is retried after this long. Default: timeout + 30 s. */
+  DELIVERY_LEASE_MS: z.coerce.number().int().min(500).max(3_600_000).optional(),
+
+  /** `fibonacci` (unified.to's: Fibonacci minutes, 20 retries), `fibonacci:N`, or seconds `5,30,300`. */
+  RETRY_SCHEDULE: z.string().default('fibonacci'),
+  RETRY_JITTER: z.coerce.number().min(0).max(1).default(0.1),
+  /** Multiplies every retry delay; e.g. 0.001 turns minutes into milliseconds for tests. */
+  RETRY_TIME_SCALE: z.coerce.number().positive().max(1000).default(1),
+  RETRY_AFTER_MAX_SECONDS: z.coerce.number().positive().default(3600),
+
+  /** Consecutive failed attempts that mark a webhook unhealthy. */
+  HEALTH_FAILURE_THRESHOLD: z.coerce.number().int().min(1).default(5),
+  /** A webhook failing without a success for this long is paused. */
+  HEALTH_PAUSE_AFTER_SECONDS: z.coerce.number().min(0).default(24 * 3600),
+
+  /** Attempts older than this are deleted by the worker, in batches. */
+  ATTEMPT_RETENTION_DAYS: z.coerce.number().positive().default(30),
+  RETENTION_INTERVAL_MS: z.coerce.number().int().min(100).default(10 * 60_000),
+  /** After a rotation, the old secret keeps signing (alongside the new) for this long. */
+  SECRET_ROTATION_OVERLAP_SECONDS: z.coerce.number().min(0).max(30 * 86400).default(24 * 3600),
+
   /** Serve the rendered API docs at /docs. */
   DOCS_ENABLED: envBoolean.default('true'),
 });
@@ -75,6 +112,20 @@ export interface Config {
   dataDir: string;
   minIntervalMinutes: number;
   supervisorPid: number | undefined;
+  ssrfAllowlist: string[];
+  ingest: { groupCommitMs: number; groupCommitMax: number; batchBodyLimitBytes: number };
+  delivery: {
+    concurrency: number;
+    perEndpointConcurrency: number;
+    batchSize: number;
+    timeoutMs: number;
+    connectTimeoutMs: number;
+    leaseMs: number;
+  };
+  retry: { schedule: string; jitter: number; timeScale: number; maxRetryAfterSeconds: number };
+  health: { failureThreshold: number; pauseAfterSeconds: number };
+  retention: { attemptDays: number; intervalMs: number };
+  secretRotationOverlapSeconds: number;
 }
 
 /** Parses the environment once; throws {@link ConfigError} naming every bad variable. */
@@ -118,6 +169,29 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     dataDir: e.HOOKPOST_DATA_DIR,
     minIntervalMinutes: e.MIN_INTERVAL_MINUTES,
     supervisorPid: e.HOOKPOST_SUPERVISOR_PID,
+    ssrfAllowlist: (e.HOOKPOST_SSRF_ALLOWLIST ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    ingest: {
+      groupCommitMs: e.INGEST_GROUP_COMMIT_MS,
+      groupCommitMax: e.INGEST_GROUP_COMMIT_MAX,
+      batchBodyLimitBytes: e.EVENTS_BATCH_BODY_LIMIT_BYTES,
+    },
+    delivery: {
+      concurrency: e.DELIVERY_CONCURRENCY,
+      perEndpointConcurrency: e.DELIVERY_PER_ENDPOINT_CONCURRENCY,
+      batchSize: e.DELIVERY_BATCH_SIZE,
+      timeoutMs: e.DELIVERY_TIMEOUT_MS,
+      connectTimeoutMs: e.DELIVERY_CONNECT_TIMEOUT_MS,
+      leaseMs: e.DELIVERY_LEASE_MS ?? e.DELIVERY_TIMEOUT_MS + 30_000,
+    },
+    retry: {
+      schedule: e.RETRY_SCHEDULE,
+      jitter: e.RETRY_JITTER,
+      timeScale: e.RETRY_TIME_SCALE,
+      maxRetryAfterSeconds: e.RETRY_AFTER_MAX_SECONDS,
+    },
+    health: { failureThreshold: e.HEALTH_FAILURE_THRESHOLD, pauseAfterSeconds: e.HEALTH_PAUSE_AFTER_SECONDS },
+    retention: { attemptDays: e.ATTEMPT_RETENTION_DAYS, intervalMs: e.RETENTION_INTERVAL_MS },
+    secretRotationOverlapSeconds: e.SECRET_ROTATION_OVERLAP_SECONDS,
   });
 }
 

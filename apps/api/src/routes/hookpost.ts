@@ -1,10 +1,14 @@
-import { contract, type ApiKey, type Environment } from '@hookpost/contract';
+import { contract, type ApiKey, type Environment, type EventAccepted } from '@hookpost/contract';
 import { apiKeys, workspaces, type ApiKeyRow, type EnvironmentRow } from '@hookpost/db';
 import { initServer } from '@ts-rest/express';
 import { requireAdminToken } from '../http/auth.js';
 import { requireScope } from '../http/context.js';
 import { ApiError } from '../http/errors.js';
-import type { ApiDeps } from '../services/deps.js';
+import type { ApiContext } from '../services/deps.js';
+import { toAttempt, toDelivery } from '../services/delivery-views.js';
+import { requireWebhook, rotateSecret, secretsOf } from '../services/webhook-delivery.js';
+import { decodeCursor, encodeCursor } from '../http/cursor.js';
+import { deliveries } from '@hookpost/db';
 
 const s = initServer();
 
@@ -25,7 +29,7 @@ const toApiKey = (k: ApiKeyRow): ApiKey => ({
   ...(k.last_used_at ? { last_used_at: k.last_used_at.toISOString() } : {}),
 });
 
-export function hookpostRouter(deps: ApiDeps) {
+export function hookpostRouter(deps: ApiContext) {
   const { db } = deps;
   return s.router(contract.hookpost, {
     workspace: async ({ req }) => {
@@ -80,6 +84,64 @@ export function hookpostRouter(deps: ApiDeps) {
       const scope = requireScope(req);
       if (!(await apiKeys.deleteApiKey(db, scope.workspaceId, params.id))) throw ApiError.notFound('API key');
       return { status: 204, body: undefined };
+    },
+    ingestEvent: async ({ body, headers, req }) => {
+      const answer = await deps.ingestor.submit({ scope: requireScope(req), events: [body], single: true, idempotencyKey: headers['idempotency-key'] });
+      return answer as { status: 202; body: EventAccepted };
+    },
+    ingestEvents: async ({ body, headers, req }) => {
+      const answer = await deps.ingestor.submit({ scope: requireScope(req), events: body.events, single: false, idempotencyKey: headers['idempotency-key'] });
+      return answer as { status: 202; body: { events: EventAccepted[] } };
+    },
+    getWebhookSecret: async ({ params, req }) => ({
+      status: 200,
+      body: secretsOf(deps, await requireWebhook(db, requireScope(req), params.id)),
+    }),
+    rotateWebhookSecret: async ({ params, body, req }) => {
+      const row = await rotateSecret(deps, requireScope(req), params.id, body.overlap_seconds ?? deps.config.secretRotationOverlapSeconds);
+      return { status: 200, body: secretsOf(deps, row) };
+    },
+    listWebhookDeliveries: async ({ params, query, req }) => {
+      const scope = requireScope(req);
+      await requireWebhook(db, scope, params.id);
+      const limit = query.limit ?? 100;
+      const rows = await deliveries.listWebhookDeliveries(db, scope.workspaceId, params.id, {
+        statuses: query.status,
+        since: query.since,
+        until: query.until,
+        limit: limit + 1,
+        before: query.next_cursor ? decodeCursor(query.next_cursor) : undefined,
+      });
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        status: 200,
+        body: { result: page.map(toDelivery), next_cursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null },
+      };
+    },
+    replayWebhook: async ({ params, body, req }) => {
+      const scope = requireScope(req);
+      await requireWebhook(db, scope, params.id);
+      const ids = await deliveries.failedDeliveryIds(db, scope.workspaceId, params.id, new Date(body.since), body.limit ?? 10_000);
+      const created = await deliveries.replayDeliveries(db, scope.workspaceId, ids);
+      return { status: 202, body: { count: created.length, deliveries: created } };
+    },
+    getDelivery: async ({ params, req }) => {
+      const row = await deliveries.getDelivery(db, requireScope(req).workspaceId, params.id);
+      if (!row) throw ApiError.notFound('delivery');
+      return { status: 200, body: toDelivery(row) };
+    },
+    listAttempts: async ({ params, req }) => {
+      const row = await deliveries.getDelivery(db, requireScope(req).workspaceId, params.id);
+      if (!row) throw ApiError.notFound('delivery');
+      return { status: 200, body: (await deliveries.listAttempts(db, row.id)).map(toAttempt) };
+    },
+    replayDelivery: async ({ params, req }) => {
+      const scope = requireScope(req);
+      const row = await deliveries.getDelivery(db, scope.workspaceId, params.id);
+      if (!row) throw ApiError.notFound('delivery');
+      const created = await deliveries.replayDeliveries(db, scope.workspaceId, [row.id]);
+      return { status: 202, body: { count: created.length, deliveries: created } };
     },
     createWorkspace: {
       middleware: [requireAdminToken(deps.config.adminToken)],

@@ -1,11 +1,11 @@
 import { contract } from '@hookpost/contract';
 import { initServer } from '@ts-rest/express';
 import { sql } from 'kysely';
-import type { ApiDeps } from '../services/deps.js';
+import type { ApiContext } from '../services/deps.js';
 
 const s = initServer();
 
-export function systemRouter(deps: ApiDeps) {
+export function systemRouter(deps: ApiContext) {
   return s.router(contract.system, {
     healthz: async () => ({ status: 200, body: { status: 'ok' } }),
     readyz: async () => {

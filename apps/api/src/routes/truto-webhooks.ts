@@ -2,32 +2,15 @@ import { contract, DEFAULT_PAGE_SIZE } from '@hookpost/contract';
 import { webhooks } from '@hookpost/db';
 import { initServer } from '@ts-rest/express';
 import { requireScope } from '../http/context.js';
-import { ApiError } from '../http/errors.js';
-import type { ApiDeps } from '../services/deps.js';
-import { toTrutoWebhook } from '../services/webhook-views.js';
+import { decodeCursor, encodeCursor } from '../http/cursor.js';
+import type { ApiContext } from '../services/deps.js';
+import { toTrutoWebhook } from '@hookpost/delivery';
 import { createTrutoWebhook, requireTrutoWebhook, updateTrutoWebhook } from '../services/webhooks.js';
+import { sendTestNow } from '../services/webhook-delivery.js';
 
 const s = initServer();
 
-/** Opaque keyset cursor: the (created_at, id) of the last row served. */
-export function encodeCursor(createdAt: Date, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt.toISOString(), id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
-    const createdAt = new Date(String(at));
-    if (typeof id !== 'string' || !/^[0-9a-f-]{36}$/i.test(id) || Number.isNaN(createdAt.getTime())) throw new Error('bad');
-    return { createdAt, id };
-  } catch {
-    throw new ApiError('validation_failed', 'query.next_cursor: not a cursor this API returned', 'query.next_cursor', [
-      { field: 'query.next_cursor', message: 'not a cursor this API returned' },
-    ]);
-  }
-}
-
-export function trutoWebhookRouter(deps: ApiDeps) {
+export function trutoWebhookRouter(deps: ApiContext) {
   const { db } = deps;
   return s.router(contract.truto.webhook, {
     list: async ({ query, req }) => {
@@ -55,9 +38,8 @@ export function trutoWebhookRouter(deps: ApiDeps) {
       return { status: 201, body: { ...toTrutoWebhook(row), secret } };
     },
     test: async ({ body, req }) => {
-      await requireTrutoWebhook(db, requireScope(req), body.id);
-      // Accepted for delivery; the delivery pipeline sends the test event.
-      return { status: 200, body: { success: true } };
+      const row = await requireTrutoWebhook(db, requireScope(req), body.id);
+      return { status: 200, body: { success: await sendTestNow(deps, row) } };
     },
     get: async ({ params, req }) => ({
       status: 200,

@@ -3,7 +3,7 @@ import { connections, workspaces, type ConnectionUpdate, type ConnectionWithEnv,
 import { initServer } from '@ts-rest/express';
 import { requireScope } from '../http/context.js';
 import { ApiError } from '../http/errors.js';
-import type { ApiDeps } from '../services/deps.js';
+import type { ApiContext } from '../services/deps.js';
 
 const s = initServer();
 
@@ -31,7 +31,7 @@ async function requireConnection(db: Db, scope: Scope, id: string): Promise<Conn
   return row;
 }
 
-export function unifiedConnectionRouter(deps: ApiDeps) {
+export function unifiedConnectionRouter(deps: ApiContext) {
   const { db, secrets } = deps;
 
   /** Columns from a whole Connection (create and PUT); credentials sealed. */

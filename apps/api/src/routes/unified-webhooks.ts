@@ -2,18 +2,20 @@ import { contract, DEFAULT_PAGE_SIZE } from '@hookpost/contract';
 import { webhookRuns, webhooks, type Scope } from '@hookpost/db';
 import { initServer } from '@ts-rest/express';
 import { requireScope } from '../http/context.js';
-import type { ApiDeps } from '../services/deps.js';
-import { toUnifiedWebhook } from '../services/webhook-views.js';
+import type { ApiContext } from '../services/deps.js';
+import { toUnifiedWebhook } from '@hookpost/delivery';
 import {
   createUnifiedWebhook,
   patchUnifiedWebhook,
   replaceUnifiedWebhook,
   requireUnifiedWebhook,
+  resumeUnifiedWebhook,
 } from '../services/webhooks.js';
+import { queueTestDelivery } from '../services/webhook-delivery.js';
 
 const s = initServer();
 
-export function unifiedWebhookRouter(deps: ApiDeps) {
+export function unifiedWebhookRouter(deps: ApiContext) {
   const { db } = deps;
   const auth = requireScope;
 
@@ -24,10 +26,11 @@ export function unifiedWebhookRouter(deps: ApiDeps) {
     return toUnifiedWebhook(row, runs.get(row.id));
   };
 
-  /** Records a manual run request; the worker's poller runs it. */
+  /** Records a manual run request (the poller runs it) and sends a test delivery. */
   const trigger = async (scope: Scope, id: string) => {
-    await requireUnifiedWebhook(db, scope, id);
+    const row = await requireUnifiedWebhook(db, scope, id);
     await webhookRuns.requestRun(db, id, 'manual');
+    await queueTestDelivery(deps, row);
     return { status: 200 as const, body: undefined };
   };
 
@@ -75,8 +78,7 @@ export function unifiedWebhookRouter(deps: ApiDeps) {
     triggerPatch: async ({ params, req }) => trigger(auth(req), params.id),
     resume: async ({ params, req }) => {
       const scope = auth(req);
-      await requireUnifiedWebhook(db, scope, params.id);
-      await webhooks.resumeWebhook(db, scope, params.id);
+      await resumeUnifiedWebhook(deps, scope, params.id);
       return { status: 200, body: await show(scope, params.id) };
     },
   });

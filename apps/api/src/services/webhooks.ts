@@ -18,8 +18,9 @@ import {
   type WebhookWithEnv,
 } from '@hookpost/db';
 import { ApiError } from '../http/errors.js';
-import type { ApiDeps } from './deps.js';
+import type { ApiContext } from './deps.js';
 import { sealDbUrl } from './secrets.js';
+import { requireAllowedUrl, syncQueueWithState } from './webhook-delivery.js';
 
 /** The connection a webhook names, which must belong to the caller's workspace (and environment). */
 async function requireConnection(db: Db, scope: Scope, id: string) {
@@ -28,7 +29,7 @@ async function requireConnection(db: Db, scope: Scope, id: string) {
   return connection;
 }
 
-function checkInterval(deps: ApiDeps, interval: number | undefined): void {
+function checkInterval(deps: ApiContext, interval: number | undefined): void {
   const min = deps.config.minIntervalMinutes;
   if (interval !== undefined && interval < min) throw ApiError.invalidField('interval', `must be at least ${min} minute(s)`);
 }
@@ -40,7 +41,7 @@ function unifiedEventTypes(w: { event?: string | undefined; events?: string[] | 
 }
 
 /** Columns set from a whole unified.to Webhook (create and PUT). */
-function unifiedColumns(deps: ApiDeps, w: UnifiedWebhookWrite): WebhookUpdate {
+function unifiedColumns(deps: ApiContext, w: UnifiedWebhookWrite): WebhookUpdate {
   return {
     object_type: w.object_type,
     event_types: unifiedEventTypes(w),
@@ -69,12 +70,13 @@ function pauseColumns(paused: boolean): WebhookUpdate {
 }
 
 export async function createUnifiedWebhook(
-  deps: ApiDeps,
+  deps: ApiContext,
   scope: Scope,
   body: UnifiedWebhookWrite,
   includeAll: boolean,
 ): Promise<string> {
   checkInterval(deps, body.interval);
+  await requireAllowedUrl(deps, 'hook_url', body.hook_url);
   return inTransaction(deps.db, async (trx) => {
     const connection = await requireConnection(trx, scope, body.connection_id);
     const row = await webhooks.insertWebhook(trx, {
@@ -91,8 +93,9 @@ export async function createUnifiedWebhook(
   });
 }
 
-export async function replaceUnifiedWebhook(deps: ApiDeps, scope: Scope, id: string, body: UnifiedWebhookWrite): Promise<void> {
+export async function replaceUnifiedWebhook(deps: ApiContext, scope: Scope, id: string, body: UnifiedWebhookWrite): Promise<void> {
   checkInterval(deps, body.interval);
+  await requireAllowedUrl(deps, 'hook_url', body.hook_url);
   await inTransaction(deps.db, async (trx) => {
     await requireUnifiedWebhook(trx, scope, id);
     const connection = await requireConnection(trx, scope, body.connection_id);
@@ -102,11 +105,13 @@ export async function replaceUnifiedWebhook(deps: ApiDeps, scope: Scope, id: str
       environment_id: connection.environment_id,
       integration_type: connection.integration_type,
     });
+    await syncQueueWithState(trx, await requireUnifiedWebhook(trx, scope, id));
   });
 }
 
-export async function patchUnifiedWebhook(deps: ApiDeps, scope: Scope, id: string, body: UnifiedWebhookPatch): Promise<void> {
+export async function patchUnifiedWebhook(deps: ApiContext, scope: Scope, id: string, body: UnifiedWebhookPatch): Promise<void> {
   checkInterval(deps, body.interval);
+  await requireAllowedUrl(deps, 'hook_url', body.hook_url);
   await inTransaction(deps.db, async (trx) => {
     const current = await requireUnifiedWebhook(trx, scope, id);
     const set: WebhookUpdate = {};
@@ -146,6 +151,16 @@ export async function patchUnifiedWebhook(deps: ApiDeps, scope: Scope, id: strin
     if (!hookUrl && !dbUrl) throw ApiError.invalidField('hook_url', 'a webhook needs a hook_url or a db_url');
     if (!!dbUrl !== !!dbType) throw ApiError.invalidField(dbUrl ? 'db_type' : 'db_url', 'db_type and db_url go together');
     if (Object.keys(set).length > 0) await webhooks.updateWebhook(trx, scope, id, set);
+    if (body.is_paused !== undefined) await syncQueueWithState(trx, await requireUnifiedWebhook(trx, scope, id));
+  });
+}
+
+/** unified.to's resume: healthy, unpaused, active again, and its held deliveries go out. */
+export async function resumeUnifiedWebhook(deps: ApiContext, scope: Scope, id: string): Promise<void> {
+  await inTransaction(deps.db, async (trx) => {
+    await requireUnifiedWebhook(trx, scope, id);
+    await webhooks.resumeWebhook(trx, scope, id);
+    await syncQueueWithState(trx, await requireUnifiedWebhook(trx, scope, id));
   });
 }
 
@@ -176,10 +191,11 @@ async function targetEnvironment(db: Db, scope: Scope, environmentId: string | u
 }
 
 export async function createTrutoWebhook(
-  deps: ApiDeps,
+  deps: ApiContext,
   scope: Scope,
   body: TrutoWebhookCreate,
 ): Promise<{ id: string; secret: string }> {
+  await requireAllowedUrl(deps, 'target_url', body.target_url);
   const secret = generateWebhookSecret();
   const environmentId = await targetEnvironment(deps.db, scope, body.environment_id);
   const row = await webhooks.insertWebhook(deps.db, {
@@ -195,11 +211,15 @@ export async function createTrutoWebhook(
   return { id: row.id, secret };
 }
 
-export async function updateTrutoWebhook(deps: ApiDeps, scope: Scope, id: string, body: TrutoWebhookUpdate): Promise<void> {
+export async function updateTrutoWebhook(deps: ApiContext, scope: Scope, id: string, body: TrutoWebhookUpdate): Promise<void> {
   await requireTrutoWebhook(deps.db, scope, id);
+  await requireAllowedUrl(deps, 'target_url', body.target_url);
   const set: WebhookUpdate = {};
   if (body.target_url !== undefined) set.hook_url = body.target_url;
   if (body.event_types !== undefined) set.event_types = [...new Set(body.event_types)];
   if (body.is_active !== undefined) Object.assign(set, body.is_active ? { is_active: true, is_paused: false } : { is_active: false });
-  if (Object.keys(set).length > 0) await webhooks.updateWebhook(deps.db, scope, id, set);
+  await inTransaction(deps.db, async (trx) => {
+    if (Object.keys(set).length > 0) await webhooks.updateWebhook(trx, scope, id, set);
+    if (body.is_active !== undefined) await syncQueueWithState(trx, await requireTrutoWebhook(trx, scope, id));
+  });
 }

@@ -45,9 +45,17 @@ export async function deleteWebhook(db: Db, scope: Scope, id: string): Promise<b
   return r.numDeletedRows > 0n;
 }
 
-/** Clears unhealthy and paused, as `resume` promises. */
+/** Clears unhealthy, paused and disabled, and the failure streak, as `resume` promises. */
 export async function resumeWebhook(db: Db, scope: Scope, id: string): Promise<boolean> {
-  return updateWebhook(db, scope, id, { is_healthy: true, is_paused: false, is_active: true, checked_at: sql<Date>`now()` as unknown as Date });
+  return updateWebhook(db, scope, id, {
+    is_healthy: true,
+    is_paused: false,
+    is_active: true,
+    consecutive_failures: 0,
+    failing_since: null,
+    disabled_reason: null,
+    checked_at: new Date(),
+  });
 }
 
 export type UnifiedSort = 'name' | 'updated_at' | 'created_at';
@@ -107,5 +115,21 @@ export async function listWebhooksAfter(db: Db, scope: Scope, f: CursorListFilte
     .orderBy('w.created_at', 'asc')
     .orderBy('w.id', 'asc')
     .limit(f.limit)
+    .execute();
+}
+
+/** What the delivery worker needs of webhooks: the rows, their environment name and their connection's external_xref. */
+export async function getWebhooksForDelivery(
+  db: Db,
+  ids: readonly string[],
+): Promise<(WebhookWithEnv & { external_xref: string | null })[]> {
+  if (ids.length === 0) return [];
+  return db
+    .selectFrom('webhooks as w')
+    .innerJoin('environments as e', 'e.id', 'w.environment_id')
+    .leftJoin('connections as c', 'c.id', 'w.connection_id')
+    .selectAll('w')
+    .select(['e.name as environment_name', 'c.external_xref'])
+    .where('w.id', 'in', ids)
     .execute();
 }

@@ -1,0 +1,217 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { EventAccepted, EventIn } from '@hookpost/contract';
+import { events as eventsRepo, type Db, type NewEvent, type Scope } from '@hookpost/db';
+import type { Kysely } from 'kysely';
+import type { Database } from '@hookpost/db';
+import type { Logger } from '@hookpost/runtime';
+import { ApiError } from '../http/errors.js';
+
+export interface IngestRequest {
+  scope: Scope;
+  events: EventIn[];
+  /** POST /v1/events (one event, errors at `body.*`) rather than /batch (`body.events.N.*`). */
+  single: boolean;
+  idempotencyKey?: string;
+}
+
+export interface IngestAnswer {
+  status: number;
+  body: unknown;
+}
+
+interface Pending {
+  request: IngestRequest;
+  requestHash: Buffer;
+  resolve: (a: IngestAnswer) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * Accepts events. Concurrent requests are group-committed: those arriving within a
+ * short window share one transaction (events, fan-out rows, idempotency records), and
+ * each gets its 202 only after that transaction commits. No in-memory queue stands
+ * between acceptance and durability: a request is answered after its rows are in
+ * Postgres, never before.
+ */
+export class EventIngestor {
+  private batch: Pending[] = [];
+  private batchEvents = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly logger: Logger,
+    private readonly windowMs: number,
+    private readonly maxEvents: number,
+  ) {}
+
+  submit(request: IngestRequest): Promise<IngestAnswer> {
+    const requestHash = createHash('sha256').update(JSON.stringify(request.events)).digest();
+    return new Promise<IngestAnswer>((resolve, reject) => {
+      this.batch.push({ request, requestHash, resolve, reject });
+      this.batchEvents += request.events.length;
+      if (this.batchEvents >= this.maxEvents) this.flushNow();
+      else if (!this.timer) this.timer = setTimeout(() => this.flushNow(), this.windowMs);
+    });
+  }
+
+  private flushNow(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.batch;
+    this.batch = [];
+    this.batchEvents = 0;
+    if (batch.length > 0) void this.commit(batch);
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    try {
+      const answers = await this.db.transaction().execute((trx) => this.process(trx, batch));
+      batch.forEach((p, i) => p.resolve(answers[i] as IngestAnswer));
+    } catch (err) {
+      if (batch.length === 1) {
+        batch[0]?.reject(err);
+        return;
+      }
+      // One request must not fail the others: commit each on its own.
+      this.logger.warn({ err, requests: batch.length }, 'group commit failed; committing requests one by one');
+      for (const p of batch) {
+        try {
+          const [answer] = await this.db.transaction().execute((trx) => this.process(trx, [p]));
+          p.resolve(answer as IngestAnswer);
+        } catch (e) {
+          p.reject(e);
+        }
+      }
+    }
+  }
+
+  /** One transaction's work for a group of requests; answers in request order. */
+  private async process(trx: Db, batch: Pending[]): Promise<IngestAnswer[]> {
+    const answers: (IngestAnswer | undefined)[] = new Array(batch.length);
+
+    // 1. References: environments and connections must be the caller's.
+    await this.checkReferences(trx, batch, answers);
+
+    // 2. Idempotency keys: a key seen before answers with its stored response.
+    const keyed = batch
+      .map((p, i) => ({ p, i }))
+      .filter(({ p, i }) => answers[i] === undefined && p.request.idempotencyKey !== undefined);
+    const firstByKey = new Map<string, number>();
+    const claims: { workspaceId: string; key: string; requestHash: Buffer; index: number }[] = [];
+    for (const { p, i } of keyed) {
+      const k = `${p.request.scope.workspaceId}/${p.request.idempotencyKey}`;
+      if (!firstByKey.has(k)) {
+        firstByKey.set(k, i);
+        claims.push({ workspaceId: p.request.scope.workspaceId, key: p.request.idempotencyKey as string, requestHash: p.requestHash, index: i });
+      }
+    }
+    const stored = await eventsRepo.claimIdempotencyKeys(trx, claims);
+    claims.forEach((c, j) => {
+      const prior = stored[j];
+      if (prior) answers[c.index] = replay(prior, c.requestHash);
+    });
+
+    // 3. Events and their fan-out, for every request still unanswered (repeats of a key within this group wait for the first).
+    const fresh: { index: number; events: NewEvent[] }[] = [];
+    batch.forEach((p, i) => {
+      if (answers[i] !== undefined) return;
+      const key = p.request.idempotencyKey;
+      if (key !== undefined && firstByKey.get(`${p.request.scope.workspaceId}/${key}`) !== i) return;
+      fresh.push({ index: i, events: p.request.events.map((e) => toNewEvent(p.request.scope, e, this.defaultEnvs)) });
+    });
+    const all = fresh.flatMap((f) => f.events);
+    const results = await eventsRepo.ingestEvents(trx, all);
+    let offset = 0;
+    const toStore: { workspaceId: string; key: string; status: number; body: unknown }[] = [];
+    for (const f of fresh) {
+      const accepted: EventAccepted[] = f.events.map((e, j) => {
+        const r = results[offset + j];
+        if (!r) throw new Error('ingest result missing');
+        return { id: r.eventId, ...(e.externalId !== null ? { external_id: e.externalId } : {}), deliveries: r.deliveries, duplicate: r.duplicate };
+      });
+      offset += f.events.length;
+      const p = batch[f.index] as Pending;
+      const answer: IngestAnswer = { status: 202, body: p.request.single ? accepted[0] : { events: accepted } };
+      answers[f.index] = answer;
+      if (p.request.idempotencyKey !== undefined) {
+        toStore.push({ workspaceId: p.request.scope.workspaceId, key: p.request.idempotencyKey, status: answer.status, body: answer.body });
+      }
+    }
+    await eventsRepo.storeIdempotentResponses(trx, toStore);
+
+    // Repeats of a key inside this group get the first request's answer.
+    batch.forEach((p, i) => {
+      if (answers[i] !== undefined) return;
+      const first = firstByKey.get(`${p.request.scope.workspaceId}/${p.request.idempotencyKey}`) as number;
+      const firstAnswer = answers[first] as IngestAnswer;
+      answers[i] = (batch[first] as Pending).requestHash.equals(p.requestHash) ? firstAnswer : keyMismatch();
+    });
+    return answers as IngestAnswer[];
+  }
+
+  /** Default environment per workspace, filled by checkReferences. */
+  private defaultEnvs = new Map<string, string>();
+
+  private async checkReferences(trx: Db, batch: Pending[], answers: (IngestAnswer | undefined)[]): Promise<void> {
+    const workspaceIds = [...new Set(batch.map((p) => p.request.scope.workspaceId))];
+    const envRows = await trx.selectFrom('environments').select(['id', 'workspace_id', 'is_default']).where('workspace_id', 'in', workspaceIds).execute();
+    const envOf = new Map(envRows.map((e) => [e.id, e.workspace_id]));
+    for (const e of envRows) if (e.is_default) this.defaultEnvs.set(e.workspace_id, e.id);
+    const connectionIds = [...new Set(batch.flatMap((p) => p.request.events.flatMap((e) => (e.connection_id ? [e.connection_id] : []))))];
+    const connRows = connectionIds.length
+      ? await trx.selectFrom('connections').select(['id', 'workspace_id', 'environment_id']).where('id', 'in', connectionIds).execute()
+      : [];
+    const connOf = new Map(connRows.map((c) => [c.id, c]));
+    batch.forEach((p, i) => {
+      const { scope, events, single } = p.request;
+      for (let j = 0; j < events.length; j++) {
+        const e = events[j] as EventIn;
+        const at = single ? 'body' : `body.events.${j}`;
+        if (e.environment_id !== undefined) {
+          const okEnv = envOf.get(e.environment_id) === scope.workspaceId && (scope.environmentId === null || scope.environmentId === e.environment_id);
+          if (!okEnv) return (answers[i] = invalid(`${at}.environment_id`, 'no environment with this id in this workspace'));
+        }
+        if (e.connection_id !== undefined) {
+          const c = connOf.get(e.connection_id);
+          const env = e.environment_id ?? scope.environmentId ?? this.defaultEnvs.get(scope.workspaceId);
+          if (!c || c.workspace_id !== scope.workspaceId) return (answers[i] = invalid(`${at}.connection_id`, 'no connection with this id in this workspace'));
+          if (e.environment_id !== undefined && c.environment_id !== env) {
+            return (answers[i] = invalid(`${at}.connection_id`, 'the connection belongs to another environment'));
+          }
+        }
+      }
+      return undefined;
+    });
+  }
+}
+
+function toNewEvent(scope: Scope, e: EventIn, defaultEnvs: Map<string, string>): NewEvent {
+  const environmentId = e.environment_id ?? scope.environmentId ?? defaultEnvs.get(scope.workspaceId);
+  if (!environmentId) throw new Error(`workspace ${scope.workspaceId} has no default environment`);
+  return {
+    id: randomUUID(),
+    workspaceId: scope.workspaceId,
+    environmentId,
+    externalId: e.id ?? null,
+    type: e.type,
+    objectType: e.object_type ?? null,
+    connectionId: e.connection_id ?? null,
+    data: e.data,
+  };
+}
+
+function invalid(field: string, message: string): IngestAnswer {
+  const err = new ApiError('validation_failed', `${field}: ${message}`, field, [{ field, message }]);
+  return { status: err.status, body: err.toEnvelope() };
+}
+
+function keyMismatch(): IngestAnswer {
+  const err = new ApiError('conflict', 'this Idempotency-Key was used with a different request body', 'header.idempotency-key');
+  return { status: err.status, body: err.toEnvelope() };
+}
+
+function replay(prior: eventsRepo.IdempotentResponse, requestHash: Buffer): IngestAnswer {
+  if (!prior.requestHash.equals(requestHash)) return keyMismatch();
+  return { status: prior.status, body: prior.body };
+}

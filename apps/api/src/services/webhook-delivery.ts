@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { generateWebhookSecret } from '@hookpost/contract';
+import { deliveries, webhooks, type Db, type Scope, type WebhookWithEnv } from '@hookpost/db';
+import { checkHookUrl, messageOf, performAttempt, retryPolicyFrom, TargetLoader, type StoredPayload } from '@hookpost/delivery';
+import { ApiError } from '../http/errors.js';
+import type { ApiContext } from './deps.js';
+
+/** A webhook of the caller's workspace, whatever face created it, or 404. */
+export async function requireWebhook(db: Db, scope: Scope, id: string): Promise<WebhookWithEnv> {
+  const row = await webhooks.getWebhook(db, scope, id);
+  if (!row) throw ApiError.notFound('webhook');
+  return row;
+}
+
+/** Refuses hook URLs that point at private, loopback, link-local or metadata addresses (unless allow-listed). */
+export async function requireAllowedUrl(ctx: ApiContext, field: string, url: string | null | undefined): Promise<void> {
+  if (!url) return;
+  const check = await checkHookUrl(url, ctx.addressPolicy);
+  if (!check.ok) throw ApiError.invalidField(field, check.reason);
+}
+
+/** After a pause/disable the queue holds its deliveries; after a resume/enable it sends them. */
+export async function syncQueueWithState(db: Db, row: Pick<WebhookWithEnv, 'id' | 'is_active' | 'is_paused'>): Promise<void> {
+  if (row.is_active && !row.is_paused) await deliveries.releaseHeld(db, row.id);
+  else await deliveries.holdPending(db, [row.id]);
+}
+
+export function secretsOf(ctx: ApiContext, row: WebhookWithEnv) {
+  const expires = row.previous_secret_expires_at;
+  const previousLive = row.previous_secret_encrypted && expires && expires.getTime() > Date.now();
+  return {
+    secret: ctx.secrets.open(row.secret_encrypted),
+    ...(previousLive && row.previous_secret_encrypted && expires
+      ? { previous_secret: ctx.secrets.open(row.previous_secret_encrypted), previous_secret_expires_at: expires.toISOString() }
+      : {}),
+  };
+}
+
+/** New secret now; the old one keeps signing (Standard Webhooks, several signatures) until the overlap ends. */
+export async function rotateSecret(ctx: ApiContext, scope: Scope, id: string, overlapSeconds: number): Promise<WebhookWithEnv> {
+  const row = await requireWebhook(ctx.db, scope, id);
+  await webhooks.updateWebhook(ctx.db, scope, id, {
+    secret_encrypted: ctx.secrets.seal(generateWebhookSecret()),
+    previous_secret_encrypted: overlapSeconds > 0 ? row.secret_encrypted : null,
+    previous_secret_expires_at: overlapSeconds > 0 ? new Date(Date.now() + overlapSeconds * 1000) : null,
+  });
+  return requireWebhook(ctx.db, scope, id);
+}
+
+const TEST_PAYLOAD: StoredPayload = { type: 'test', unified_type: 'VIRTUAL', records: [], payload: { foo: 'bar' } };
+
+/** Queues a test delivery for the worker (unified.to trigger). */
+export async function queueTestDelivery(ctx: ApiContext, row: WebhookWithEnv): Promise<void> {
+  if (!row.hook_url) return;
+  await deliveries.insertDelivery(ctx.db, {
+    id: randomUUID(),
+    workspaceId: row.workspace_id,
+    webhookId: row.id,
+    kind: 'test',
+    payload: TEST_PAYLOAD,
+    status: row.is_active && !row.is_paused ? 'pending' : 'held',
+  });
+}
+
+/**
+ * Truto's POST /webhook/test: sends a test event now, from the API, and answers with
+ * whether the endpoint took it. The delivery and its attempt are logged like any other;
+ * a failure is retried on the schedule by the worker.
+ */
+export async function sendTestNow(ctx: ApiContext, row: WebhookWithEnv): Promise<boolean> {
+  const id = randomUUID();
+  const leaseMs = ctx.config.delivery.leaseMs;
+  const leasedBy = `api-test-${id}`;
+  await deliveries.insertDelivery(ctx.db, {
+    id,
+    workspaceId: row.workspace_id,
+    webhookId: row.id,
+    kind: 'test',
+    payload: TEST_PAYLOAD,
+    status: 'delivering',
+    leasedBy,
+    leaseMs,
+  });
+  const target = (await new TargetLoader(ctx.db, ctx.secrets).load([row.id])).get(row.id);
+  if (!target) return false;
+  const claimed = { id, webhook_id: row.id, event_id: null, kind: 'test' as const, payload: TEST_PAYLOAD, attempts: 1, created_at: new Date(), event_type: null, event_object_type: null, event_data: null, event_created_at: null };
+  const result = await performAttempt(ctx.sender, target, messageOf(claimed), 1, retryPolicyFrom(ctx.config.retry));
+  await ctx.db.transaction().execute((trx) => deliveries.completeBatch(trx, leasedBy, [result.completion], [result.attempt]));
+  return result.outcome === 'success';
+}
+

@@ -1,0 +1,87 @@
+import type { AttemptResult } from '@hookpost/delivery';
+import { deliveries, webhookHealth, type Db, type HealthPolicy, type HealthTally } from '@hookpost/db';
+import type { Logger } from '@hookpost/runtime';
+
+/**
+ * Finished attempts are written in batches (group commit): one UPDATE of deliveries,
+ * one INSERT of attempts and the health changes per flush, instead of three writes
+ * per delivery. A flush starts when `maxBatch` results wait or `maxDelayMs` passed.
+ */
+export class CompletionWriter {
+  private pending: AttemptResult[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly db: Db,
+    private readonly workerId: string,
+    private readonly health: HealthPolicy,
+    private readonly logger: Logger,
+    private readonly hooks: {
+      /** Webhooks just paused or disabled: their queued deliveries must not be sent. */
+      onStopped: (webhookIds: string[]) => void;
+      /** Earliest retry time written, to wake the claimer then. */
+      onRetryAt: (at: Date) => void;
+    },
+    private readonly maxBatch = 500,
+    private readonly maxDelayMs = 5,
+  ) {}
+
+  add(result: AttemptResult): void {
+    this.pending.push(result);
+    if (this.pending.length >= this.maxBatch) this.flushSoon(0);
+    else if (!this.timer) this.flushSoon(this.maxDelayMs);
+  }
+
+  private flushSoon(delay: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, delay);
+  }
+
+  /** Writes everything added so far; resolves when it is committed. */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(() => this.write());
+    return this.flushing;
+  }
+
+  private async write(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    const tallies = new Map<string, HealthTally>();
+    let earliestRetry: Date | undefined;
+    for (const r of batch) {
+      const t = tallies.get(r.attempt.webhookId) ?? { webhookId: r.attempt.webhookId, failures: 0, recovered: false, gone: false };
+      if (r.outcome === 'success') {
+        t.recovered = true;
+        t.failures = 0;
+      } else if (r.outcome === 'gone') {
+        t.gone = true;
+      } else {
+        t.failures++;
+      }
+      tallies.set(t.webhookId, t);
+      const at = r.completion.nextAttemptAt;
+      if (at && (!earliestRetry || at < earliestRetry)) earliestRetry = at;
+    }
+    for (let tries = 1; ; tries++) {
+      try {
+        const stopped = await this.db.transaction().execute(async (trx) => {
+          await deliveries.completeBatch(trx, this.workerId, batch.map((r) => r.completion), batch.map((r) => r.attempt));
+          return webhookHealth.applyHealth(trx, [...tallies.values()], this.health);
+        });
+        if (stopped.length > 0) this.hooks.onStopped(stopped);
+        if (earliestRetry) this.hooks.onRetryAt(earliestRetry);
+        return;
+      } catch (err) {
+        // Deliveries stay leased; if the database stays away the lease expires and they are retried.
+        this.logger.error({ err, tries, results: batch.length }, 'could not record attempts; retrying');
+        if (tries >= 5) return;
+        await new Promise((r) => setTimeout(r, 200 * tries));
+      }
+    }
+  }
+}

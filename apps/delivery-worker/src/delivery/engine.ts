@@ -1,0 +1,224 @@
+import { randomUUID } from 'node:crypto';
+import { deliveries, type ClaimedDelivery, type Db, type HealthPolicy } from '@hookpost/db';
+import { messageOf, performAttempt, type DeliveryTarget, type RetryPolicy, type Sender, type TargetLoader } from '@hookpost/delivery';
+import type { Logger } from '@hookpost/runtime';
+import { CompletionWriter } from './completions.js';
+
+export interface EngineOptions {
+  db: Db;
+  sender: Sender;
+  targets: TargetLoader;
+  retry: RetryPolicy;
+  health: HealthPolicy;
+  logger: Logger;
+  /** Deliveries in flight (sending or waiting for their endpoint's turn) in this process. */
+  concurrency: number;
+  /** Sends in flight per webhook: a slow endpoint never holds more than this. */
+  perEndpoint: number;
+  batchSize: number;
+  leaseMs: number;
+  /** How long an idle worker sleeps when nothing is due and nothing notifies it. */
+  idleCheckMs?: number;
+}
+
+interface EndpointLane {
+  active: number;
+  waiting: { delivery: ClaimedDelivery; target: DeliveryTarget }[];
+}
+
+/**
+ * The delivery loop of one worker process. Claims due deliveries in batches (SKIP
+ * LOCKED + lease), sends them with a per-endpoint cap so one slow or dead endpoint
+ * cannot hold up others, and hands results to the batched completion writer.
+ * Sleeps on LISTEN/NOTIFY (or until the next retry falls due) when there is no work.
+ */
+export class DeliveryEngine {
+  readonly workerId = `worker-${randomUUID()}`;
+  private readonly lanes = new Map<string, EndpointLane>();
+  private readonly completions: CompletionWriter;
+  private inFlight = 0;
+  private queued = 0;
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+  private wakeSignal: (() => void) | undefined;
+  private notified = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryAt = Number.POSITIVE_INFINITY;
+  private idleResolvers: (() => void)[] = [];
+  readonly stats = { claimed: 0, sent: 0, succeeded: 0, failed: 0, released: 0 };
+
+  constructor(private readonly o: EngineOptions) {
+    this.completions = new CompletionWriter(o.db, this.workerId, o.health, o.logger, {
+      onStopped: (ids) => this.dropQueued(ids),
+      onRetryAt: (at) => this.wakeAt(at),
+    });
+  }
+
+  start(): void {
+    this.loop ??= this.run().catch((err: unknown) => {
+      this.o.logger.fatal({ err }, 'delivery loop crashed');
+      throw err;
+    });
+  }
+
+  /** New work may be due (NOTIFY). */
+  wake(): void {
+    this.notified = true;
+    this.wakeSignal?.();
+  }
+
+  /** Wake up at `at` (a retry falls due). */
+  wakeAt(at: Date): void {
+    const when = at.getTime();
+    if (when >= this.retryAt) return;
+    this.retryAt = when;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryAt = Number.POSITIVE_INFINITY;
+      this.wake();
+    }, Math.max(0, when - Date.now()));
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeSignal = done;
+    }).finally(() => (this.wakeSignal = undefined));
+  }
+
+  private get room(): number {
+    return this.o.concurrency - this.inFlight - this.queued;
+  }
+
+  private async run(): Promise<void> {
+    const idleMs = this.o.idleCheckMs ?? 30_000;
+    while (!this.stopping) {
+      if (this.room < Math.min(this.o.batchSize, this.o.concurrency) / 4) {
+        await this.sleep(idleMs); // woken when sends finish
+        continue;
+      }
+      this.notified = false;
+      let claimed: ClaimedDelivery[];
+      try {
+        claimed = await deliveries.claimDue(this.o.db, {
+          workerId: this.workerId,
+          limit: Math.min(this.room, this.o.batchSize),
+          leaseMs: this.o.leaseMs,
+          excludeWebhooks: this.saturated(),
+        });
+      } catch (err) {
+        this.o.logger.error({ err }, 'claim failed; retrying shortly');
+        await this.sleep(1000);
+        continue;
+      }
+      if (claimed.length > 0) {
+        this.stats.claimed += claimed.length;
+        await this.dispatchAll(claimed);
+        if (claimed.length >= Math.min(this.room + claimed.length, this.o.batchSize)) continue; // likely more due
+      }
+      if (this.notified) continue;
+      if (claimed.length === 0) {
+        const next = await deliveries.nextDueAt(this.o.db).catch(() => null);
+        if (next) this.wakeAt(next);
+      }
+      if (!this.notified) await this.sleep(idleMs);
+    }
+  }
+
+  /** Webhooks with a local backlog: not claimed for until it drains. */
+  private saturated(): string[] {
+    const out: string[] = [];
+    for (const [id, lane] of this.lanes) if (lane.waiting.length >= this.o.perEndpoint) out.push(id);
+    return out;
+  }
+
+  private async dispatchAll(claimed: ClaimedDelivery[]): Promise<void> {
+    const targets = await this.o.targets.load([...new Set(claimed.map((d) => d.webhook_id))]);
+    const release: string[] = [];
+    for (const delivery of claimed) {
+      const target = targets.get(delivery.webhook_id);
+      if (!target) {
+        release.push(delivery.id); // webhook gone or without a URL: leave it to the database state
+        continue;
+      }
+      const lane = this.lanes.get(delivery.webhook_id) ?? { active: 0, waiting: [] };
+      this.lanes.set(delivery.webhook_id, lane);
+      if (lane.active < this.o.perEndpoint) {
+        this.send(lane, delivery, target);
+      } else if (lane.waiting.length < this.o.perEndpoint * 2) {
+        lane.waiting.push({ delivery, target });
+        this.queued++;
+      } else {
+        release.push(delivery.id);
+      }
+    }
+    if (release.length > 0) {
+      this.stats.released += release.length;
+      await deliveries.releaseClaims(this.o.db, this.workerId, release).catch((err: unknown) =>
+        this.o.logger.warn({ err }, 'could not release claims; their leases will expire'),
+      );
+    }
+  }
+
+  private send(lane: EndpointLane, delivery: ClaimedDelivery, target: DeliveryTarget): void {
+    lane.active++;
+    this.inFlight++;
+    this.stats.sent++;
+    performAttempt(this.o.sender, target, messageOf(delivery), delivery.attempts, this.o.retry)
+      .then((result) => {
+        if (result.outcome === 'success') this.stats.succeeded++;
+        else this.stats.failed++;
+        this.completions.add(result);
+      })
+      .catch((err: unknown) => this.o.logger.error({ err, delivery: delivery.id }, 'attempt crashed; the lease will bring it back'))
+      .finally(() => {
+        lane.active--;
+        this.inFlight--;
+        const next = lane.waiting.shift();
+        if (next) {
+          this.queued--;
+          this.send(lane, next.delivery, next.target);
+        } else if (lane.active === 0) {
+          this.lanes.delete(delivery.webhook_id);
+        }
+        this.wakeSignal?.();
+        if (this.inFlight === 0 && this.queued === 0) for (const r of this.idleResolvers.splice(0)) r();
+      });
+  }
+
+  /** Paused or disabled webhooks: hand their not-yet-sent deliveries back (they end up held). */
+  private dropQueued(webhookIds: string[]): void {
+    const ids: string[] = [];
+    for (const id of webhookIds) {
+      const lane = this.lanes.get(id);
+      if (!lane) continue;
+      ids.push(...lane.waiting.map((w) => w.delivery.id));
+      this.queued -= lane.waiting.length;
+      lane.waiting = [];
+    }
+    if (ids.length > 0) void deliveries.releaseClaims(this.o.db, this.workerId, ids).catch(() => undefined);
+  }
+
+  /** Stops claiming, lets in-flight sends finish (up to `graceMs`), returns the rest, records everything. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.stopping = true;
+    this.wakeSignal?.();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.loop?.catch(() => undefined);
+    const waiting: string[] = [];
+    for (const lane of this.lanes.values()) {
+      waiting.push(...lane.waiting.map((w) => w.delivery.id));
+      this.queued -= lane.waiting.length;
+      lane.waiting = [];
+    }
+    if (waiting.length > 0) await deliveries.releaseClaims(this.o.db, this.workerId, waiting).catch(() => undefined);
+    if (this.inFlight > 0) {
+      await Promise.race([new Promise<void>((r) => this.idleResolvers.push(r)), new Promise((r) => setTimeout(r, graceMs))]);
+    }
+    await this.completions.flush();
+  }
+}

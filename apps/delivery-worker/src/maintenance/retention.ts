@@ -1,0 +1,33 @@
+import { deliveries, type Db } from '@hookpost/db';
+import type { Logger } from '@hookpost/runtime';
+
+/** Deletes attempts older than the retention age, in batches, so no single statement holds locks for long. */
+export async function pruneAttempts(db: Db, olderThanMs: number, batch = 5000): Promise<number> {
+  const cutoff = new Date(Date.now() - olderThanMs);
+  let total = 0;
+  for (;;) {
+    const n = await deliveries.deleteOldAttempts(db, cutoff, batch);
+    total += n;
+    if (n < batch) return total;
+  }
+}
+
+export function startRetention(db: Db, logger: Logger, retentionMs: number, everyMs: number): () => void {
+  let running = false;
+  const tick = async () => {
+    if (running) return;
+    running = true;
+    try {
+      const n = await pruneAttempts(db, retentionMs);
+      if (n > 0) logger.info({ deleted: n }, 'pruned old delivery attempts');
+    } catch (err) {
+      logger.warn({ err }, 'attempt retention failed');
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), everyMs);
+  timer.unref();
+  void tick();
+  return () => clearInterval(timer);
+}

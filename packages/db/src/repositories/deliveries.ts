@@ -1,0 +1,259 @@
+import { sql } from 'kysely';
+import type { Db } from '../client.js';
+import type { DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
+
+/** A delivery claimed by a worker, with what it needs to render the message. */
+export interface ClaimedDelivery {
+  id: string;
+  webhook_id: string;
+  event_id: string | null;
+  kind: DeliveryKind;
+  payload: unknown;
+  /** Attempts including the one just claimed. */
+  attempts: number;
+  created_at: Date;
+  event_type: string | null;
+  event_object_type: string | null;
+  event_data: Record<string, unknown> | null;
+  event_created_at: Date | null;
+}
+
+/**
+ * Claims up to `limit` due deliveries for `workerId` with FOR UPDATE SKIP LOCKED, and
+ * leases them for `leaseMs`: several workers share the queue without double-sending,
+ * and a crashed worker's deliveries come back when the lease runs out.
+ * `excludeWebhooks`: endpoints this worker already has a backlog for.
+ */
+export async function claimDue(
+  db: Db,
+  options: { workerId: string; limit: number; leaseMs: number; excludeWebhooks?: readonly string[] },
+): Promise<ClaimedDelivery[]> {
+  const exclude = options.excludeWebhooks ?? [];
+  const result = await sql<ClaimedDelivery>`
+    with picked as (
+      select id from deliveries
+      where status = 'pending' and next_attempt_at <= now()
+        ${exclude.length > 0 ? sql`and webhook_id <> all(${exclude}::uuid[])` : sql``}
+      order by next_attempt_at
+      limit ${options.limit}
+      for update skip locked
+    ),
+    claimed as (
+      update deliveries d
+         set status = 'delivering', attempts = d.attempts + 1,
+             lease_until = now() + make_interval(secs => ${options.leaseMs / 1000}),
+             leased_by = ${options.workerId}, updated_at = now()
+        from picked where d.id = picked.id
+      returning d.id, d.webhook_id, d.event_id, d.kind, d.payload, d.attempts, d.created_at
+    )
+    select c.*, e.type as event_type, e.object_type as event_object_type, e.data as event_data, e.created_at as event_created_at
+    from claimed c left join events e on e.id = c.event_id
+  `.execute(db);
+  return result.rows;
+}
+
+/** When the next pending delivery falls due (null: none pending). */
+export async function nextDueAt(db: Db): Promise<Date | null> {
+  const r = await sql<{ at: Date | null }>`select min(next_attempt_at) as at from deliveries where status = 'pending'`.execute(db);
+  return r.rows[0]?.at ?? null;
+}
+
+/** Returns claimed-but-unsent deliveries to the queue, as if never claimed. */
+export async function releaseClaims(db: Db, workerId: string, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await sql`
+    update deliveries d
+       set status = case when w.is_active and not w.is_paused then 'pending' else 'held' end,
+           attempts = d.attempts - 1, lease_until = null, leased_by = null, updated_at = now()
+      from webhooks w
+     where w.id = d.webhook_id and d.id = any(${ids}::uuid[]) and d.status = 'delivering' and d.leased_by = ${workerId}
+  `.execute(db);
+}
+
+/** Puts back deliveries whose lease ran out (their worker died mid-send). */
+export async function reclaimExpiredLeases(db: Db): Promise<number> {
+  const r = await sql`
+    update deliveries set status = 'pending', lease_until = null, leased_by = null, updated_at = now()
+    where status = 'delivering' and lease_until < now()
+  `.execute(db);
+  return Number(r.numAffectedRows ?? 0);
+}
+
+export interface AttemptRecord {
+  deliveryId: string;
+  webhookId: string;
+  attempt: number;
+  startedAt: Date;
+  durationMs: number;
+  statusCode: number | null;
+  outcome: string;
+  error: string | null;
+  responseSnippet: string | null;
+  requestHeaders: Record<string, string>;
+}
+
+export interface Completion {
+  id: string;
+  status: Extract<DeliveryStatus, 'succeeded' | 'pending' | 'dead'>;
+  /** For `pending`: when to try again. */
+  nextAttemptAt: Date | null;
+  statusCode: number | null;
+  error: string | null;
+}
+
+/**
+ * Records a batch of finished attempts: the deliveries' new states and the attempt
+ * log, in two statements. Only rows still leased by `workerId` change.
+ */
+export async function completeBatch(db: Db, workerId: string, completions: readonly Completion[], attempts: readonly AttemptRecord[]): Promise<void> {
+  if (completions.length > 0) {
+    // A retry for a webhook paused meanwhile waits, held, for its resume.
+    await sql`
+      update deliveries d
+         set status = case when c.status = 'pending' and not (w.is_active and not w.is_paused) then 'held' else c.status end,
+             next_attempt_at = coalesce(c.next_at, d.next_attempt_at),
+             last_status_code = c.code, last_error = c.error, lease_until = null, leased_by = null,
+             updated_at = now(), finished_at = case when c.status in ('succeeded', 'dead') then now() else null end
+        from unnest(${completions.map((c) => c.id)}::uuid[], ${completions.map((c) => c.status)}::text[],
+                    ${completions.map((c) => c.nextAttemptAt)}::timestamptz[], ${completions.map((c) => c.statusCode)}::int[],
+                    ${completions.map((c) => c.error)}::text[]) as c(id, status, next_at, code, error),
+             webhooks w
+       where d.id = c.id and w.id = d.webhook_id and d.status = 'delivering' and d.leased_by = ${workerId}
+    `.execute(db);
+  }
+  if (attempts.length > 0) {
+    await sql`
+      insert into delivery_attempts (delivery_id, webhook_id, attempt, started_at, duration_ms, status_code, outcome, error, response_snippet, request_headers)
+      select * from unnest(
+        ${attempts.map((a) => a.deliveryId)}::uuid[], ${attempts.map((a) => a.webhookId)}::uuid[], ${attempts.map((a) => a.attempt)}::int[],
+        ${attempts.map((a) => a.startedAt)}::timestamptz[], ${attempts.map((a) => a.durationMs)}::int[], ${attempts.map((a) => a.statusCode)}::int[],
+        ${attempts.map((a) => a.outcome)}::text[], ${attempts.map((a) => a.error)}::text[], ${attempts.map((a) => a.responseSnippet)}::text[],
+        ${attempts.map((a) => JSON.stringify(a.requestHeaders))}::jsonb[])
+    `.execute(db);
+  }
+}
+
+/** Takes a webhook's pending deliveries out of the queue (paused or disabled). */
+export async function holdPending(db: Db, webhookIds: readonly string[]): Promise<void> {
+  if (webhookIds.length === 0) return;
+  await sql`update deliveries set status = 'held', updated_at = now() where webhook_id = any(${webhookIds}::uuid[]) and status = 'pending'`.execute(db);
+}
+
+/** Puts a resumed webhook's held deliveries back in the queue, due now. */
+export async function releaseHeld(db: Db, webhookId: string): Promise<number> {
+  const r = await sql`
+    update deliveries set status = 'pending', next_attempt_at = now(), updated_at = now()
+    where webhook_id = ${webhookId} and status = 'held'
+  `.execute(db);
+  const n = Number(r.numAffectedRows ?? 0);
+  if (n > 0) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+  return n;
+}
+
+/** Queues a delivery outside the event path (test sends, virtual pages, replays). */
+export async function insertDelivery(
+  db: Db,
+  values: { id: string; workspaceId: string; webhookId: string; eventId?: string | null; kind: DeliveryKind; payload?: unknown; status?: 'pending' | 'held' | 'delivering'; replayOf?: string | null; leasedBy?: string; leaseMs?: number },
+): Promise<DeliveryRow> {
+  const row = await db
+    .insertInto('deliveries')
+    .values({
+      id: values.id,
+      workspace_id: values.workspaceId,
+      webhook_id: values.webhookId,
+      event_id: values.eventId ?? null,
+      kind: values.kind,
+      payload: values.payload === undefined ? null : JSON.stringify(values.payload),
+      status: values.status ?? 'pending',
+      replay_of: values.replayOf ?? null,
+      leased_by: values.leasedBy ?? null,
+      lease_until: values.leaseMs ? new Date(Date.now() + values.leaseMs) : null,
+      attempts: values.status === 'delivering' ? 1 : 0,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  if (row.status === 'pending') await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+  return row;
+}
+
+export async function getDelivery(db: Db, workspaceId: string, id: string): Promise<DeliveryRow | undefined> {
+  return db.selectFrom('deliveries').selectAll().where('workspace_id', '=', workspaceId).where('id', '=', id).executeTakeFirst();
+}
+
+export interface DeliveryListFilter {
+  statuses?: DeliveryStatus[];
+  since?: Date;
+  until?: Date;
+  limit: number;
+  /** Keyset: strictly older than this (created_at, id). */
+  before?: { createdAt: Date; id: string };
+}
+
+/** A webhook's deliveries, newest first. */
+export async function listWebhookDeliveries(db: Db, workspaceId: string, webhookId: string, f: DeliveryListFilter): Promise<DeliveryRow[]> {
+  return db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('workspace_id', '=', workspaceId)
+    .where('webhook_id', '=', webhookId)
+    .$if(!!f.statuses?.length, (q) => q.where('status', 'in', f.statuses as DeliveryStatus[]))
+    .$if(f.since !== undefined, (q) => q.where('created_at', '>=', f.since as Date))
+    .$if(f.until !== undefined, (q) => q.where('created_at', '<', f.until as Date))
+    .$if(f.before !== undefined, (q) =>
+      q.where(sql<boolean>`(created_at, id) < (${f.before?.createdAt ?? null}::timestamptz, ${f.before?.id ?? null}::uuid)`),
+    )
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(f.limit)
+    .execute();
+}
+
+export async function listAttempts(db: Db, deliveryId: string): Promise<DeliveryAttemptRow[]> {
+  return db.selectFrom('delivery_attempts').selectAll().where('delivery_id', '=', deliveryId).orderBy('attempt').orderBy('id').execute();
+}
+
+/**
+ * Queues a fresh copy of each given delivery (new id, so receivers that de-duplicate
+ * on webhook-id accept it): pending if its webhook is deliverable, held otherwise.
+ */
+export async function replayDeliveries(db: Db, workspaceId: string, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const r = await sql<{ id: string }>`
+    insert into deliveries (id, workspace_id, webhook_id, event_id, kind, payload, status, replay_of)
+    select gen_random_uuid(), d.workspace_id, d.webhook_id, d.event_id, d.kind, d.payload,
+           case when w.is_active and not w.is_paused then 'pending' else 'held' end, d.id
+    from deliveries d join webhooks w on w.id = d.webhook_id
+    where d.workspace_id = ${workspaceId} and d.id = any(${ids}::uuid[])
+    returning id
+  `.execute(db);
+  if (r.rows.length > 0) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+  return r.rows.map((x) => x.id);
+}
+
+/**
+ * Replays a webhook's failed deliveries since a time: dead ones, and pending ones that
+ * have already failed at least once. At most `limit`, oldest first.
+ */
+export async function failedDeliveryIds(db: Db, workspaceId: string, webhookId: string, since: Date, limit: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom('deliveries')
+    .select('id')
+    .where('workspace_id', '=', workspaceId)
+    .where('webhook_id', '=', webhookId)
+    .where('created_at', '>=', since)
+    .where((eb) => eb.or([eb('status', '=', 'dead'), eb.and([eb('status', 'in', ['pending', 'held']), eb('attempts', '>', 0)])]))
+    .orderBy('created_at')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+/** Deletes up to `batch` attempts older than `olderThan`; returns how many. */
+export async function deleteOldAttempts(db: Db, olderThan: Date, batch: number): Promise<number> {
+  const r = await sql`
+    delete from delivery_attempts where id in (
+      select id from delivery_attempts where created_at < ${olderThan} order by created_at limit ${batch}
+    )
+  `.execute(db);
+  return Number(r.numAffectedRows ?? 0);
+}

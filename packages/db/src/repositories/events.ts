@@ -1,0 +1,156 @@
+import { sql } from 'kysely';
+import type { Db } from '../client.js';
+
+export interface NewEvent {
+  /** Hookpost's id for the event (a UUID chosen by the caller). */
+  id: string;
+  workspaceId: string;
+  environmentId: string;
+  /** The client's event id; a repeat within the workspace is the same event. */
+  externalId: string | null;
+  type: string;
+  objectType: string | null;
+  connectionId: string | null;
+  data: Record<string, unknown>;
+}
+
+export interface IngestedEvent {
+  /** The stored event's id: the new one, or the first one's for a repeat. */
+  eventId: string;
+  /** True when an event with the same external id already existed. */
+  duplicate: boolean;
+  /** Deliveries the event fanned out to. */
+  deliveries: number;
+}
+
+/**
+ * Stores events and fans each out to every matching webhook, in the caller's
+ * transaction: one INSERT … SELECT, so an event reaching 10,000 webhooks is one
+ * statement. Matching: same workspace and environment; the webhook's connection and
+ * object type when it has them; its event types (empty = all); its `filters` as
+ * string equality on the record's fields. Paused and inactive webhooks are skipped.
+ * Returns one entry per input, in input order.
+ */
+export async function ingestEvents(trx: Db, events: readonly NewEvent[]): Promise<IngestedEvent[]> {
+  if (events.length === 0) return [];
+  const col = <K extends keyof NewEvent>(k: K) => events.map((e) => e[k]);
+  const inserted = await sql<{ id: string; deliveries: number }>`
+    with input as (
+      select * from unnest(
+        ${col('id')}::uuid[], ${col('workspaceId')}::uuid[], ${col('environmentId')}::uuid[],
+        ${col('externalId')}::text[], ${col('type')}::text[], ${col('objectType')}::text[],
+        ${col('connectionId')}::uuid[], ${events.map((e) => JSON.stringify(e.data))}::jsonb[]
+      ) as t(id, workspace_id, environment_id, external_id, type, object_type, connection_id, data)
+    ),
+    ins as (
+      insert into events (id, workspace_id, environment_id, external_id, type, object_type, connection_id, data)
+      select * from input
+      on conflict (workspace_id, external_id) where external_id is not null do nothing
+      returning id, workspace_id, environment_id, type, object_type, connection_id, data
+    ),
+    fan as (
+      insert into deliveries (id, workspace_id, webhook_id, event_id, kind, status)
+      select gen_random_uuid(), e.workspace_id, w.id, e.id, 'event', 'pending'
+      from ins e
+      join webhooks w
+        on w.workspace_id = e.workspace_id
+       and w.environment_id = e.environment_id
+       and w.is_active and not w.is_paused
+      where w.hook_url is not null
+        and (w.connection_id is null or w.connection_id = e.connection_id)
+        and (w.object_type is null or w.object_type = e.object_type)
+        and (cardinality(w.event_types) = 0 or e.type = any(w.event_types))
+        and (w.filters = '{}'::jsonb or not exists (
+              select 1 from jsonb_each_text(w.filters) f where (e.data ->> f.key) is distinct from f.value))
+      returning event_id
+    )
+    select ins.id, (select count(*) from fan where fan.event_id = ins.id)::int as deliveries from ins
+  `.execute(trx);
+
+  const byId = new Map(inserted.rows.map((r) => [r.id, r.deliveries]));
+  const results: IngestedEvent[] = [];
+  const missing = events.filter((e) => !byId.has(e.id));
+  const existing = new Map<string, { id: string; deliveries: number }>();
+  if (missing.length > 0) {
+    // Repeats of an external id: answer with the first event, as it was stored.
+    const rows = await sql<{ id: string; workspace_id: string; external_id: string; deliveries: number }>`
+      select e.id, e.workspace_id, e.external_id,
+             (select count(*) from deliveries d where d.event_id = e.id and d.replay_of is null)::int as deliveries
+      from events e
+      join unnest(${missing.map((m) => m.workspaceId)}::uuid[], ${missing.map((m) => m.externalId)}::text[]) as k(workspace_id, external_id)
+        on e.workspace_id = k.workspace_id and e.external_id = k.external_id
+    `.execute(trx);
+    for (const r of rows.rows) existing.set(`${r.workspace_id}/${r.external_id}`, { id: r.id, deliveries: r.deliveries });
+  }
+  for (const e of events) {
+    const fresh = byId.get(e.id);
+    if (fresh !== undefined) {
+      results.push({ eventId: e.id, duplicate: false, deliveries: fresh });
+      continue;
+    }
+    const first = existing.get(`${e.workspaceId}/${e.externalId}`);
+    if (!first) throw new Error(`event ${e.id} was neither inserted nor found`);
+    results.push({ eventId: first.id, duplicate: true, deliveries: first.deliveries });
+  }
+  if (results.some((r) => !r.duplicate && r.deliveries > 0)) await notifyDeliveries(trx);
+  return results;
+}
+
+/** Wakes workers; delivered at commit, once per transaction. */
+export async function notifyDeliveries(trx: Db): Promise<void> {
+  await sql`select pg_notify('hookpost_deliveries', '')`.execute(trx);
+}
+
+export interface IdempotentResponse {
+  status: number;
+  body: unknown;
+  requestHash: Buffer;
+}
+
+/**
+ * Claims idempotency keys for this transaction. Returns, per key, the stored response
+ * of an earlier request with the same key (committed before), or null when the key is
+ * new and now ours. A concurrent holder of the same key makes this wait for its commit.
+ */
+export async function claimIdempotencyKeys(
+  trx: Db,
+  workspaceKeys: readonly { workspaceId: string; key: string; requestHash: Buffer }[],
+): Promise<(IdempotentResponse | null)[]> {
+  if (workspaceKeys.length === 0) return [];
+  const claimed = await sql<{ workspace_id: string; key: string }>`
+    insert into idempotency_keys (workspace_id, key, request_hash)
+    select * from unnest(${workspaceKeys.map((k) => k.workspaceId)}::uuid[], ${workspaceKeys.map((k) => k.key)}::text[],
+                         ${workspaceKeys.map((k) => k.requestHash)}::bytea[])
+    on conflict do nothing
+    returning workspace_id, key
+  `.execute(trx);
+  const mine = new Set(claimed.rows.map((r) => `${r.workspace_id}/${r.key}`));
+  const others = workspaceKeys.filter((k) => !mine.has(`${k.workspaceId}/${k.key}`));
+  const stored = new Map<string, IdempotentResponse>();
+  if (others.length > 0) {
+    const rows = await sql<{ workspace_id: string; key: string; response_status: number; response_body: unknown; request_hash: Buffer }>`
+      select i.workspace_id, i.key, i.response_status, i.response_body, i.request_hash
+      from idempotency_keys i
+      join unnest(${others.map((k) => k.workspaceId)}::uuid[], ${others.map((k) => k.key)}::text[]) as k(workspace_id, key)
+        on i.workspace_id = k.workspace_id and i.key = k.key
+    `.execute(trx);
+    for (const r of rows.rows) {
+      stored.set(`${r.workspace_id}/${r.key}`, { status: r.response_status, body: r.response_body, requestHash: r.request_hash });
+    }
+  }
+  return workspaceKeys.map((k) => stored.get(`${k.workspaceId}/${k.key}`) ?? null);
+}
+
+export async function storeIdempotentResponses(
+  trx: Db,
+  responses: readonly { workspaceId: string; key: string; status: number; body: unknown }[],
+): Promise<void> {
+  if (responses.length === 0) return;
+  await sql`
+    update idempotency_keys i set response_status = r.status, response_body = r.body
+    from unnest(${responses.map((r) => r.workspaceId)}::uuid[], ${responses.map((r) => r.key)}::text[],
+                ${responses.map((r) => r.status)}::int[], ${responses.map((r) => JSON.stringify(r.body))}::jsonb[])
+      as r(workspace_id, key, status, body)
+    where i.workspace_id = r.workspace_id and i.key = r.key
+  `.execute(trx);
+}

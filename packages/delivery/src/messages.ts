@@ -1,0 +1,36 @@
+import type { ClaimedDelivery } from '@hookpost/db';
+import type { OutgoingMessage, UnifiedPayloadType } from './payloads.js';
+
+/** Body material stored on non-event deliveries (tests, virtual pages). */
+export interface StoredPayload {
+  type?: string;
+  unified_type?: UnifiedPayloadType;
+  records?: Record<string, unknown>[];
+  payload?: unknown;
+}
+
+/** The message a claimed delivery carries, whatever its kind. */
+export function messageOf(d: ClaimedDelivery): OutgoingMessage {
+  if (d.kind === 'event') {
+    const data = d.event_data ?? {};
+    return {
+      deliveryId: d.id,
+      eventId: d.event_id ?? d.id,
+      type: d.event_type ?? 'unknown',
+      createdAt: d.event_created_at ?? d.created_at,
+      unifiedType: 'NATIVE',
+      records: [data],
+      payload: data,
+    };
+  }
+  const stored = (d.payload ?? {}) as StoredPayload;
+  return {
+    deliveryId: d.id,
+    eventId: d.event_id ?? d.id,
+    type: stored.type ?? d.kind,
+    createdAt: d.created_at,
+    unifiedType: stored.unified_type ?? 'VIRTUAL',
+    records: stored.records ?? [],
+    payload: stored.payload ?? stored.records ?? {},
+  };
+}

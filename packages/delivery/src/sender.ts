@@ -1,0 +1,145 @@
+/**
+ * Sends one rendered delivery: undici keep-alive pools, bounded connect and total
+ * timeouts, redirects not followed, response read up to a cap, and every connection
+ * made only to an address the policy allows (checked on the address actually used).
+ */
+import { isIP } from 'node:net';
+import { Agent, errors as undiciErrors } from 'undici';
+import { BlockedAddressError, type AddressPolicy } from './address-policy.js';
+import type { RenderedDelivery } from './payloads.js';
+import { parseRetryAfter } from './retry-policy.js';
+
+export type FailureClass = 'timeout' | 'connect_error' | 'network_error' | 'blocked_address' | 'invalid_url';
+
+export interface SendResult {
+  statusCode?: number;
+  durationMs: number;
+  /** First bytes of the response body (≤ maxSnippetBytes), as text. */
+  responseSnippet?: string;
+  retryAfterSeconds?: number;
+  failure?: { class: FailureClass; message: string };
+}
+
+export interface SenderOptions {
+  policy: AddressPolicy;
+  connectTimeoutMs?: number;
+  /** Whole request: connect, send, response headers and the capped body. */
+  timeoutMs?: number;
+  /** Bytes of the response body kept for the attempt log. */
+  maxSnippetBytes?: number;
+  /** Bytes read (and discarded) past the snippet before the connection is dropped instead. */
+  maxDrainBytes?: number;
+  connectionsPerOrigin?: number;
+}
+
+export class Sender {
+  private readonly agent: Agent;
+  private readonly timeoutMs: number;
+  private readonly maxSnippet: number;
+  private readonly maxDrain: number;
+  private readonly policy: AddressPolicy;
+
+  constructor(options: SenderOptions) {
+    this.policy = options.policy;
+    this.timeoutMs = options.timeoutMs ?? 15_000;
+    this.maxSnippet = options.maxSnippetBytes ?? 4096;
+    this.maxDrain = options.maxDrainBytes ?? 64 * 1024;
+    this.agent = new Agent({
+      connections: options.connectionsPerOrigin ?? 64,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 60_000,
+      connect: { timeout: options.connectTimeoutMs ?? 5_000, lookup: this.policy.lookup },
+    });
+  }
+
+  async send(url: string, delivery: RenderedDelivery): Promise<SendResult> {
+    const started = performance.now();
+    const elapsed = () => Math.round(performance.now() - started);
+    let target: URL;
+    try {
+      target = new URL(url);
+      if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new Error('scheme');
+    } catch {
+      return { durationMs: 0, failure: { class: 'invalid_url', message: `not an http(s) URL: ${url}` } };
+    }
+    // IP literals skip DNS, so the lookup guard never sees them: check here.
+    const literal = target.hostname.replace(/^\[|\]$/g, '');
+    if (isIP(literal) && !this.policy.allows(literal)) {
+      return { durationMs: 0, failure: { class: 'blocked_address', message: new BlockedAddressError(literal, literal).message } };
+    }
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    try {
+      const res = await this.agent.request({
+        origin: target.origin,
+        path: target.pathname + target.search,
+        method: 'POST',
+        headers: delivery.headers,
+        body: delivery.body,
+        signal,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+      const snippet = await this.readCapped(res.body);
+      const retryAfter = res.headers['retry-after'];
+      return {
+        statusCode: res.statusCode,
+        durationMs: elapsed(),
+        ...(snippet ? { responseSnippet: snippet } : {}),
+        ...(res.statusCode === 429 || res.statusCode === 503
+          ? { retryAfterSeconds: parseRetryAfter(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter) }
+          : {}),
+      };
+    } catch (err) {
+      return { durationMs: elapsed(), failure: classify(err, signal.aborted) };
+    }
+  }
+
+  /** Keeps the first bytes, drains a little more for keep-alive, drops the rest. */
+  private async readCapped(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<string> {
+    const kept: Buffer[] = [];
+    let keptBytes = 0;
+    let seen = 0;
+    for await (const chunk of body) {
+      seen += chunk.length;
+      if (keptBytes < this.maxSnippet) {
+        const part = chunk.subarray(0, this.maxSnippet - keptBytes);
+        kept.push(part);
+        keptBytes += part.length;
+      }
+      if (seen > this.maxSnippet + this.maxDrain) {
+        body.destroy();
+        break;
+      }
+    }
+    return Buffer.concat(kept).toString('utf8');
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}
+
+function classify(err: unknown, aborted: boolean): { class: FailureClass; message: string } {
+  const e = err as { code?: string; message?: string; cause?: unknown };
+  const message = String(e?.message ?? err).slice(0, 500);
+  const cause = e?.cause as { code?: string } | undefined;
+  if (err instanceof BlockedAddressError || cause instanceof BlockedAddressError || e?.code === 'EBLOCKEDADDRESS') {
+    return { class: 'blocked_address', message };
+  }
+  if (
+    aborted ||
+    err instanceof undiciErrors.HeadersTimeoutError ||
+    err instanceof undiciErrors.BodyTimeoutError ||
+    e?.code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    (err as Error)?.name === 'TimeoutError' ||
+    (err as Error)?.name === 'AbortError'
+  ) {
+    return { class: 'timeout', message: aborted ? 'timed out' : message };
+  }
+  const code = e?.code ?? cause?.code;
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+    return { class: 'connect_error', message: `${code}: ${message}` };
+  }
+  return { class: 'network_error', message: code ? `${code}: ${message}` : message };
+}
