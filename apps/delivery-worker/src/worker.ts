@@ -35,7 +35,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     policy: createAddressPolicy(config.ssrfAllowlist),
     timeoutMs: config.delivery.timeoutMs,
     connectTimeoutMs: config.delivery.connectTimeoutMs,
-    connectionsPerOrigin: config.delivery.perEndpointConcurrency,
+    // Several webhooks can share a host: the per-endpoint cap lives in the engine, not in
+    // the pool, or one slow webhook would take every connection to its origin.
+    connectionsPerOrigin: config.delivery.concurrency,
   });
   const engine = new DeliveryEngine({
     db,

@@ -21,6 +21,21 @@ export interface ReceivedDelivery {
   status: number;
 }
 
+/** How the receiver answers: per path, or for every path (`*`). */
+export interface Behaviour {
+  /** Status to answer with (default 200). */
+  status?: number;
+  /** Delay before answering, in ms. */
+  latency_ms?: number;
+  /** Fraction (0–1) of requests answered with `failure_status` instead. */
+  failure_rate?: number;
+  failure_status?: number;
+  /** Retry-After header value to send with non-2xx answers. */
+  retry_after?: string;
+  /** Apply to this many requests only, then fall back to 200. */
+  times?: number;
+}
+
 export interface ReceiverOptions {
   /** Secrets to verify with (a delivery verifies if any matches). */
   secrets?: string[];
@@ -35,6 +50,8 @@ export interface Receiver {
   url: string;
   deliveries(): ReceivedDelivery[];
   addSecret(secret: string): void;
+  /** Sets how `path` (or every path, `*`) answers; `undefined` restores 200. */
+  setBehaviour(path: string, behaviour: Behaviour | undefined): void;
   close(): Promise<void>;
 }
 
@@ -84,6 +101,8 @@ export function verifyDelivery(secrets: readonly string[], headers: IncomingMess
  * signatures against its secrets, records the delivery, and answers 200.
  * `GET /deliveries` lists what arrived (filters: path, webhook_id, verified, limit).
  * `POST /_control/secrets {secret}` adds a secret; `DELETE /deliveries` forgets everything.
+ * `POST /_control/behaviour {path?, status?, latency_ms?, failure_rate?, failure_status?, retry_after?, times?}`
+ * makes a path (default: every path) fail, slow down or send Retry-After; `{reset: true}` clears.
  */
 export function createReceiver(options: ReceiverOptions = {}): Receiver {
   const secrets = [...(options.secrets ?? [])];
@@ -91,6 +110,24 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
   const maxBody = options.maxBodyBytes ?? 5 * 1024 * 1024;
   const log = options.log ?? (() => undefined);
   let received: ReceivedDelivery[] = [];
+  const behaviours = new Map<string, Behaviour>();
+
+  /** The answer for one request to `path`, consuming a `times` budget. */
+  const decide = (path: string): { status: number; latency: number; retryAfter?: string } => {
+    const key = behaviours.has(path) ? path : behaviours.has('*') ? '*' : undefined;
+    const b = key ? behaviours.get(key) : undefined;
+    if (!b || !key) return { status: 200, latency: 0 };
+    if (b.times !== undefined) {
+      if (b.times <= 0) {
+        behaviours.delete(key);
+        return { status: 200, latency: 0 };
+      }
+      b.times--;
+    }
+    const failing = b.failure_rate !== undefined && Math.random() < b.failure_rate;
+    const status = failing ? (b.failure_status ?? 500) : (b.status ?? 200);
+    return { status, latency: b.latency_ms ?? 0, ...(b.retry_after && (status < 200 || status >= 300) ? { retryAfter: b.retry_after } : {}) };
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://receiver');
@@ -107,6 +144,14 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
     if (req.method === 'DELETE' && url.pathname === '/deliveries') {
       received = [];
       return json(res, 200, { count: 0 });
+    }
+    if (req.method === 'POST' && url.pathname === '/_control/behaviour') {
+      const raw = await readBody(req, 64 * 1024);
+      const body = (raw ? JSON.parse(raw.toString('utf8') || '{}') : {}) as Behaviour & { path?: string; reset?: boolean };
+      const { path = '*', reset, ...behaviour } = body;
+      if (reset) behaviours.clear();
+      else behaviours.set(path, behaviour);
+      return json(res, 200, { behaviours: Object.fromEntries(behaviours) });
     }
     if (req.method === 'POST' && url.pathname === '/_control/secrets') {
       const raw = await readBody(req, 64 * 1024);
@@ -129,6 +174,8 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
     const headers = Object.fromEntries(
       RECORDED_HEADERS.flatMap((h) => (typeof req.headers[h] === 'string' ? [[h, req.headers[h] as string]] : [])),
     );
+    const answer = decide(url.pathname);
+    if (answer.latency > 0) await new Promise((r) => setTimeout(r, answer.latency));
     const delivery: ReceivedDelivery = {
       id: randomUUID(),
       received_at: new Date().toISOString(),
@@ -139,12 +186,13 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
       body,
       signatures,
       verified,
-      status: 200,
+      status: answer.status,
     };
     received.push(delivery);
     if (received.length > capacity) received = received.slice(received.length - capacity);
-    log('delivery received', { path: delivery.path, webhook_id: delivery.webhook_id, verified, signatures });
-    json(res, 200, { received: true });
+    log('delivery received', { path: delivery.path, webhook_id: delivery.webhook_id, verified, signatures, status: answer.status });
+    if (answer.retryAfter) res.setHeader('retry-after', answer.retryAfter);
+    json(res, answer.status, { received: answer.status >= 200 && answer.status < 300 });
   };
 
   const server = createServer((req, res) => {
@@ -161,6 +209,10 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
     deliveries: () => received,
     addSecret: (s) => {
       if (!secrets.includes(s)) secrets.push(s);
+    },
+    setBehaviour: (path, behaviour) => {
+      if (behaviour) behaviours.set(path, { ...behaviour });
+      else behaviours.delete(path);
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -48,7 +48,8 @@ export const maxAttempts = (policy: RetryPolicy) => policy.scheduleSeconds.lengt
 /**
  * Milliseconds to wait after `attemptsMade` failed attempts, or null when the delivery
  * has had all its attempts and is dead. A Retry-After (seconds) replaces the schedule's
- * delay, bounded by `maxRetryAfterSeconds`.
+ * delay, bounded by `maxRetryAfterSeconds`; it is the receiver's own clock, so the
+ * time scale does not apply to it.
  */
 export function retryDelayMs(
   policy: RetryPolicy,
@@ -58,8 +59,8 @@ export function retryDelayMs(
 ): number | null {
   const base = policy.scheduleSeconds[attemptsMade - 1];
   if (base === undefined) return null;
-  let seconds = base * (1 + policy.jitter * (2 * random() - 1));
-  if (retryAfterSeconds !== undefined) seconds = Math.min(Math.max(retryAfterSeconds, 0), policy.maxRetryAfterSeconds);
+  if (retryAfterSeconds !== undefined) return Math.round(Math.min(Math.max(retryAfterSeconds, 0), policy.maxRetryAfterSeconds) * 1000);
+  const seconds = base * (1 + policy.jitter * (2 * random() - 1));
   return Math.max(0, Math.round(seconds * 1000 * policy.timeScale));
 }
 
