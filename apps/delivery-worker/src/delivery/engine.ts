@@ -103,12 +103,14 @@ export class DeliveryEngine {
       }
       this.notified = false;
       let claimed: ClaimedDelivery[];
+      const excluded = this.saturated();
       try {
         claimed = await deliveries.claimDue(this.o.db, {
           workerId: this.workerId,
           limit: Math.min(this.room, this.o.batchSize),
+          perWebhook: this.o.perEndpoint * 2,
           leaseMs: this.o.leaseMs,
-          excludeWebhooks: this.saturated(),
+          excludeWebhooks: excluded,
         });
       } catch (err) {
         this.o.logger.error({ err }, 'claim failed; retrying shortly');
@@ -122,7 +124,9 @@ export class DeliveryEngine {
       }
       if (this.notified) continue;
       if (claimed.length === 0) {
-        const next = await deliveries.nextDueAt(this.o.db).catch(() => null);
+        // Nothing due for endpoints we can take: sleep until the next one falls due, a
+        // NOTIFY, or a send finishing (which frees an endpoint we left out).
+        const next = await deliveries.nextDueAt(this.o.db, excluded).catch(() => null);
         if (next) this.wakeAt(next);
       }
       if (!this.notified) await this.sleep(idleMs);
@@ -185,6 +189,8 @@ export class DeliveryEngine {
         } else if (lane.active === 0) {
           this.lanes.delete(delivery.webhook_id);
         }
+        // Room freed (and maybe an endpoint we left out of claims): look for more work.
+        this.notified = true;
         this.wakeSignal?.();
         if (this.inFlight === 0 && this.queued === 0) for (const r of this.idleResolvers.splice(0)) r();
       });

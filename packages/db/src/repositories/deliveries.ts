@@ -21,22 +21,32 @@ export interface ClaimedDelivery {
 /**
  * Claims up to `limit` due deliveries for `workerId` with FOR UPDATE SKIP LOCKED, and
  * leases them for `leaseMs`: several workers share the queue without double-sending,
- * and a crashed worker's deliveries come back when the lease runs out.
- * `excludeWebhooks`: endpoints this worker already has a backlog for.
+ * and a crashed worker's deliveries come back when the lease runs out. At most
+ * `perWebhook` are taken per webhook, so one busy endpoint cannot fill a batch;
+ * `excludeWebhooks` are endpoints this worker already has a backlog for.
  */
 export async function claimDue(
   db: Db,
-  options: { workerId: string; limit: number; leaseMs: number; excludeWebhooks?: readonly string[] },
+  options: { workerId: string; limit: number; perWebhook: number; leaseMs: number; excludeWebhooks?: readonly string[] },
 ): Promise<ClaimedDelivery[]> {
   const exclude = options.excludeWebhooks ?? [];
   const result = await sql<ClaimedDelivery>`
-    with picked as (
-      select id from deliveries
+    with candidates as (
+      select id, webhook_id, next_attempt_at from deliveries
       where status = 'pending' and next_attempt_at <= now()
         ${exclude.length > 0 ? sql`and webhook_id <> all(${exclude}::uuid[])` : sql``}
       order by next_attempt_at
+      limit ${options.limit * 4}
+    ),
+    ranked as (
+      select id, next_attempt_at, row_number() over (partition by webhook_id order by next_attempt_at, id) as rn from candidates
+    ),
+    picked as (
+      select d.id from deliveries d join ranked r on r.id = d.id
+      where r.rn <= ${options.perWebhook} and d.status = 'pending'
+      order by r.next_attempt_at
       limit ${options.limit}
-      for update skip locked
+      for update of d skip locked
     ),
     claimed as (
       update deliveries d
@@ -52,9 +62,12 @@ export async function claimDue(
   return result.rows;
 }
 
-/** When the next pending delivery falls due (null: none pending). */
-export async function nextDueAt(db: Db): Promise<Date | null> {
-  const r = await sql<{ at: Date | null }>`select min(next_attempt_at) as at from deliveries where status = 'pending'`.execute(db);
+/** When the next pending delivery (of a webhook not excluded) falls due; null: none pending. */
+export async function nextDueAt(db: Db, excludeWebhooks: readonly string[] = []): Promise<Date | null> {
+  const r = await sql<{ at: Date | null }>`
+    select min(next_attempt_at) as at from deliveries
+    where status = 'pending' ${excludeWebhooks.length > 0 ? sql`and webhook_id <> all(${excludeWebhooks}::uuid[])` : sql``}
+  `.execute(db);
   return r.rows[0]?.at ?? null;
 }
 
