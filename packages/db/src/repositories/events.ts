@@ -64,7 +64,8 @@ export async function ingestEvents(trx: Db, events: readonly NewEvent[]): Promis
               select 1 from jsonb_each_text(w.filters) f where (e.data ->> f.key) is distinct from f.value))
       returning event_id
     )
-    select ins.id, (select count(*) from fan where fan.event_id = ins.id)::int as deliveries from ins
+    select ins.id, coalesce(f.n, 0)::int as deliveries
+    from ins left join (select event_id, count(*) as n from fan group by event_id) f on f.event_id = ins.id
   `.execute(trx);
 
   const byId = new Map(inserted.rows.map((r) => [r.id, r.deliveries]));
