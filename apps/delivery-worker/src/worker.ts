@@ -50,6 +50,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     perEndpoint: config.delivery.perEndpointConcurrency,
     batchSize: config.delivery.batchSize,
     leaseMs: config.delivery.leaseMs,
+    timeoutMs: config.delivery.timeoutMs,
   });
 
   const wakeups: Record<string, number> = Object.fromEntries(WAKE_CHANNELS.map((c) => [c, 0]));

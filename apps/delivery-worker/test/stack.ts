@@ -14,7 +14,7 @@ import { createTestDatabase, type TestDatabase } from '@hookpost/testkit';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
-/** Compressed timings: retries after 100/200/300 ms (4 attempts), 1 s timeout, 3 s lease. */
+/** Compressed timings: retries after 100/200/300 ms (4 attempts), 1 s timeout, 5 s lease. */
 export const FAST_ENV: Record<string, string> = {
   RETRY_SCHEDULE: '1,2,3',
   RETRY_TIME_SCALE: '0.1',
@@ -22,7 +22,7 @@ export const FAST_ENV: Record<string, string> = {
   RETRY_AFTER_MAX_SECONDS: '5',
   DELIVERY_TIMEOUT_MS: '1000',
   DELIVERY_CONNECT_TIMEOUT_MS: '500',
-  DELIVERY_LEASE_MS: '3000',
+  DELIVERY_LEASE_MS: '5000',
   HEALTH_FAILURE_THRESHOLD: '3',
   HEALTH_PAUSE_AFTER_SECONDS: '3600',
   LOG_LEVEL: 'info',

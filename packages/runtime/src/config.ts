@@ -60,7 +60,10 @@ export const EnvSchema = z.object({
   DELIVERY_BATCH_SIZE: z.coerce.number().int().min(1).max(5000).default(500),
   DELIVERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
   DELIVERY_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(5_000),
-  /** A claimed delivery whose worker vanished is retried after this long. Default: timeout + 30 s. */
+  /**
+   * A claimed delivery whose worker vanished is retried after this long. A claim may
+   * wait behind two rounds of sends to its endpoint, so the default is 3 × timeout + 30 s.
+   */
   DELIVERY_LEASE_MS: z.coerce.number().int().min(500).max(3_600_000).optional(),
 
   /** `fibonacci` (unified.to's: Fibonacci minutes, 20 retries), `fibonacci:N`, or seconds `5,30,300`. */
@@ -181,7 +184,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       batchSize: e.DELIVERY_BATCH_SIZE,
       timeoutMs: e.DELIVERY_TIMEOUT_MS,
       connectTimeoutMs: e.DELIVERY_CONNECT_TIMEOUT_MS,
-      leaseMs: e.DELIVERY_LEASE_MS ?? e.DELIVERY_TIMEOUT_MS + 30_000,
+      leaseMs: e.DELIVERY_LEASE_MS ?? 3 * e.DELIVERY_TIMEOUT_MS + 30_000,
     },
     retry: {
       schedule: e.RETRY_SCHEDULE,

@@ -17,13 +17,22 @@ export interface EngineOptions {
   perEndpoint: number;
   batchSize: number;
   leaseMs: number;
+  /** The sender's total timeout: a send must end inside its claim's lease. */
+  timeoutMs: number;
   /** How long an idle worker sleeps when nothing is due and nothing notifies it. */
   idleCheckMs?: number;
 }
 
+interface Queued {
+  delivery: ClaimedDelivery;
+  target: DeliveryTarget;
+  /** When this worker claimed it (its lease started). */
+  claimedAt: number;
+}
+
 interface EndpointLane {
   active: number;
-  waiting: { delivery: ClaimedDelivery; target: DeliveryTarget }[];
+  waiting: Queued[];
 }
 
 /**
@@ -80,6 +89,7 @@ export class DeliveryEngine {
   }
 
   private sleep(ms: number): Promise<void> {
+    if (this.stopping) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {
@@ -141,6 +151,7 @@ export class DeliveryEngine {
   }
 
   private async dispatchAll(claimed: ClaimedDelivery[]): Promise<void> {
+    const claimedAt = Date.now();
     const targets = await this.o.targets.load([...new Set(claimed.map((d) => d.webhook_id))]);
     const release: string[] = [];
     for (const delivery of claimed) {
@@ -152,9 +163,9 @@ export class DeliveryEngine {
       const lane = this.lanes.get(delivery.webhook_id) ?? { active: 0, waiting: [] };
       this.lanes.set(delivery.webhook_id, lane);
       if (lane.active < this.o.perEndpoint) {
-        this.send(lane, delivery, target);
+        this.send(lane, { delivery, target, claimedAt });
       } else if (lane.waiting.length < this.o.perEndpoint * 2) {
-        lane.waiting.push({ delivery, target });
+        lane.waiting.push({ delivery, target, claimedAt });
         this.queued++;
       } else {
         release.push(delivery.id);
@@ -168,7 +179,13 @@ export class DeliveryEngine {
     }
   }
 
-  private send(lane: EndpointLane, delivery: ClaimedDelivery, target: DeliveryTarget): void {
+  /** Whether a send started now still ends (timeout included) inside the claim's lease. */
+  private leaseCovers(q: Queued): boolean {
+    return Date.now() - q.claimedAt + this.o.timeoutMs + 1000 < this.o.leaseMs;
+  }
+
+  private send(lane: EndpointLane, q: Queued): void {
+    const { delivery, target } = q;
     lane.active++;
     this.inFlight++;
     this.stats.sent++;
@@ -182,10 +199,18 @@ export class DeliveryEngine {
       .finally(() => {
         lane.active--;
         this.inFlight--;
-        const next = lane.waiting.shift();
+        let next = lane.waiting.shift();
+        const expiring: string[] = [];
+        while (next && !this.leaseCovers(next)) {
+          // It waited so long another worker may take it over: hand it back rather than risk two sends.
+          expiring.push(next.delivery.id);
+          this.queued--;
+          next = lane.waiting.shift();
+        }
+        if (expiring.length > 0) void deliveries.releaseClaims(this.o.db, this.workerId, expiring).catch(() => undefined);
         if (next) {
           this.queued--;
-          this.send(lane, next.delivery, next.target);
+          this.send(lane, next);
         } else if (lane.active === 0) {
           this.lanes.delete(delivery.webhook_id);
         }

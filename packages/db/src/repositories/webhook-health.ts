@@ -22,9 +22,14 @@ export interface HealthPolicy {
  * threshold mark a webhook unhealthy (`is_healthy=false`, `checked_at`); failing with
  * no success for `pauseAfterSeconds` pauses it (its queue is held); a success clears
  * the failure streak; a 410 disables it. Returns the webhooks paused or disabled now.
+ * Must run in a transaction (it locks the webhooks it changes).
  */
 export async function applyHealth(db: Db, tallies: readonly HealthTally[], policy: HealthPolicy): Promise<string[]> {
   const stopped: string[] = [];
+  if (tallies.length === 0) return stopped;
+  // Lock the rows in id order first: two workers updating overlapping webhooks in
+  // different orders would otherwise deadlock.
+  await sql`select id from webhooks where id = any(${tallies.map((t) => t.webhookId)}::uuid[]) order by id for update`.execute(db);
   const gone = tallies.filter((t) => t.gone).map((t) => t.webhookId);
   if (gone.length > 0) {
     await sql`
