@@ -4,7 +4,7 @@ import express, { type Express } from 'express';
 import { pinoHttp } from 'pino-http';
 import swaggerUi from 'swagger-ui-express';
 import { randomUUID } from 'node:crypto';
-import { requireApiKey } from './http/auth.js';
+import { ApiKeyCache, requireApiKey } from './http/auth.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { hookpostRouter } from './routes/hookpost.js';
@@ -33,6 +33,7 @@ export function createApi(deps: ApiDeps): Api {
   const ctx: ApiContext = {
     ...deps,
     addressPolicy,
+    apiKeyCache: new ApiKeyCache(deps.config.api.keyCacheMs),
     ingestor: new EventIngestor(deps.db, deps.logger, deps.config.ingest.groupCommitMs, deps.config.ingest.groupCommitMax),
     sender: new Sender({
       policy: addressPolicy,
@@ -70,7 +71,7 @@ export function createApi(deps: ApiDeps): Api {
   });
   if (deps.config.api.docsEnabled) app.use('/docs', swaggerUi.serve, swaggerUi.setup(openApi, { customSiteTitle: 'Hookpost API' }));
 
-  const apiKeyAuth = requireApiKey(deps.db, deps.logger);
+  const apiKeyAuth = requireApiKey(deps.db, deps.logger, ctx.apiKeyCache);
   app.use((req, res, next) => (PUBLIC_PATHS.test(req.path) ? next() : apiKeyAuth(req, res, next)));
 
   createExpressEndpoints(

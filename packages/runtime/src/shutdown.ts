@@ -45,10 +45,17 @@ export function onShutdown(
   process.on('SIGINT', onSignal);
   const supervisor = options.supervisorPid;
   if (supervisor !== undefined) {
+    // Gone means: no such process, or we were re-parented (a killed supervisor can
+    // linger as a zombie that still answers kill(pid, 0)).
+    const parentAtStart = process.ppid;
     const watch = setInterval(() => {
+      let alive = process.ppid === parentAtStart;
       try {
         process.kill(supervisor, 0);
       } catch {
+        alive = false;
+      }
+      if (!alive) {
         clearInterval(watch);
         void run('supervisor exited').then(() => process.exit(0));
       }

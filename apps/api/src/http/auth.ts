@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { apiKeys, type Db } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { setAuth } from './context.js';
+import { setAuth, type AuthContext } from './context.js';
 import { ApiError } from './errors.js';
 
 /**
@@ -17,17 +17,65 @@ export function credentialFrom(req: Request): string | undefined {
   return key || undefined;
 }
 
+/**
+ * Recently verified keys, so authentication is not a query per request. Entries live
+ * `ttlMs`; deleting a key through this process drops it at once, other API processes
+ * stop accepting it within `ttlMs`. Unknown keys are never cached.
+ */
+export class ApiKeyCache {
+  private readonly entries = new Map<string, { auth: AuthContext; expires: number }>();
+  private readonly touched = new Map<string, number>();
+  constructor(private readonly ttlMs: number) {}
+
+  get(key: string): AuthContext | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (e.expires < Date.now()) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return e.auth;
+  }
+
+  set(key: string, auth: AuthContext): void {
+    if (this.entries.size > 10_000) this.entries.clear();
+    this.entries.set(key, { auth, expires: Date.now() + this.ttlMs });
+  }
+
+  forget(apiKeyId: string): void {
+    for (const [k, e] of this.entries) if (e.auth.apiKeyId === apiKeyId) this.entries.delete(k);
+  }
+
+  /** True at most once a minute per key: when `last_used_at` is worth writing. */
+  shouldTouch(apiKeyId: string): boolean {
+    const now = Date.now();
+    if ((this.touched.get(apiKeyId) ?? 0) > now - 60_000) return false;
+    if (this.touched.size > 10_000) this.touched.clear();
+    this.touched.set(apiKeyId, now);
+    return true;
+  }
+}
+
 /** Resolves the API key to a workspace (+ environment) or answers 401. */
-export function requireApiKey(db: Db, logger: Logger): RequestHandler {
+export function requireApiKey(db: Db, logger: Logger, cache: ApiKeyCache): RequestHandler {
   return (req: Request, _res: Response, next: NextFunction) => {
     const key = credentialFrom(req);
     if (!key) return next(new ApiError('unauthorized', 'missing API key: send Authorization: Bearer <key>', 'header.authorization'));
+    const cached = cache.get(key);
+    if (cached) {
+      setAuth(req, cached);
+      return next();
+    }
     apiKeys
       .findApiKey(db, key)
       .then((row) => {
         if (!row) return next(new ApiError('unauthorized', 'invalid API key', 'header.authorization'));
-        setAuth(req, { apiKeyId: row.id, workspaceId: row.workspace_id, environmentId: row.environment_id });
-        apiKeys.touchApiKey(db, row.id).catch((err: unknown) => logger.warn({ err }, 'could not record API key use'));
+        const auth: AuthContext = { apiKeyId: row.id, workspaceId: row.workspace_id, environmentId: row.environment_id };
+        cache.set(key, auth);
+        setAuth(req, auth);
+        if (cache.shouldTouch(row.id)) {
+          apiKeys.touchApiKey(db, row.id).catch((err: unknown) => logger.warn({ err }, 'could not record API key use'));
+        }
         next();
       })
       .catch(next);

@@ -83,6 +83,7 @@ export function hookpostRouter(deps: ApiContext) {
     deleteApiKey: async ({ params, req }) => {
       const scope = requireScope(req);
       if (!(await apiKeys.deleteApiKey(db, scope.workspaceId, params.id))) throw ApiError.notFound('API key');
+      deps.apiKeyCache.forget(params.id);
       return { status: 204, body: undefined };
     },
     ingestEvent: async ({ body, headers, req }) => {

@@ -2,6 +2,7 @@ import type { Database, SecretBox } from '@hookpost/db';
 import type { AddressPolicy, Sender } from '@hookpost/delivery';
 import type { Config, Logger } from '@hookpost/runtime';
 import type { Kysely } from 'kysely';
+import type { ApiKeyCache } from '../http/auth.js';
 import type { EventIngestor } from './ingest.js';
 
 /** What the caller gives createApp. */
@@ -19,4 +20,5 @@ export interface ApiContext extends ApiDeps {
   addressPolicy: AddressPolicy;
   /** For synchronous test sends. */
   sender: Sender;
+  apiKeyCache: ApiKeyCache;
 }

@@ -35,6 +35,19 @@ interface EndpointLane {
   waiting: Queued[];
 }
 
+/** How an endpoint has been answering lately: decides how many sends it may have in flight. */
+interface EndpointHealth {
+  /** Exponentially weighted mean attempt duration, ms. */
+  latencyMs: number;
+  /** The last attempt failed. */
+  failing: boolean;
+}
+
+/** An endpoint answering faster than this on average, without failing, counts as fast. */
+const FAST_ENDPOINT_MS = 250;
+/** A fast endpoint may have this many times the per-endpoint cap in flight. */
+const FAST_ENDPOINT_FACTOR = 8;
+
 /**
  * The delivery loop of one worker process. Claims due deliveries in batches (SKIP
  * LOCKED + lease), sends them with a per-endpoint cap so one slow or dead endpoint
@@ -44,6 +57,7 @@ interface EndpointLane {
 export class DeliveryEngine {
   readonly workerId = `worker-${randomUUID()}`;
   private readonly lanes = new Map<string, EndpointLane>();
+  private readonly endpoints = new Map<string, EndpointHealth>();
   private readonly completions: CompletionWriter;
   private inFlight = 0;
   private queued = 0;
@@ -118,7 +132,7 @@ export class DeliveryEngine {
         claimed = await deliveries.claimDue(this.o.db, {
           workerId: this.workerId,
           limit: Math.min(this.room, this.o.batchSize),
-          perWebhook: this.o.perEndpoint * 2,
+          perWebhook: this.o.perEndpoint * FAST_ENDPOINT_FACTOR * 2,
           leaseMs: this.o.leaseMs,
           excludeWebhooks: excluded,
         });
@@ -143,10 +157,25 @@ export class DeliveryEngine {
     }
   }
 
+  /**
+   * Sends a webhook may have in flight here: the per-endpoint cap while it is new, slow
+   * or failing (so it can only ever hold that many), 8 × that while it answers fast.
+   */
+  private capOf(webhookId: string): number {
+    const h = this.endpoints.get(webhookId);
+    return h && !h.failing && h.latencyMs < FAST_ENDPOINT_MS ? this.o.perEndpoint * FAST_ENDPOINT_FACTOR : this.o.perEndpoint;
+  }
+
+  private observe(webhookId: string, durationMs: number, ok: boolean): void {
+    const h = this.endpoints.get(webhookId);
+    if (!h && this.endpoints.size > 100_000) this.endpoints.clear();
+    this.endpoints.set(webhookId, { latencyMs: h ? 0.8 * h.latencyMs + 0.2 * durationMs : durationMs, failing: !ok });
+  }
+
   /** Webhooks with a local backlog: not claimed for until it drains. */
   private saturated(): string[] {
     const out: string[] = [];
-    for (const [id, lane] of this.lanes) if (lane.waiting.length >= this.o.perEndpoint) out.push(id);
+    for (const [id, lane] of this.lanes) if (lane.waiting.length >= this.capOf(id)) out.push(id);
     return out;
   }
 
@@ -162,9 +191,10 @@ export class DeliveryEngine {
       }
       const lane = this.lanes.get(delivery.webhook_id) ?? { active: 0, waiting: [] };
       this.lanes.set(delivery.webhook_id, lane);
-      if (lane.active < this.o.perEndpoint) {
+      const cap = this.capOf(delivery.webhook_id);
+      if (lane.active < cap) {
         this.send(lane, { delivery, target, claimedAt });
-      } else if (lane.waiting.length < this.o.perEndpoint * 2) {
+      } else if (lane.waiting.length < cap * 2) {
         lane.waiting.push({ delivery, target, claimedAt });
         this.queued++;
       } else {
@@ -193,6 +223,7 @@ export class DeliveryEngine {
       .then((result) => {
         if (result.outcome === 'success') this.stats.succeeded++;
         else this.stats.failed++;
+        this.observe(delivery.webhook_id, result.attempt.durationMs, result.outcome === 'success');
         this.completions.add(result);
       })
       .catch((err: unknown) => this.o.logger.error({ err, delivery: delivery.id }, 'attempt crashed; the lease will bring it back'))
@@ -211,6 +242,14 @@ export class DeliveryEngine {
         if (next) {
           this.queued--;
           this.send(lane, next);
+          // A fast endpoint's cap grew: start more of its queue at once.
+          const cap = this.capOf(delivery.webhook_id);
+          while (lane.active < cap && lane.waiting.length > 0) {
+            const more = lane.waiting.shift() as Queued;
+            this.queued--;
+            if (this.leaseCovers(more)) this.send(lane, more);
+            else void deliveries.releaseClaims(this.o.db, this.workerId, [more.delivery.id]).catch(() => undefined);
+          }
         } else if (lane.active === 0) {
           this.lanes.delete(delivery.webhook_id);
         }
