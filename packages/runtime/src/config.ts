@@ -57,7 +57,7 @@ export const EnvSchema = z.object({
   DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(1024),
   /**
    * Deliveries in flight per webhook per worker for an endpoint that is slow or failing
-   * (a slow endpoint holds no more than this); a fast, healthy one may use 8 ×.
+   * (a slow endpoint holds no more than this); a fast one grows to 4 ×, a failing one halves.
    */
   DELIVERY_PER_ENDPOINT_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(32),
   DELIVERY_BATCH_SIZE: z.coerce.number().int().min(1).max(5000).default(500),

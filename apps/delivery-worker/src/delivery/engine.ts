@@ -39,14 +39,14 @@ interface EndpointLane {
 interface EndpointHealth {
   /** Exponentially weighted mean attempt duration, ms. */
   latencyMs: number;
-  /** The last attempt failed. */
-  failing: boolean;
+  /** Sends it may have in flight now. */
+  cap: number;
 }
 
-/** An endpoint answering faster than this on average, without failing, counts as fast. */
+/** An endpoint answering faster than this on average counts as fast. */
 const FAST_ENDPOINT_MS = 250;
-/** A fast endpoint may have this many times the per-endpoint cap in flight. */
-const FAST_ENDPOINT_FACTOR = 8;
+/** A fast endpoint's cap grows up to this many times the per-endpoint cap. */
+const FAST_ENDPOINT_FACTOR = 4;
 
 /**
  * The delivery loop of one worker process. Claims due deliveries in batches (SKIP
@@ -132,7 +132,7 @@ export class DeliveryEngine {
         claimed = await deliveries.claimDue(this.o.db, {
           workerId: this.workerId,
           limit: Math.min(this.room, this.o.batchSize),
-          perWebhook: this.o.perEndpoint * FAST_ENDPOINT_FACTOR * 2,
+          perWebhook: this.o.perEndpoint * FAST_ENDPOINT_FACTOR,
           leaseMs: this.o.leaseMs,
           excludeWebhooks: excluded,
         });
@@ -158,18 +158,23 @@ export class DeliveryEngine {
   }
 
   /**
-   * Sends a webhook may have in flight here: the per-endpoint cap while it is new, slow
-   * or failing (so it can only ever hold that many), 8 × that while it answers fast.
+   * Sends a webhook may have in flight here (additive increase, multiplicative
+   * decrease): the per-endpoint cap to start with; +1 per fast success up to 4 × that;
+   * back to the cap as soon as it is slow, so a slow endpoint never holds more; halved
+   * on every failure.
    */
   private capOf(webhookId: string): number {
-    const h = this.endpoints.get(webhookId);
-    return h && !h.failing && h.latencyMs < FAST_ENDPOINT_MS ? this.o.perEndpoint * FAST_ENDPOINT_FACTOR : this.o.perEndpoint;
+    return this.endpoints.get(webhookId)?.cap ?? this.o.perEndpoint;
   }
 
   private observe(webhookId: string, durationMs: number, ok: boolean): void {
-    const h = this.endpoints.get(webhookId);
-    if (!h && this.endpoints.size > 100_000) this.endpoints.clear();
-    this.endpoints.set(webhookId, { latencyMs: h ? 0.8 * h.latencyMs + 0.2 * durationMs : durationMs, failing: !ok });
+    const h = this.endpoints.get(webhookId) ?? { latencyMs: durationMs, cap: this.o.perEndpoint };
+    if (!this.endpoints.has(webhookId) && this.endpoints.size > 100_000) this.endpoints.clear();
+    h.latencyMs = 0.8 * h.latencyMs + 0.2 * durationMs;
+    if (!ok) h.cap = Math.max(1, Math.floor(h.cap / 2));
+    else if (h.latencyMs >= FAST_ENDPOINT_MS) h.cap = Math.min(this.o.perEndpoint, h.cap + 1);
+    else h.cap = Math.min(this.o.perEndpoint * FAST_ENDPOINT_FACTOR, h.cap + 1);
+    this.endpoints.set(webhookId, h);
   }
 
   /** Webhooks with a local backlog: not claimed for until it drains. */
