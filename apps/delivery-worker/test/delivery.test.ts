@@ -246,7 +246,7 @@ describe('replay, rotation, idempotency', () => {
     await stack.trutoWebhook('/group', { event_types: ['integrated_account:active'] });
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => stack.call('POST', '/v1/events', { type: 'integrated_account:active', data: { i } })));
     expect(results.every((r) => r.status === 202 && r.body.deliveries >= 1)).toBe(true);
-    await eventually(() => at('/group')().length === 100);
+    await eventually(() => at('/group')().length === 100, 30_000, '100 group-committed deliveries');
     expect(new Set(at('/group')().map((d) => d.webhook_id)).size).toBe(100);
   });
 
