@@ -3,5 +3,7 @@ import { startWorker } from './worker.js';
 
 const config = loadConfig();
 const logger = createLogger('delivery-worker', config.logLevel);
-const worker = await startWorker({ config, databaseUrl: requireDatabaseUrl(config), logger });
-onShutdown(logger, [() => worker.stop()], { supervisorPid: config.supervisorPid, graceMs: config.delivery.timeoutMs + 5_000 });
+const starting = startWorker({ config, databaseUrl: requireDatabaseUrl(config), logger });
+// Signal handlers first: a stop request that arrives while starting still stops cleanly.
+onShutdown(logger, [async () => (await starting).stop()], { supervisorPid: config.supervisorPid, graceMs: config.delivery.timeoutMs + 5_000 });
+await starting;

@@ -64,9 +64,17 @@ export class EventIngestor {
     if (batch.length > 0) void this.commit(batch);
   }
 
+  /** Idempotency keys need their records written with the events: a transaction. Otherwise one statement is atomic alone. */
+  private run(batch: Pending[]): Promise<IngestAnswer[]> {
+    if (batch.some((p) => p.request.idempotencyKey !== undefined)) {
+      return this.db.transaction().execute((trx) => this.process(trx, batch));
+    }
+    return this.process(this.db, batch);
+  }
+
   private async commit(batch: Pending[]): Promise<void> {
     try {
-      const answers = await this.db.transaction().execute((trx) => this.process(trx, batch));
+      const answers = await this.run(batch);
       batch.forEach((p, i) => p.resolve(answers[i] as IngestAnswer));
     } catch (err) {
       if (batch.length === 1) {
@@ -77,7 +85,7 @@ export class EventIngestor {
       this.logger.warn({ err, requests: batch.length }, 'group commit failed; committing requests one by one');
       for (const p of batch) {
         try {
-          const [answer] = await this.db.transaction().execute((trx) => this.process(trx, [p]));
+          const [answer] = await this.run([p]);
           p.resolve(answer as IngestAnswer);
         } catch (e) {
           p.reject(e);
@@ -152,17 +160,34 @@ export class EventIngestor {
 
   /** Default environment per workspace, filled by checkReferences. */
   private defaultEnvs = new Map<string, string>();
+  /** Environment → workspace, and connection → workspace/environment, as last read (positive answers only, short-lived). */
+  private envCache = new Map<string, { workspaceId: string; at: number }>();
+  private connCache = new Map<string, { workspace_id: string; environment_id: string; at: number }>();
+  private static readonly REFERENCE_TTL_MS = 5000;
 
-  private async checkReferences(trx: Db, batch: Pending[], answers: (IngestAnswer | undefined)[]): Promise<void> {
+  private async checkReferences(db: Db, batch: Pending[], answers: (IngestAnswer | undefined)[]): Promise<void> {
+    const now = Date.now();
+    const fresh = (at: number) => now - at < EventIngestor.REFERENCE_TTL_MS;
     const workspaceIds = [...new Set(batch.map((p) => p.request.scope.workspaceId))];
-    const envRows = await trx.selectFrom('environments').select(['id', 'workspace_id', 'is_default']).where('workspace_id', 'in', workspaceIds).execute();
-    const envOf = new Map(envRows.map((e) => [e.id, e.workspace_id]));
-    for (const e of envRows) if (e.is_default) this.defaultEnvs.set(e.workspace_id, e.id);
+    const envIds = new Set(batch.flatMap((p) => p.request.events.flatMap((e) => (e.environment_id ? [e.environment_id] : []))));
+    const needEnvs = workspaceIds.some((w) => !this.defaultEnvs.has(w)) || [...envIds].some((id) => !fresh(this.envCache.get(id)?.at ?? 0));
+    if (needEnvs) {
+      const envRows = await db.selectFrom('environments').select(['id', 'workspace_id', 'is_default']).where('workspace_id', 'in', workspaceIds).execute();
+      for (const e of envRows) {
+        this.envCache.set(e.id, { workspaceId: e.workspace_id, at: now });
+        if (e.is_default) this.defaultEnvs.set(e.workspace_id, e.id);
+      }
+    }
     const connectionIds = [...new Set(batch.flatMap((p) => p.request.events.flatMap((e) => (e.connection_id ? [e.connection_id] : []))))];
-    const connRows = connectionIds.length
-      ? await trx.selectFrom('connections').select(['id', 'workspace_id', 'environment_id']).where('id', 'in', connectionIds).execute()
-      : [];
-    const connOf = new Map(connRows.map((c) => [c.id, c]));
+    const missing = connectionIds.filter((id) => !fresh(this.connCache.get(id)?.at ?? 0));
+    if (missing.length > 0) {
+      const rows = await db.selectFrom('connections').select(['id', 'workspace_id', 'environment_id']).where('id', 'in', missing).execute();
+      for (const c of rows) this.connCache.set(c.id, { workspace_id: c.workspace_id, environment_id: c.environment_id, at: now });
+    }
+    if (this.connCache.size > 50_000) this.connCache.clear();
+    if (this.envCache.size > 50_000) this.envCache.clear();
+    const envOf = { get: (id: string) => this.envCache.get(id)?.workspaceId };
+    const connOf = this.connCache;
     batch.forEach((p, i) => {
       const { scope, events, single } = p.request;
       for (let j = 0; j < events.length; j++) {
@@ -175,7 +200,7 @@ export class EventIngestor {
         if (e.connection_id !== undefined) {
           const c = connOf.get(e.connection_id);
           const env = e.environment_id ?? scope.environmentId ?? this.defaultEnvs.get(scope.workspaceId);
-          if (!c || c.workspace_id !== scope.workspaceId) return (answers[i] = invalid(`${at}.connection_id`, 'no connection with this id in this workspace'));
+          if (!c || !fresh(c.at) || c.workspace_id !== scope.workspaceId) return (answers[i] = invalid(`${at}.connection_id`, 'no connection with this id in this workspace'));
           if (e.environment_id !== undefined && c.environment_id !== env) {
             return (answers[i] = invalid(`${at}.connection_id`, 'the connection belongs to another environment'));
           }

@@ -67,12 +67,20 @@ export class CompletionWriter {
       const at = r.completion.nextAttemptAt;
       if (at && (!earliestRetry || at < earliestRetry)) earliestRetry = at;
     }
+    const all = [...tallies.values()];
+    const recovered = all.filter((t) => t.recovered && t.failures === 0 && !t.gone).map((t) => t.webhookId);
+    const troubled = all.filter((t) => t.failures > 0 || t.gone);
+    let recorded = false;
     for (let tries = 1; ; tries++) {
       try {
-        const stopped = await this.db.transaction().execute(async (trx) => {
-          await deliveries.completeBatch(trx, this.workerId, batch.map((r) => r.completion), batch.map((r) => r.attempt));
-          return webhookHealth.applyHealth(trx, [...tallies.values()], this.health);
-        });
+        // One statement for the common case; a transaction only when health must change.
+        if (!recorded) {
+          await deliveries.completeBatch(this.db, this.workerId, batch.map((r) => r.completion), batch.map((r) => r.attempt), recovered);
+          recorded = true;
+        }
+        const stopped = troubled.length
+          ? await this.db.transaction().execute((trx) => webhookHealth.applyHealth(trx, troubled, this.health))
+          : [];
         if (stopped.length > 0) this.hooks.onStopped(stopped);
         if (earliestRetry) this.hooks.onRetryAt(earliestRetry);
         return;

@@ -115,13 +115,23 @@ export interface Completion {
 }
 
 /**
- * Records a batch of finished attempts: the deliveries' new states and the attempt
- * log, in two statements. Only rows still leased by `workerId` change.
+ * Records a batch of finished attempts in one statement: the deliveries' new states,
+ * the attempt log, and — for webhooks that had a success — the end of any failure
+ * streak. Only rows still leased by `workerId` change. Failures are applied to webhook
+ * health separately (webhook-health.ts), in a transaction that locks in id order.
  */
-export async function completeBatch(db: Db, workerId: string, completions: readonly Completion[], attempts: readonly AttemptRecord[]): Promise<void> {
-  if (completions.length > 0) {
-    // A retry for a webhook paused meanwhile waits, held, for its resume.
-    await sql`
+export async function completeBatch(
+  db: Db,
+  workerId: string,
+  completions: readonly Completion[],
+  attempts: readonly AttemptRecord[],
+  recoveredWebhooks: readonly string[] = [],
+): Promise<void> {
+  if (completions.length === 0 && attempts.length === 0) return;
+  const recovered = [...recoveredWebhooks].sort();
+  await sql`
+    with updated as (
+      -- A retry for a webhook paused meanwhile waits, held, for its resume.
       update deliveries d
          set status = case when c.status = 'pending' and not (w.is_active and not w.is_paused) then 'held' else c.status end,
              next_attempt_at = coalesce(c.next_at, d.next_attempt_at),
@@ -132,18 +142,25 @@ export async function completeBatch(db: Db, workerId: string, completions: reado
                     ${completions.map((c) => c.error)}::text[]) as c(id, status, next_at, code, error),
              webhooks w
        where d.id = c.id and w.id = d.webhook_id and d.status = 'delivering' and d.leased_by = ${workerId}
-    `.execute(db);
-  }
-  if (attempts.length > 0) {
-    await sql`
+      returning d.id
+    ),
+    logged as (
       insert into delivery_attempts (delivery_id, webhook_id, attempt, started_at, duration_ms, status_code, outcome, error, response_snippet, request_headers)
       select * from unnest(
         ${attempts.map((a) => a.deliveryId)}::uuid[], ${attempts.map((a) => a.webhookId)}::uuid[], ${attempts.map((a) => a.attempt)}::int[],
         ${attempts.map((a) => a.startedAt)}::timestamptz[], ${attempts.map((a) => a.durationMs)}::int[], ${attempts.map((a) => a.statusCode)}::int[],
         ${attempts.map((a) => a.outcome)}::text[], ${attempts.map((a) => a.error)}::text[], ${attempts.map((a) => a.responseSnippet)}::text[],
         ${attempts.map((a) => JSON.stringify(a.requestHeaders))}::jsonb[])
-    `.execute(db);
-  }
+      returning 1
+    ),
+    healed as (
+      -- Index order over a sorted id list: concurrent statements lock in the same order.
+      update webhooks set consecutive_failures = 0, failing_since = null, is_healthy = true, checked_at = now()
+      where id = any(${recovered}::uuid[]) and (consecutive_failures > 0 or not is_healthy)
+      returning 1
+    )
+    select (select count(*) from updated) as updated, (select count(*) from logged) as logged, (select count(*) from healed) as healed
+  `.execute(db);
 }
 
 /** Takes a webhook's pending deliveries out of the queue (paused or disabled). */

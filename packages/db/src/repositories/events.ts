@@ -29,9 +29,10 @@ export interface IngestedEvent {
  * statement. Matching: same workspace and environment; the webhook's connection and
  * object type when it has them; its event types (empty = all); its `filters` as
  * string equality on the record's fields. Paused and inactive webhooks are skipped.
- * Returns one entry per input, in input order.
+ * One statement, so atomic on its own: callers need no transaction unless they write
+ * more. Returns one entry per input, in input order.
  */
-export async function ingestEvents(trx: Db, events: readonly NewEvent[]): Promise<IngestedEvent[]> {
+export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise<IngestedEvent[]> {
   if (events.length === 0) return [];
   const col = <K extends keyof NewEvent>(k: K) => events.map((e) => e[k]);
   const inserted = await sql<{ id: string; deliveries: number }>`
@@ -63,10 +64,13 @@ export async function ingestEvents(trx: Db, events: readonly NewEvent[]): Promis
         and (w.filters = '{}'::jsonb or not exists (
               select 1 from jsonb_each_text(w.filters) f where (e.data ->> f.key) is distinct from f.value))
       returning event_id
-    )
+    ),
+    -- Wake the workers (delivered at commit), in the same statement: no extra round trip.
+    woken as (select pg_notify('hookpost_deliveries', '') from (select 1 from fan limit 1) any_fan)
     select ins.id, coalesce(f.n, 0)::int as deliveries
     from ins left join (select event_id, count(*) as n from fan group by event_id) f on f.event_id = ins.id
-  `.execute(trx);
+    cross join (select count(*) from woken) w
+  `.execute(db);
 
   const byId = new Map(inserted.rows.map((r) => [r.id, r.deliveries]));
   const results: IngestedEvent[] = [];
@@ -80,7 +84,7 @@ export async function ingestEvents(trx: Db, events: readonly NewEvent[]): Promis
       from events e
       join unnest(${missing.map((m) => m.workspaceId)}::uuid[], ${missing.map((m) => m.externalId)}::text[]) as k(workspace_id, external_id)
         on e.workspace_id = k.workspace_id and e.external_id = k.external_id
-    `.execute(trx);
+    `.execute(db);
     for (const r of rows.rows) existing.set(`${r.workspace_id}/${r.external_id}`, { id: r.id, deliveries: r.deliveries });
   }
   for (const e of events) {
@@ -93,7 +97,6 @@ export async function ingestEvents(trx: Db, events: readonly NewEvent[]): Promis
     if (!first) throw new Error(`event ${e.id} was neither inserted nor found`);
     results.push({ eventId: first.id, duplicate: true, deliveries: first.deliveries });
   }
-  if (results.some((r) => !r.duplicate && r.deliveries > 0)) await notifyDeliveries(trx);
   return results;
 }
 

@@ -2,6 +2,10 @@ import { sql } from 'kysely';
 import type { Db } from '../client.js';
 import { holdPending } from './deliveries.js';
 
+/**
+ * A webhook's outcomes in one batch of attempts that had a failure or a 410 (batches
+ * of pure successes are settled by completeBatch).
+ */
 export interface HealthTally {
   webhookId: string;
   /** Failed attempts after the batch's last success (or all of them, with no success). */
@@ -18,10 +22,10 @@ export interface HealthPolicy {
 }
 
 /**
- * Applies a batch of outcomes to webhook health. Consecutive failures reaching the
- * threshold mark a webhook unhealthy (`is_healthy=false`, `checked_at`); failing with
- * no success for `pauseAfterSeconds` pauses it (its queue is held); a success clears
- * the failure streak; a 410 disables it. Returns the webhooks paused or disabled now.
+ * Applies failures to webhook health. Consecutive failures reaching the threshold
+ * mark a webhook unhealthy (`is_healthy=false`, `checked_at`); failing with no success
+ * for `pauseAfterSeconds` pauses it (its queue is held); a success earlier in the batch
+ * restarts the streak; a 410 disables it. Returns the webhooks paused or disabled now.
  * Must run in a transaction (it locks the webhooks it changes).
  */
 export async function applyHealth(db: Db, tallies: readonly HealthTally[], policy: HealthPolicy): Promise<string[]> {
@@ -37,13 +41,6 @@ export async function applyHealth(db: Db, tallies: readonly HealthTally[], polic
       where id = any(${gone}::uuid[])
     `.execute(db);
     stopped.push(...gone);
-  }
-  const recovered = tallies.filter((t) => t.recovered && t.failures === 0 && !t.gone).map((t) => t.webhookId);
-  if (recovered.length > 0) {
-    await sql`
-      update webhooks set consecutive_failures = 0, failing_since = null, is_healthy = true, checked_at = now()
-      where id = any(${recovered}::uuid[]) and (consecutive_failures > 0 or not is_healthy)
-    `.execute(db);
   }
   const failing = tallies.filter((t) => t.failures > 0 && !t.gone);
   if (failing.length > 0) {
