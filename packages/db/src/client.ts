@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Kysely, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
@@ -8,6 +9,34 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number.parseInt(v, 10));
 /** Anything a repository function can run on: the database or an open transaction. */
 export type Db = Kysely<Database> | Transaction<Database>;
 
+/** SQL that starts with this marker runs as a named prepared statement (planned once per connection). */
+export const PREPARE = '/* prepare */ ';
+
+const statementNames = new Map<string, string>();
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `hp_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+    if (statementNames.size > 1000) statementNames.clear();
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+/**
+ * A pg client that prepares the hot queries: planning the ingest and claim statements
+ * costs more than running them, so each connection plans them once.
+ */
+class PreparingClient extends pg.Client {
+  override query(...args: unknown[]): never {
+    const [text, values] = args;
+    if (typeof text === 'string' && text.startsWith(PREPARE) && (values === undefined || Array.isArray(values)) && args.length <= 2) {
+      return super.query({ name: statementName(text), text, values: values as unknown[] | undefined }) as never;
+    }
+    return (super.query as (...a: unknown[]) => never)(...args);
+  }
+}
+
 export interface CreateDbOptions {
   connectionString: string;
   poolMax?: number;
@@ -17,6 +46,7 @@ export interface CreateDbOptions {
 
 export function createDb(options: CreateDbOptions): Kysely<Database> {
   const pool = new pg.Pool({
+    Client: PreparingClient,
     connectionString: options.connectionString,
     max: options.poolMax ?? 10,
     application_name: options.applicationName ?? 'hookpost',

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../client.js';
+import { PREPARE, type Db } from '../client.js';
 
 export interface NewEvent {
   /** Hookpost's id for the event (a UUID chosen by the caller). */
@@ -35,7 +35,7 @@ export interface IngestedEvent {
 export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise<IngestedEvent[]> {
   if (events.length === 0) return [];
   const col = <K extends keyof NewEvent>(k: K) => events.map((e) => e[k]);
-  const inserted = await sql<{ id: string; deliveries: number }>`
+  const inserted = await sql<{ id: string; deliveries: number }>`${sql.raw(PREPARE)}
     with input as (
       select * from unnest(
         ${col('id')}::uuid[], ${col('workspaceId')}::uuid[], ${col('environmentId')}::uuid[],
