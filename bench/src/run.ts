@@ -1,1 +1,166 @@
-export {};
+/**
+ * `pnpm bench`: Hookpost against a tuned pg-boss worker and the raw HTTP ceiling, in
+ * one run on this machine. See bench/README.md for the method.
+ *
+ * Exit codes: 0 done (targets are reported, not enforced, unless BENCH_STRICT=1);
+ * 1 a delivery was lost, badly signed or corrupted, or the run broke; 2 a target was
+ * missed under BENCH_STRICT=1.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { adminQuery, startEmbeddedPostgres, type RunningPostgres } from '@hookpost/db';
+import pg from 'pg';
+import { log } from './common.js';
+import { loadBenchConfig, type Ctx, type SystemResult } from './context.js';
+import { runHookpost } from './hookpost.js';
+import { BenchFailure, type DrainResult } from './load.js';
+import { runPgBoss } from './pgboss.js';
+import { ReceiverProc, stopAll } from './procs.js';
+import { runRaw } from './raw.js';
+import { renderReport, type Environment } from './report.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const benchRoot = path.resolve(here, '..');
+const repoRoot = path.resolve(benchRoot, '..');
+
+async function postgresInfo(url: string): Promise<{ version: string; settings: string }> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const v = await c.query<{ server_version: string }>('show server_version');
+    const s = await c.query<{ name: string; setting: string; unit: string | null }>(
+      "select name, setting, unit from pg_settings where name in ('fsync','synchronous_commit','shared_buffers','max_connections') order by name",
+    );
+    const settings = s.rows
+      .map((r) => (r.name === 'shared_buffers' ? `shared_buffers=${Math.round((Number(r.setting) * 8) / 1024)}MB` : `${r.name}=${r.setting}`))
+      .join(', ');
+    return { version: v.rows[0]?.server_version ?? '?', settings };
+  } finally {
+    await c.end();
+  }
+}
+
+/** Each system starts without the other's dirty pages to write (best effort: needs superuser). */
+async function checkpoint(url: string): Promise<void> {
+  await adminQuery(url, 'checkpoint').catch((err: unknown) => log(`CHECKPOINT skipped: ${String((err as Error)?.message ?? err)}`));
+}
+
+function gitDescribe(): string {
+  try {
+    const head = execFileSync('git', ['-C', repoRoot, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['-C', repoRoot, 'status', '--porcelain'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.slice(3).trim())
+      .filter((p) => p && !p.startsWith('bench/'));
+    const areas = [...new Set(dirty.map((p) => p.split('/').slice(0, 2).join('/')))];
+    return `${head.length > 90 ? `${head.slice(0, 90)}…` : head}${areas.length ? ` (+ uncommitted changes in ${areas.join(', ')})` : ''}`;
+  } catch {
+    return '(not a git checkout)';
+  }
+}
+
+async function main(): Promise<number> {
+  const cfg = loadBenchConfig();
+  const run = randomBytes(4).toString('hex');
+  const started = new Date();
+  const logDir = path.join(benchRoot, '.runs', `${started.toISOString().replace(/[:.]/g, '-')}-${run}`);
+  mkdirSync(logDir, { recursive: true });
+
+  let embedded: RunningPostgres | undefined;
+  let serverUrl = process.env.DATABASE_URL;
+  let pgSource = 'DATABASE_URL';
+  if (!serverUrl) {
+    const dataDir = path.join(os.tmpdir(), 'hookpost-bench-pg');
+    log(`DATABASE_URL unset: starting an embedded PostgreSQL in ${dataDir}`);
+    embedded = await startEmbeddedPostgres({ dataDir, onNotice: (l) => log(l) });
+    serverUrl = embedded.url;
+    pgSource = 'embedded';
+  }
+
+  const require = createRequire(import.meta.url);
+  const pgInfo = await postgresInfo(serverUrl);
+  const cpus = os.cpus();
+  const envInfo: Environment = {
+    started: started.toISOString(),
+    run,
+    cpu: `${cpus[0]?.model ?? '?'} × ${cpus.length} (nproc ${os.availableParallelism()})`,
+    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GB`,
+    os: `${os.type()} ${os.release()}`,
+    node: process.version,
+    postgres: `${pgInfo.version} (${pgSource}; ${pgInfo.settings})`,
+    pgBoss: (require('pg-boss/package.json') as { version: string }).version,
+    undici: (require('undici/package.json') as { version: string }).version,
+    git: gitDescribe(),
+    loadStart: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+    loadEnd: '',
+    logDir: path.relative(repoRoot, logDir),
+  };
+  log(`run ${run}; logs in ${envInfo.logDir}; load average ${envInfo.loadStart}`);
+  if ((os.loadavg()[0] ?? 0) > 0.5 * cpus.length) log(`WARNING: the machine is busy (load ${envInfo.loadStart}); numbers will be noisy`);
+
+  const receiver = await ReceiverProc.start();
+  const ctx: Ctx = { run, serverUrl, receiver, logDir, repoRoot, cfg };
+  const results: { raw?: DrainResult; pgboss?: SystemResult; hookpost?: SystemResult } = {};
+  let failure: unknown;
+  try {
+    if (cfg.only.has('raw')) {
+      log(`raw ceiling: ${cfg.rawEvents} signed POSTs, ${cfg.rawConnections} connections`);
+      results.raw = await runRaw(ctx);
+    }
+    if (cfg.only.has('pgboss')) {
+      await checkpoint(serverUrl);
+      results.pgboss = await runPgBoss(ctx);
+    }
+    if (cfg.only.has('hookpost')) {
+      await checkpoint(serverUrl);
+      results.hookpost = await runHookpost(ctx);
+      if (results.hookpost.skipped) log(`Hookpost SKIPPED: ${results.hookpost.skipped}`);
+    }
+  } catch (err) {
+    failure = err;
+  } finally {
+    await receiver.stop();
+    await stopAll();
+    await embedded?.stop();
+  }
+
+  envInfo.loadEnd = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const { text, missed } = renderReport(envInfo, cfg, results);
+  writeFileSync(path.join(logDir, 'results.json'), JSON.stringify({ env: envInfo, config: { ...cfg, only: [...cfg.only] }, results }, null, 2));
+  writeFileSync(path.join(logDir, 'report.txt'), text);
+  process.stdout.write(text);
+
+  if (failure !== undefined) {
+    const msg = failure instanceof Error ? (failure instanceof BenchFailure ? failure.message : (failure.stack ?? failure.message)) : String(failure);
+    process.stderr.write(`\n*** BENCHMARK FAILED ***\n${msg}\n(logs: ${envInfo.logDir})\n`);
+    return 1;
+  }
+  if (missed.length > 0 && process.env.BENCH_STRICT === '1') {
+    process.stderr.write(`\nBENCH_STRICT=1: targets missed: ${missed.join('; ')}\n`);
+    return 2;
+  }
+  return 0;
+}
+
+// Ctrl-C: stop the children we started, then go.
+let interrupted = false;
+process.on('SIGINT', () => {
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  log('interrupted: stopping child processes');
+  void stopAll(3000).finally(() => process.exit(130));
+});
+
+main().then(
+  (code) => process.exit(code),
+  async (err: unknown) => {
+    process.stderr.write(`\n*** BENCHMARK FAILED ***\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    await stopAll(3000).catch(() => undefined);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,212 @@
+/**
+ * Load shapes and phase measurement shared by every system under test.
+ */
+import { log, nowUs, percentile, sleep, type PhaseConfig, type ReceiverStats } from './common.js';
+import type { Latency, Throughput } from './context.js';
+import type { ReceiverProc } from './procs.js';
+
+/** `concurrency` loops take indexes 0..n-1 in order; the first error stops all and is thrown. */
+export async function closedLoop(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed: unknown;
+  const loop = async () => {
+    while (failed === undefined && next < n) {
+      const i = next++;
+      try {
+        await fn(i);
+      } catch (err) {
+        failed ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, loop));
+  if (failed !== undefined) throw failed;
+}
+
+export interface OpenLoopResult {
+  events: number;
+  /** From the first scheduled send to the last actual send. */
+  dispatchSeconds: number;
+  /** Worst lateness of a send against its schedule (driver overload indicator). */
+  maxLagMs: number;
+  /** Most requests outstanding at once. */
+  maxOutstanding: number;
+  /** Per event: scheduled send → the ingest call returned (202 / insert committed), ms. */
+  ackMs: number[];
+}
+
+/**
+ * Open-loop arrivals: event i is due at start + i/rate, sent then whether or not
+ * earlier requests have been answered. `fire` gets the scheduled time (µs), which is
+ * what latency is measured from (no coordinated omission). Bounded in count, time and
+ * outstanding requests.
+ */
+export async function openLoop(
+  rate: number,
+  seconds: number,
+  fire: (i: number, scheduledUs: number) => Promise<void>,
+  maxOutstanding = 5000,
+): Promise<OpenLoopResult> {
+  const total = Math.round(rate * seconds);
+  const intervalUs = 1e6 / rate;
+  const startUs = nowUs() + 50_000;
+  let next = 0;
+  let outstanding = 0;
+  let peak = 0;
+  let maxLagUs = 0;
+  let failed: unknown;
+  const inflight = new Set<Promise<void>>();
+  const ackMs: number[] = [];
+  const deadlineUs = startUs + (seconds + 30) * 1e6;
+  for (let spins = 0; next < total && spins < 10_000_000; spins++) {
+    if (failed !== undefined) break;
+    const now = nowUs();
+    if (now > deadlineUs) throw new Error(`open loop: could not dispatch ${total} events within ${seconds + 30} s (sent ${next})`);
+    while (next < total && startUs + next * intervalUs <= now) {
+      const scheduled = Math.round(startUs + next * intervalUs);
+      maxLagUs = Math.max(maxLagUs, now - scheduled);
+      const i = next++;
+      outstanding++;
+      peak = Math.max(peak, outstanding);
+      if (outstanding > maxOutstanding) throw new Error(`open loop: more than ${maxOutstanding} requests outstanding; the system cannot keep up with ${rate}/s`);
+      const p: Promise<void> = fire(i, scheduled)
+        .then(() => {
+          ackMs.push((nowUs() - scheduled) / 1000);
+        })
+        .catch((err: unknown) => {
+          failed ??= err;
+        })
+        .finally(() => {
+          outstanding--;
+          inflight.delete(p);
+        });
+      inflight.add(p);
+    }
+    await sleep(1);
+  }
+  const lastSendUs = nowUs();
+  await Promise.race([Promise.all(inflight), sleep(60_000)]);
+  if (failed !== undefined) throw failed;
+  if (inflight.size > 0) throw new Error(`open loop: ${inflight.size} requests unanswered 60 s after the last send`);
+  return { events: total, dispatchSeconds: (lastSendUs - startUs) / 1e6, maxLagMs: maxLagUs / 1000, maxOutstanding: peak, ackMs };
+}
+
+export interface DrainResult {
+  expected: number;
+  /** Producer start → producer done (all accepted/committed). */
+  ingestSeconds: number;
+  /** Producer start → receiver holds every expected delivery. */
+  drainSeconds: number;
+  stats: ReceiverStats;
+}
+
+export interface PhaseLimits {
+  timeoutMs: number;
+  stallMs: number;
+  isAlive?: () => string | null;
+}
+
+/**
+ * Resets the receiver for a phase, runs the producer, waits until every delivery
+ * arrived, then lets late duplicates land (settleMs) and re-reads the counters.
+ * Throws — loudly — on any lost, badly signed or corrupted delivery.
+ */
+export async function measurePhase(
+  receiver: ReceiverProc,
+  cfg: PhaseConfig,
+  limits: PhaseLimits,
+  produce: () => Promise<unknown>,
+  tally?: LateTally,
+  settleMs = 500,
+): Promise<DrainResult> {
+  await receiver.reset(cfg);
+  const startUs = nowUs();
+  await produce();
+  const ingestDoneUs = nowUs();
+  const got = await receiver.waitFor(cfg.expected, { ...limits, label: cfg.phase });
+  assertClean(cfg.phase, got);
+  await sleep(settleMs);
+  const stats = await receiver.stats(cfg.collectLatency);
+  assertClean(cfg.phase, stats);
+  if (tally) {
+    tally.lateDuplicates += stats.lateDuplicates;
+    tally.stray += stats.stray;
+  }
+  const doneUs = stats.completeAtUs ?? stats.lastAtUs ?? nowUs();
+  return { expected: cfg.expected, ingestSeconds: (ingestDoneUs - startUs) / 1e6, drainSeconds: (doneUs - startUs) / 1e6, stats };
+}
+
+/** Deliveries that arrived after their phase had ended, summed over a system's phases. */
+export interface LateTally {
+  lateDuplicates: number;
+  stray: number;
+}
+
+/**
+ * After a system's last phase: listens for `ms` more (while its worker still runs) and
+ * adds what arrives late to the tally. Bad deliveries still fail the run.
+ */
+export async function tail(receiver: ReceiverProc, run: string, label: string, tally: LateTally, ms = 1500): Promise<void> {
+  await receiver.reset({ phase: `${label}-tail`, run, secrets: {}, requireTruto: false, expected: 0, collectLatency: false });
+  await sleep(ms);
+  const s = await receiver.stats();
+  assertClean(`${label} (after the last phase)`, s);
+  tally.lateDuplicates += s.lateDuplicates;
+  tally.stray += s.stray;
+}
+
+export class BenchFailure extends Error {}
+
+export function assertClean(phase: string, s: ReceiverStats): void {
+  if (s.failures > 0) {
+    throw new BenchFailure(
+      `${phase}: ${s.failures} BAD DELIVERIES (bad signature, corrupted or unexpected body). First ones:\n  - ${s.failureSamples.join('\n  - ')}`,
+    );
+  }
+}
+
+export function describe(stats: ReceiverStats): string {
+  return (
+    `${stats.unique} unique, ${stats.duplicateIds} duplicate webhook-ids, ${stats.duplicateEvents} re-sent events` +
+    `, ${stats.lateDuplicates} late duplicates of earlier phases, ${stats.stray} stray`
+  );
+}
+
+export function progress(line: string): void {
+  log(line);
+}
+
+export function throughputOf(events: number, r: DrainResult): Throughput {
+  return {
+    events,
+    deliveries: r.expected,
+    ingestSeconds: r.ingestSeconds,
+    drainSeconds: r.drainSeconds,
+    ingestPerSec: events / r.ingestSeconds,
+    deliveredPerSec: r.expected / r.drainSeconds,
+    duplicates: r.stats.duplicateIds + r.stats.duplicateEvents,
+    lateDuplicates: r.stats.lateDuplicates,
+    stray: r.stats.stray,
+  };
+}
+
+export function latencyOf(targetRate: number, ol: OpenLoopResult, r: DrainResult): Latency {
+  const sorted = [...(r.stats.latenciesMs ?? [])].sort((a, b) => a - b);
+  const acks = [...ol.ackMs].sort((a, b) => a - b);
+  if (sorted.length !== r.expected) throw new BenchFailure(`${r.stats.phase}: ${sorted.length} latency samples for ${r.expected} events`);
+  return {
+    targetRate,
+    events: ol.events,
+    achievedRate: ol.events / ol.dispatchSeconds,
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
+    max: sorted[sorted.length - 1] as number,
+    maxSendLagMs: ol.maxLagMs,
+    lateDuplicates: r.stats.lateDuplicates,
+    ackP50: percentile(acks, 50),
+    ackP99: percentile(acks, 99),
+    duplicates: r.stats.duplicateIds + r.stats.duplicateEvents,
+  };
+}

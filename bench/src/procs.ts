@@ -1,0 +1,208 @@
+/**
+ * Child processes of the bench: the receiver (IPC-controlled), the Hookpost API and
+ * worker, the pg-boss worker. Every wait is bounded; every child is stopped at exit.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { log, nowUs, sleep, type PhaseConfig, type ReceiverStats } from './common.js';
+
+const children = new Set<ChildProcess>();
+
+/** Stops every child still running (SIGTERM, then SIGKILL after `graceMs`). */
+export async function stopAll(graceMs = 10_000): Promise<void> {
+  await Promise.all([...children].map((c) => stopChild(c, graceMs)));
+}
+
+export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    children.delete(child);
+    return;
+  }
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+  children.delete(child);
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export class ReceiverProc {
+  private nextReq = 1;
+  private waiters = new Map<number, (m: Record<string, unknown>) => void>();
+  private constructor(
+    readonly child: ChildProcess,
+    readonly port: number,
+  ) {
+    child.on('message', (m: Record<string, unknown>) => {
+      const w = this.waiters.get(m.req as number);
+      if (w) {
+        this.waiters.delete(m.req as number);
+        w(m);
+      }
+    });
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<ReceiverProc> {
+    const child = fork(path.join(here, 'receiver.js'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    children.add(child);
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('receiver did not start within 10 s')), 10_000);
+      child.once('message', (m: { type?: string; port?: number }) => {
+        clearTimeout(timer);
+        if (m.type === 'ready' && m.port) resolve(m.port);
+        else reject(new Error(`receiver: unexpected first message ${JSON.stringify(m)}`));
+      });
+      child.once('exit', (code) => reject(new Error(`receiver exited with ${code} during start`)));
+    });
+    return new ReceiverProc(child, port);
+  }
+
+  private rpc(msg: Record<string, unknown>, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    const req = this.nextReq++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(req);
+        reject(new Error(`receiver did not answer ${String(msg.type)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.set(req, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      this.child.send({ ...msg, req });
+    });
+  }
+
+  async reset(cfg: PhaseConfig | null): Promise<void> {
+    await this.rpc({ type: 'reset', cfg });
+  }
+
+  async stats(withLatencies = false): Promise<ReceiverStats> {
+    const m = await this.rpc({ type: 'stats', withLatencies });
+    return m.stats as ReceiverStats;
+  }
+
+  /**
+   * Polls until `expected` unique deliveries arrived. Fails when the total time exceeds
+   * `timeoutMs` or nothing new arrives for `stallMs` (after `startedUs`).
+   */
+  async waitFor(expected: number, opts: { timeoutMs: number; stallMs: number; label: string; isAlive?: () => string | null }): Promise<ReceiverStats> {
+    const started = Date.now();
+    let lastUnique = -1;
+    let lastProgress = Date.now();
+    let lastReport = Date.now();
+    for (let i = 0; i < 1_000_000; i++) {
+      const s = await this.stats();
+      if (s.failures > 0) return s; // the caller fails loudly with the samples
+      if (s.unique >= expected) return s;
+      if (s.unique !== lastUnique) {
+        lastUnique = s.unique;
+        lastProgress = Date.now();
+      }
+      const dead = opts.isAlive?.();
+      if (dead) throw new Error(`${opts.label}: ${dead} (received ${s.unique}/${expected})`);
+      if (Date.now() - lastProgress > opts.stallMs) {
+        throw new Error(`${opts.label}: LOST DELIVERIES — no new delivery for ${opts.stallMs / 1000} s; received ${s.unique}/${expected} unique`);
+      }
+      if (Date.now() - started > opts.timeoutMs) {
+        throw new Error(`${opts.label}: LOST DELIVERIES — timed out after ${opts.timeoutMs / 1000} s; received ${s.unique}/${expected} unique`);
+      }
+      if (Date.now() - lastReport > 5000) {
+        log(`  ${opts.label}: ${s.unique}/${expected} received`);
+        lastReport = Date.now();
+      }
+      await sleep(s.unique > expected * 0.95 ? 10 : 50);
+    }
+    throw new Error(`${opts.label}: wait loop bound reached`);
+  }
+
+  async stop(): Promise<void> {
+    await this.rpc({ type: 'stop' }, 10_000).catch(() => undefined);
+    await stopChild(this.child, 5000);
+  }
+}
+
+/** A long-running service process with its output captured to a log file. */
+export class ServiceProc {
+  readonly logFile: string;
+  private readonly out: WriteStream;
+  private tail: string[] = [];
+  exitInfo: string | null = null;
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+    logDir: string,
+  ) {
+    this.logFile = path.join(logDir, `${name}.log`);
+    this.out = createWriteStream(this.logFile);
+    const collect = (c: Buffer) => {
+      this.out.write(c);
+      const lines = c.toString().split('\n').filter(Boolean);
+      this.tail.push(...lines);
+      if (this.tail.length > 40) this.tail.splice(0, this.tail.length - 40);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    child.on('exit', (code, signal) => {
+      this.exitInfo = `${name} exited (code ${code}, signal ${signal})`;
+    });
+  }
+
+  static spawnNode(name: string, script: string, env: NodeJS.ProcessEnv, logDir: string, cwd?: string, nodeArgs: string[] = []): ServiceProc {
+    const child = spawn(process.execPath, [...nodeArgs, script], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    return new ServiceProc(name, child, logDir);
+  }
+
+  static forkNode(name: string, script: string, env: NodeJS.ProcessEnv, logDir: string): ServiceProc {
+    const child = fork(script, [], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'advanced' });
+    children.add(child);
+    return new ServiceProc(name, child, logDir);
+  }
+
+  get pid(): number {
+    return this.child.pid as number;
+  }
+
+  alive = (): string | null => (this.exitInfo ? `${this.exitInfo}; last output:\n${this.lastLines()}` : null);
+
+  lastLines(n = 15): string {
+    return this.tail.slice(-n).join('\n');
+  }
+
+  /** Lines of output that look like warnings or errors (pino JSON level ≥ 40). */
+  problems(): number {
+    try {
+      const text = readFileSync(this.logFile, 'utf8');
+      return text.split('\n').filter((l) => /"level":(4|5|6)\d/.test(l)).length;
+    } catch {
+      return 0;
+    }
+  }
+
+  async stop(graceMs = 20_000): Promise<void> {
+    await stopChild(this.child, graceMs);
+    await new Promise<void>((r) => this.out.end(() => r()));
+  }
+}
+
+/** Peak resident set size (VmHWM) and current RSS of a process, in MB; null when unreadable. */
+export function memoryOf(pid: number): { hwmMb: number; rssMb: number } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+    return { hwmMb: kb('VmHWM') / 1024, rssMb: kb('VmRSS') / 1024 };
+  } catch {
+    return null;
+  }
+}
+
+export { nowUs };

@@ -1,0 +1,184 @@
+import type { BenchConfig, SystemResult } from './context.js';
+import type { DrainResult } from './load.js';
+
+export interface Environment {
+  started: string;
+  run: string;
+  cpu: string;
+  memory: string;
+  os: string;
+  node: string;
+  postgres: string;
+  pgBoss: string;
+  undici: string;
+  git: string;
+  logDir: string;
+  loadStart: string;
+  loadEnd: string;
+}
+
+const int = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? '—' : Math.round(n).toLocaleString('en-US'));
+const ms = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? '—' : n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toLocaleString('en-US'));
+const mb = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? '—' : n.toFixed(0));
+const times = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? '—' : `${n >= 10 ? n.toFixed(0) : n.toFixed(2)}×`);
+
+function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  return [line(rows[0] as string[]), sep, ...rows.slice(1).map(line)].join('\n');
+}
+
+/** The report, and the targets missed (for BENCH_STRICT). */
+export function renderReport(
+  env: Environment,
+  cfg: BenchConfig,
+  r: { raw?: DrainResult; pgboss?: SystemResult; hookpost?: SystemResult },
+): { text: string; missed: string[] } {
+  const hp = r.hookpost?.skipped ? undefined : r.hookpost;
+  const pb = r.pgboss;
+  const rawRate = r.raw ? r.raw.expected / r.raw.drainSeconds : undefined;
+  const missed: string[] = [];
+  const verdict = (ok: boolean | undefined, what: string) => {
+    if (ok === undefined) return '—';
+    if (!ok) missed.push(what);
+    return ok ? 'met' : 'MISSED';
+  };
+  const div = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+
+  const aRatio = div(hp?.batch?.deliveredPerSec, pb?.batch?.deliveredPerSec);
+  const bRatio = div(hp?.single?.deliveredPerSec, pb?.single?.deliveredPerSec);
+  const p99Ratio = div(pb?.latency?.p99, hp?.latency?.p99);
+  const p50Ratio = div(pb?.latency?.p50, hp?.latency?.p50);
+  const rssRatio = div(pb?.workerHwmMb, hp?.workerHwmMb);
+  const pbRateNote = pb?.latency && pb.latency.targetRate !== hp?.latency?.targetRate ? ` (pg-boss at ${pb.latency.targetRate}/s)` : '';
+
+  const rows: string[][] = [
+    ['Metric', 'Hookpost', 'pg-boss', 'raw HTTP', 'Hookpost advantage', 'Target', 'Verdict'],
+    [
+      `(a) batch ingest (${cfg.batchSize}/req) → drained, deliveries/s`,
+      int(hp?.batch?.deliveredPerSec),
+      `${int(pb?.batch?.deliveredPerSec)} bulk`,
+      int(rawRate),
+      times(aRatio),
+      '≥ 2× pg-boss bulk',
+      verdict(aRatio === undefined ? undefined : aRatio >= 2, '(a) batch drain ≥ 2× pg-boss bulk'),
+    ],
+    ['    ingest accepted, events/s', int(hp?.batch?.ingestPerSec), int(pb?.batch?.ingestPerSec), '', times(div(hp?.batch?.ingestPerSec, pb?.batch?.ingestPerSec)), '', ''],
+    [
+      `(b) 1 event/request, ${cfg.clients} clients → delivered/s`,
+      int(hp?.single?.deliveredPerSec),
+      `${int(pb?.single?.deliveredPerSec)} 1 insert/event`,
+      '',
+      times(bRatio),
+      '≥ 5× pg-boss 1/event',
+      verdict(bRatio === undefined ? undefined : bRatio >= 5, '(b) one-per-request ≥ 5× pg-boss one-insert-per-event'),
+    ],
+    ['    ingest accepted, events/s', int(hp?.single?.ingestPerSec), int(pb?.single?.ingestPerSec), '', times(div(hp?.single?.ingestPerSec, pb?.single?.ingestPerSec)), '', ''],
+    [`(c) latency @ ${cfg.rate}/s${pbRateNote}, p50 ms`, ms(hp?.latency?.p50), ms(pb?.latency?.p50), '', times(p50Ratio), '', ''],
+    [
+      '    p99 ms',
+      ms(hp?.latency?.p99),
+      ms(pb?.latency?.p99),
+      '',
+      times(p99Ratio),
+      '< 25 ms',
+      verdict(hp?.latency ? hp.latency.p99 < 25 : undefined, `(c) p99 < 25 ms at ${cfg.rate}/s`),
+    ],
+    ['    p99.9 / max ms', hp?.latency ? `${ms(hp.latency.p999)} / ${ms(hp.latency.max)}` : '—', pb?.latency ? `${ms(pb.latency.p999)} / ${ms(pb.latency.max)}` : '—', '', '', '', ''],
+    [
+      '    of which ingest call (202 / send) p50 / p99 ms',
+      hp?.latency ? `${ms(hp.latency.ackP50)} / ${ms(hp.latency.ackP99)}` : '—',
+      pb?.latency ? `${ms(pb.latency.ackP50)} / ${ms(pb.latency.ackP99)}` : '—',
+      '',
+      '',
+      '',
+      '',
+    ],
+    ['    achieved send rate /s', int(hp?.latency?.achievedRate), int(pb?.latency?.achievedRate), '', '', '', ''],
+    [
+      `(d) fan-out 1 event → ${int(hp?.fanout?.webhooks ?? cfg.fanout)} webhooks: commit (202) ms`,
+      ms(hp?.fanout?.commitMs),
+      `${ms(pb?.fanout?.commitMs)}${pb?.fanout ? ' 1 insert' : ''}`,
+      '',
+      times(div(pb?.fanout?.commitMs, hp?.fanout?.commitMs)),
+      '< 1,000 ms',
+      verdict(hp?.fanout ? hp.fanout.commitMs < 1000 : undefined, '(d) fan-out commit < 1 s'),
+    ],
+    ['    all delivered, ms', ms(hp?.fanout?.deliverAllMs), ms(pb?.fanout?.deliverAllMs), '', times(div(pb?.fanout?.deliverAllMs, hp?.fanout?.deliverAllMs)), '', ''],
+    [
+      '    deliveries/s',
+      int(hp?.fanout ? hp.fanout.webhooks / (hp.fanout.deliverAllMs / 1000) : undefined),
+      int(pb?.fanout ? pb.fanout.webhooks / (pb.fanout.deliverAllMs / 1000) : undefined),
+      '',
+      '',
+      '',
+      '',
+    ],
+    [
+      '(e) worker peak RSS (VmHWM), MB',
+      mb(hp?.workerHwmMb),
+      mb(pb?.workerHwmMb),
+      '',
+      times(rssRatio),
+      '< 200 MB',
+      verdict(hp?.workerHwmMb !== undefined ? hp.workerHwmMb < 200 : undefined, '(e) worker RSS < 200 MB'),
+    ],
+    ['    before fan-out / API process', `${mb(hp?.workerHwmBeforeFanoutMb)} / ${mb(hp?.apiHwmMb)}`, '', '', '', '', ''],
+    [`(f) raw signed POSTs, no DB, ${cfg.rawConnections} conns, /s`, '', '', int(rawRate), '', '', ''],
+    ['    (a) as share of raw ceiling', hp?.batch && rawRate ? `${((hp.batch.deliveredPerSec / rawRate) * 100).toFixed(0)}%` : '—', pb?.batch && rawRate ? `${((pb.batch.deliveredPerSec / rawRate) * 100).toFixed(0)}%` : '—', '', '', '', ''],
+    [
+      'duplicates within each phase (a/b/c/d)',
+      hp ? [hp.batch?.duplicates, hp.single?.duplicates, hp.latency?.duplicates, hp.fanout?.duplicates].map((d) => int(d)).join('/') : '—',
+      pb ? [pb.batch?.duplicates, pb.single?.duplicates, pb.latency?.duplicates, pb.fanout?.duplicates].map((d) => int(d)).join('/') : '—',
+      r.raw ? int(r.raw.stats.duplicateIds + r.raw.stats.duplicateEvents) : '',
+      '',
+      'reported',
+      '',
+    ],
+    [
+      're-deliveries after their phase ended',
+      hp?.late ? int(hp.late.lateDuplicates + hp.late.stray) : '—',
+      pb?.late ? int(pb.late.lateDuplicates + pb.late.stray) : '—',
+      '',
+      '',
+      'reported',
+      '',
+    ],
+  ];
+
+  const out: string[] = [];
+  out.push('');
+  out.push(`Hookpost benchmark — run ${env.run}, ${env.started}`);
+  out.push(`Machine : ${env.cpu}, ${env.memory} RAM, ${env.os}`);
+  out.push(`Node    : ${env.node}   Postgres: ${env.postgres}`);
+  out.push(`Load avg: ${env.loadStart} at start, ${env.loadEnd} at end (1/5/15 min; other work on the machine skews results)`);
+  out.push(`Baseline: pg-boss ${env.pgBoss}, undici ${env.undici}   Repo: ${env.git}`);
+  out.push(
+    `Workload: (a) ${int(cfg.events)} events, (b) ${int(cfg.singleEvents)} events, (c) ${cfg.steadySeconds} s open loop, (d) ${int(cfg.fanout)} webhooks, ` +
+      `(f) ${int(cfg.rawEvents)} POSTs; ${int(cfg.warmup)} warm-up events per system; 1 webhook in (a)–(c)`,
+  );
+  if (pb) out.push(`pg-boss : ${pb.notes.join('; ')}`);
+  if (r.hookpost?.skipped) out.push(`Hookpost: SKIPPED — ${r.hookpost.skipped}`);
+  if (r.hookpost?.logProblems) {
+    const p = Object.entries(r.hookpost.logProblems).filter(([, n]) => n > 0);
+    if (p.length > 0) out.push(`Hookpost: warnings/errors logged: ${p.map(([k, n]) => `${k} ${n}`).join(', ')} (see ${env.logDir})`);
+  }
+  if (r.hookpost?.notes.length) out.push(`Hookpost: ${r.hookpost.notes.join('; ')}`);
+  out.push('Every delivery was signature-verified (Hookpost: Standard Webhooks + X-Truto-Signature) and body-checked by the receiver.');
+  out.push('"Hookpost advantage": throughput Hookpost ÷ pg-boss; latency and RSS pg-boss ÷ Hookpost (higher is better for Hookpost).');
+  out.push('');
+  out.push(table(rows));
+  out.push('');
+  for (const sys of [hp, pb]) {
+    if (!sys?.slowStatements?.length) continue;
+    out.push(`${sys.name}: statements seen running > 500 ms (pg_stat_activity sampled every 250 ms; [phase]):`);
+    for (const st of sys.slowStatements) out.push(`  ${ms(st.longestMs).padStart(7)} ms ×${st.samples} ${st.application}: ${st.query}`);
+    out.push('');
+  }
+  out.push(missed.length === 0 ? 'Targets: all reported targets met.' : `Targets missed: ${missed.join('; ')}`);
+  out.push(`Logs and results.json: ${env.logDir}`);
+  out.push('');
+  return { text: out.join('\n'), missed };
+}
