@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { PREPARE, type Db } from '../client.js';
+import type { Db } from '../client.js';
 import type { DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
 
 /** A delivery claimed by a worker, with what it needs to render the message. */
@@ -30,7 +30,8 @@ export async function claimDue(
   options: { workerId: string; limit: number; perWebhook: number; leaseMs: number; excludeWebhooks?: readonly string[] },
 ): Promise<ClaimedDelivery[]> {
   const exclude = options.excludeWebhooks ?? [];
-  const result = await sql<ClaimedDelivery>`${sql.raw(PREPARE)}
+  // Not prepared: a generic plan cannot see the batch's size and scans the table.
+  const result = await sql<ClaimedDelivery>`
     with candidates as (
       select id, webhook_id, next_attempt_at from deliveries
       where status = 'pending' and next_attempt_at <= now()
@@ -129,7 +130,8 @@ export async function completeBatch(
 ): Promise<void> {
   if (completions.length === 0 && attempts.length === 0) return;
   const recovered = [...recoveredWebhooks].sort();
-  await sql`${sql.raw(PREPARE)}
+  // Not prepared: a generic plan for the unnest join degrades to a scan of the whole table.
+  await sql`
     with updated as (
       -- A retry for a webhook paused meanwhile waits, held, for its resume.
       update deliveries d
