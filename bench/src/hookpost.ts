@@ -11,7 +11,7 @@ import { eventData, log, nowUs, sleep, type PhaseConfig } from './common.js';
 import type { Ctx, SystemResult } from './context.js';
 import { BenchFailure, closedLoop, describe, latencyOf, measurePhase, openLoop, tail, throughputOf, type LateTally } from './load.js';
 import { memoryOf, ServiceProc } from './procs.js';
-import { SlowQuerySampler } from './slow-queries.js';
+import { autoExplain, SlowQuerySampler } from './slow-queries.js';
 
 /** Hookpost settings taken from the bench's environment; node flags (e.g. --cpu-prof) via BENCH_HOOKPOST_NODE_ARGS. */
 function passThrough(): Record<string, string> {
@@ -76,6 +76,7 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
 
   const dbName = `bench_hookpost_${randomBytes(4).toString('hex')}`;
   const url = await createDatabase(ctx.serverUrl, dbName);
+  await autoExplain(ctx.serverUrl, dbName);
   log(`Hookpost: database ${dbName}`);
   const sampler = new SlowQuerySampler(ctx.serverUrl, dbName);
   const late: LateTally = { lateDuplicates: 0, stray: 0 };

@@ -13,7 +13,7 @@ import { eventData, log, nowUs, PGBOSS_QUEUE, type DeliveryJob, type PhaseConfig
 import type { Ctx, SystemResult } from './context.js';
 import { closedLoop, describe, latencyOf, measurePhase, openLoop, tail, throughputOf, type LateTally } from './load.js';
 import { memoryOf, ServiceProc } from './procs.js';
-import { SlowQuerySampler } from './slow-queries.js';
+import { autoExplain, SlowQuerySampler } from './slow-queries.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -22,6 +22,7 @@ export async function runPgBoss(ctx: Ctx): Promise<SystemResult> {
   const result: SystemResult = { name: 'pg-boss', notes: [] };
   const dbName = `bench_pgboss_${randomBytes(4).toString('hex')}`;
   const url = await createDatabase(ctx.serverUrl, dbName);
+  await autoExplain(ctx.serverUrl, dbName);
   log(`pg-boss: database ${dbName}`);
   const sampler = new SlowQuerySampler(ctx.serverUrl, dbName);
   const late: LateTally = { lateDuplicates: 0, stray: 0 };

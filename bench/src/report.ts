@@ -173,8 +173,14 @@ export function renderReport(
   out.push('');
   for (const sys of [hp, pb]) {
     if (!sys?.slowStatements?.length) continue;
-    out.push(`${sys.name}: statements seen running > 500 ms (pg_stat_activity sampled every 250 ms; [phase]):`);
-    for (const st of sys.slowStatements) out.push(`  ${ms(st.longestMs).padStart(7)} ms ×${st.samples} ${st.application}: ${st.query}`);
+    out.push(`${sys.name}: statements seen running > 500 ms (pg_stat_activity sampled every 250 ms; longest, samples (wait events), app [phase]):`);
+    for (const st of sys.slowStatements) {
+      const waits = Object.entries(st.waits ?? {})
+        .sort((a, b) => b[1] - a[1])
+        .map(([w, n]) => `${w}×${n}`)
+        .join(' ');
+      out.push(`  ${ms(st.longestMs).padStart(7)} ms, seen ${st.samples}× (${waits}) ${st.application}: ${st.query}`);
+    }
     out.push('');
   }
   out.push(missed.length === 0 ? 'Targets: all reported targets met.' : `Targets missed: ${missed.join('; ')}`);

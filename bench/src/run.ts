@@ -8,7 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -77,7 +77,8 @@ async function main(): Promise<number> {
   if (!serverUrl) {
     const dataDir = path.join(os.tmpdir(), 'hookpost-bench-pg');
     log(`DATABASE_URL unset: starting an embedded PostgreSQL in ${dataDir}`);
-    embedded = await startEmbeddedPostgres({ dataDir, onNotice: (l) => log(l) });
+    const pgLog = createWriteStream(path.join(logDir, 'postgres.log'));
+    embedded = await startEmbeddedPostgres({ dataDir, onNotice: (l) => log(l), onLog: (l) => pgLog.write(`${l}\n`) });
     serverUrl = embedded.url;
     pgSource = 'embedded';
   }

@@ -33,21 +33,20 @@ export async function claimDue(
   // Not prepared: a generic plan cannot see the batch's size and scans the table.
   const result = await sql<ClaimedDelivery>`
     with candidates as (
+      -- Lock here, in index order: joining back to deliveries to lock later let the planner
+      -- pick a nested loop that re-ran the window per pending row (quadratic).
       select id, webhook_id, next_attempt_at from deliveries
       where status = 'pending' and next_attempt_at <= now()
         ${exclude.length > 0 ? sql`and webhook_id <> all(${exclude}::uuid[])` : sql``}
       order by next_attempt_at
       limit ${options.limit * 4}
+      for update skip locked
     ),
     ranked as (
       select id, next_attempt_at, row_number() over (partition by webhook_id order by next_attempt_at, id) as rn from candidates
     ),
     picked as (
-      select d.id from deliveries d join ranked r on r.id = d.id
-      where r.rn <= ${options.perWebhook} and d.status = 'pending'
-      order by r.next_attempt_at
-      limit ${options.limit}
-      for update of d skip locked
+      select id from ranked where rn <= ${options.perWebhook} order by next_attempt_at limit ${options.limit}
     ),
     claimed as (
       update deliveries d
