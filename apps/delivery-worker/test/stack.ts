@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiKeys, freePort, workspaces } from '@hookpost/db';
+import { apiKeys, workspaces } from '@hookpost/db';
 import { startReceiver, type Receiver } from '@hookpost/mock-receiver';
 import { createTestDatabase, type TestDatabase } from '@hookpost/testkit';
 
@@ -93,9 +93,11 @@ export async function startStack(options: { env?: Record<string, string>; apiEnv
   };
   const { workspace } = await workspaces.createWorkspace(database.db, 'stack');
   const { key } = await apiKeys.createApiKey(database.db, { workspaceId: workspace.id, name: 'stack' });
-  const apiPort = await freePort();
-  const api = await spawnApp('apps/api/dist/main.js', { ...env, ...options.apiEnv, API_PORT: String(apiPort) }, 'api listening');
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  // Port 0: the API picks a free port and logs it (no race with other files picking ports).
+  const api = await spawnApp('apps/api/dist/main.js', { ...env, ...options.apiEnv, API_PORT: '0' }, 'api listening');
+  const listening = /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(api.output());
+  if (!listening?.[1]) throw new Error(`api did not log its URL:\n${api.output()}`);
+  const apiUrl = listening[1];
   const workers: Proc[] = [];
 
   const call: Stack['call'] = async (method, p, body, headers = {}) => {
