@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../client.js';
 import type { ConnectionRow, ConnectionUpdate, NewConnection } from '../schema.js';
-import type { Scope } from './scope.js';
+import { inScope, type Scope } from './scope.js';
 
 export type ConnectionWithEnv = ConnectionRow & { environment_name: string };
 
@@ -11,8 +11,7 @@ function baseSelect(db: Db, scope: Scope) {
     .innerJoin('environments as e', 'e.id', 'c.environment_id')
     .selectAll('c')
     .select('e.name as environment_name')
-    .where('c.workspace_id', '=', scope.workspaceId)
-    .$if(scope.environmentId !== null, (q) => q.where('c.environment_id', '=', scope.environmentId as string));
+    .where(inScope(scope, 'c'));
 }
 
 export async function insertConnection(db: Db, values: NewConnection): Promise<ConnectionRow> {
@@ -27,8 +26,7 @@ export async function updateConnection(db: Db, scope: Scope, id: string, values:
   const r = await db
     .updateTable('connections')
     .set({ ...values, updated_at: sql<Date>`now()` })
-    .where('workspace_id', '=', scope.workspaceId)
-    .$if(scope.environmentId !== null, (q) => q.where('environment_id', '=', scope.environmentId as string))
+    .where(inScope(scope))
     .where('id', '=', id)
     .executeTakeFirst();
   return r.numUpdatedRows > 0n;
@@ -38,8 +36,7 @@ export async function updateConnection(db: Db, scope: Scope, id: string, values:
 export async function deleteConnection(db: Db, scope: Scope, id: string): Promise<boolean> {
   const r = await db
     .deleteFrom('connections')
-    .where('workspace_id', '=', scope.workspaceId)
-    .$if(scope.environmentId !== null, (q) => q.where('environment_id', '=', scope.environmentId as string))
+    .where(inScope(scope))
     .where('id', '=', id)
     .executeTakeFirst();
   return r.numDeletedRows > 0n;

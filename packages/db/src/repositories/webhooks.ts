@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../client.js';
 import type { NewWebhook, WebhookRow, WebhookUpdate } from '../schema.js';
-import type { Scope } from './scope.js';
+import { inScope, type Scope } from './scope.js';
 
 /** A webhook row with the name of its environment. */
 export type WebhookWithEnv = WebhookRow & { environment_name: string };
@@ -12,8 +12,7 @@ function baseSelect(db: Db, scope: Scope) {
     .innerJoin('environments as e', 'e.id', 'w.environment_id')
     .selectAll('w')
     .select('e.name as environment_name')
-    .where('w.workspace_id', '=', scope.workspaceId)
-    .$if(scope.environmentId !== null, (q) => q.where('w.environment_id', '=', scope.environmentId as string));
+    .where(inScope(scope, 'w'));
 }
 
 export async function insertWebhook(db: Db, values: NewWebhook): Promise<WebhookRow> {
@@ -28,8 +27,7 @@ export async function updateWebhook(db: Db, scope: Scope, id: string, values: We
   const r = await db
     .updateTable('webhooks')
     .set({ ...values, updated_at: sql<Date>`now()` })
-    .where('workspace_id', '=', scope.workspaceId)
-    .$if(scope.environmentId !== null, (q) => q.where('environment_id', '=', scope.environmentId as string))
+    .where(inScope(scope))
     .where('id', '=', id)
     .executeTakeFirst();
   return r.numUpdatedRows > 0n;
@@ -38,8 +36,7 @@ export async function updateWebhook(db: Db, scope: Scope, id: string, values: We
 export async function deleteWebhook(db: Db, scope: Scope, id: string): Promise<boolean> {
   const r = await db
     .deleteFrom('webhooks')
-    .where('workspace_id', '=', scope.workspaceId)
-    .$if(scope.environmentId !== null, (q) => q.where('environment_id', '=', scope.environmentId as string))
+    .where(inScope(scope))
     .where('id', '=', id)
     .executeTakeFirst();
   return r.numDeletedRows > 0n;
