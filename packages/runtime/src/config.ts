@@ -54,7 +54,7 @@ export const EnvSchema = z.object({
   EVENTS_BATCH_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(256 * 1024 * 1024).default(16 * 1024 * 1024),
 
   /** Deliveries in flight per worker process. */
-  DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(1024),
+  DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(512),
   /**
    * Deliveries in flight per webhook per worker for an endpoint that is slow or failing
    * (a slow endpoint holds no more than this); a fast one grows to 4 ×, a failing one halves.
