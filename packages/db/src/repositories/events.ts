@@ -100,11 +100,6 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
   return results;
 }
 
-/** Wakes workers; delivered at commit, once per transaction. */
-export async function notifyDeliveries(trx: Db): Promise<void> {
-  await sql`select pg_notify('hookpost_deliveries', '')`.execute(trx);
-}
-
 export interface IdempotentResponse {
   status: number;
   body: unknown;
