@@ -87,7 +87,7 @@ export async function createUnifiedWebhook(
       integration_type: connection.integration_type,
       origin: 'unified',
       secret_encrypted: deps.secrets.seal(generateWebhookSecret()),
-    } as Parameters<typeof webhooks.insertWebhook>[1]);
+    });
     if (includeAll) await webhookRuns.requestRun(trx, row.id, 'initial');
     return row.id;
   });
@@ -207,7 +207,7 @@ export async function createTrutoWebhook(
     webhook_type: 'native',
     is_active: body.is_active ?? true,
     secret_encrypted: deps.secrets.seal(secret),
-  } as Parameters<typeof webhooks.insertWebhook>[1]);
+  });
   return { id: row.id, secret };
 }
 

@@ -235,34 +235,29 @@ export class DeliveryEngine {
       .finally(() => {
         lane.active--;
         this.inFlight--;
-        let next = lane.waiting.shift();
-        const expiring: string[] = [];
-        while (next && !this.leaseCovers(next)) {
-          // It waited so long another worker may take it over: hand it back rather than risk two sends.
-          expiring.push(next.delivery.id);
-          this.queued--;
-          next = lane.waiting.shift();
-        }
-        if (expiring.length > 0) void deliveries.releaseClaims(this.o.db, this.workerId, expiring).catch(() => undefined);
-        if (next) {
-          this.queued--;
-          this.send(lane, next);
-          // A fast endpoint's cap grew: start more of its queue at once.
-          const cap = this.capOf(delivery.webhook_id);
-          while (lane.active < cap && lane.waiting.length > 0) {
-            const more = lane.waiting.shift() as Queued;
-            this.queued--;
-            if (this.leaseCovers(more)) this.send(lane, more);
-            else void deliveries.releaseClaims(this.o.db, this.workerId, [more.delivery.id]).catch(() => undefined);
-          }
-        } else if (lane.active === 0) {
-          this.lanes.delete(delivery.webhook_id);
-        }
+        this.startQueued(lane, delivery.webhook_id);
+        if (lane.active === 0 && lane.waiting.length === 0) this.lanes.delete(delivery.webhook_id);
         // Room freed (and maybe an endpoint we left out of claims): look for more work.
         this.notified = true;
         this.wakeSignal?.();
         if (this.inFlight === 0 && this.queued === 0) for (const r of this.idleResolvers.splice(0)) r();
       });
+  }
+
+  /**
+   * Starts queued sends while the endpoint has room (its cap may have grown). One that
+   * waited so long its lease may not cover the send is handed back instead: another
+   * worker may take it over, and two sends must not happen.
+   */
+  private startQueued(lane: EndpointLane, webhookId: string): void {
+    const expiring: string[] = [];
+    while (lane.active < this.capOf(webhookId) && lane.waiting.length > 0) {
+      const next = lane.waiting.shift() as Queued;
+      this.queued--;
+      if (this.leaseCovers(next)) this.send(lane, next);
+      else expiring.push(next.delivery.id);
+    }
+    if (expiring.length > 0) void deliveries.releaseClaims(this.o.db, this.workerId, expiring).catch(() => undefined);
   }
 
   /** Paused or disabled webhooks: hand their not-yet-sent deliveries back (they end up held). */
