@@ -7,6 +7,7 @@ export * from './models/truto-webhook.js';
 export * from './models/unified-webhook.js';
 export * from './models/workspace.js';
 export * from './routes/hookpost.js';
+export * from './routes/source.js';
 export * from './routes/truto.js';
 export * from './routes/unified.js';
 export * from './contract.js';
