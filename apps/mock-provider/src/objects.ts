@@ -165,7 +165,7 @@ export const OBJECT_TYPES: Record<string, ObjectType> = {
   crm_deal: {
     name: 'crm_deal',
     idPrefix: 'deal_',
-    filterable: ['id', 'name', 'stage', 'company_id', 'owner_id', 'currency'],
+    filterable: ['id', 'name', 'amount', 'currency', 'stage', 'company_id', 'owner_id'],
     make(rng, ctx) {
       const f = {
         name: `${pick(rng, CO_A)} ${pick(rng, ['renewal', 'expansion', 'pilot', 'upgrade', 'new business'])}`,
