@@ -53,10 +53,12 @@ export interface ObjectType {
   idPrefix: string;
   /** Fields `filter[<name>]` may name (string equality on the record's value). */
   filterable: readonly string[];
-  /** A new record's fields, `raw` included. */
+  /** A new record's fields (without `raw`). */
   make(rng: Rng, ctx: SeedContext): Fields;
-  /** Fields to merge into an existing record for a plausible update, `raw` included. */
+  /** Fields to merge into an existing record for a plausible update. */
   mutate(rng: Rng, current: Fields, ctx: SeedContext): Fields;
+  /** The vendor's own shape of a record, derived from its fields (sent as `raw` unless a record has its own). */
+  raw(fields: Fields): Fields;
 }
 
 const FIRST = ['Ada', 'Grace', 'Alan', 'Linus', 'Margaret', 'Edsger', 'Barbara', 'Ken', 'Radia', 'Donald', 'Frances', 'John', 'Katherine', 'Dennis', 'Hedy', 'Tim', 'Shafi', 'Leslie', 'Sophie', 'Guido'];
@@ -124,24 +126,24 @@ function employeeRaw(f: Fields): Fields {
   };
 }
 
-const withRaw = (f: Fields, raw: (f: Fields) => Fields): Fields => ({ ...f, raw: raw(f) });
-
 export const OBJECT_TYPES: Record<string, ObjectType> = {
   crm_company: {
     name: 'crm_company',
+    raw: companyRaw,
     idPrefix: 'co_',
     filterable: ['id', 'name', 'domain', 'industry', 'owner_id'],
     make(rng, ctx) {
       const name = `${pick(rng, CO_A)} ${pick(rng, CO_B)}`;
-      return withRaw({ name, domain: `${slug(name)}${int(rng, 1, 999)}.example`, industry: pick(rng, INDUSTRIES), owner_id: pick(rng, ctx.owners) }, companyRaw);
+      return { name, domain: `${slug(name)}${int(rng, 1, 999)}.example`, industry: pick(rng, INDUSTRIES), owner_id: pick(rng, ctx.owners) };
     },
-    mutate(rng, cur, ctx) {
+    mutate(rng, _cur, ctx) {
       const change: Fields = rng() < 0.5 ? { owner_id: pick(rng, ctx.owners) } : { industry: pick(rng, INDUSTRIES) };
-      return withRaw({ ...cur, ...change }, companyRaw);
+      return change;
     },
   },
   crm_contact: {
     name: 'crm_contact',
+    raw: contactRaw,
     idPrefix: 'con_',
     filterable: ['id', 'name', 'company_id', 'owner_id', 'type'],
     make(rng, ctx) {
@@ -149,7 +151,7 @@ export const OBJECT_TYPES: Record<string, ObjectType> = {
       const emails = [{ email: `${slug(first)}.${slug(last)}${int(rng, 1, 99)}@example.com`, type: 'work' }];
       if (rng() < 0.3) emails.push({ email: `${slug(first)}${int(rng, 100, 999)}@mail.example`, type: 'personal' });
       const f = { name: `${first} ${last}`, emails, company_id: optionalId(rng, ctx, 'crm_company'), owner_id: pick(rng, ctx.owners), type: pick(rng, CONTACT_TYPES) };
-      return withRaw(f, contactRaw);
+      return f;
     },
     mutate(rng, cur, ctx) {
       const r = rng();
@@ -159,11 +161,12 @@ export const OBJECT_TYPES: Record<string, ObjectType> = {
           : r < 0.7
             ? { owner_id: pick(rng, ctx.owners) }
             : { emails: [{ email: `${slug(str(cur.name))}${int(rng, 100, 999)}@example.com`, type: 'work' }] };
-      return withRaw({ ...cur, ...change }, contactRaw);
+      return change;
     },
   },
   crm_deal: {
     name: 'crm_deal',
+    raw: dealRaw,
     idPrefix: 'deal_',
     filterable: ['id', 'name', 'amount', 'currency', 'stage', 'company_id', 'owner_id'],
     make(rng, ctx) {
@@ -175,25 +178,26 @@ export const OBJECT_TYPES: Record<string, ObjectType> = {
         company_id: optionalId(rng, ctx, 'crm_company', 0.05),
         owner_id: pick(rng, ctx.owners),
       };
-      return withRaw(f, dealRaw);
+      return f;
     },
-    mutate(rng, cur) {
+    mutate(rng) {
       const change: Fields = rng() < 0.5 ? { amount: int(rng, 10, 5000) * 100 } : { stage: pick(rng, STAGES) };
-      return withRaw({ ...cur, ...change }, dealRaw);
+      return change;
     },
   },
   hris_employee: {
     name: 'hris_employee',
+    raw: employeeRaw,
     idPrefix: 'emp_',
     filterable: ['id', 'name', 'department', 'employment_status', 'manager_id'],
     make(rng, ctx) {
       const { first, last } = personName(rng);
       const f = { name: `${first} ${last}`, department: pick(rng, DEPARTMENTS), employment_status: pick(rng, EMPLOYMENT), manager_id: optionalId(rng, ctx, 'hris_employee', 0.15) };
-      return withRaw(f, employeeRaw);
+      return f;
     },
-    mutate(rng, cur) {
+    mutate(rng) {
       const change: Fields = rng() < 0.5 ? { department: pick(rng, DEPARTMENTS) } : { employment_status: pick(rng, EMPLOYMENT) };
-      return withRaw({ ...cur, ...change }, employeeRaw);
+      return change;
     },
   },
 };

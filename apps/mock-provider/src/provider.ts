@@ -309,9 +309,10 @@ export function createProvider(options: ProviderOptions = {}): MockProvider {
     if (r.deletedMs !== null) throw new HttpError(409, 'deleted', `record ${r.id} is deleted`);
     return r;
   };
-  const guarded = (fn: () => StoredRecord): RecordResult => {
+  const guarded = (fn: () => { s: ObjectStore; r: StoredRecord }): RecordResult => {
     try {
-      return { ok: true, record: toSourceRecord(fn()) };
+      const { s, r } = fn();
+      return { ok: true, record: toSourceRecord(r, s.type) };
     } catch (err) {
       if (err instanceof HttpError) return { ok: false, status: err.status, error: err.code, message: err.message };
       throw err;
@@ -326,29 +327,32 @@ export function createProvider(options: ProviderOptions = {}): MockProvider {
         const id = body.id;
         if (id !== undefined && (typeof id !== 'string' || id.length === 0 || id.length > 500)) throw new HttpError(400, 'invalid_body', 'id: must be a non-empty string');
         if (typeof id === 'string' && s.byId.has(id)) throw new HttpError(409, 'conflict', `record ${id} exists`);
-        return account.create(s, freeFields(body), id);
+        return { s, r: account.create(s, freeFields(body), id) };
       }),
     update: (token: string, type: string, id: string, body: Record<string, unknown>) =>
       guarded(() => {
         const account = store.account(token);
         const s = objectStore(account, type);
-        return account.update(s, live(found(s, id)), freeFields(body));
+        return { s, r: account.update(s, live(found(s, id)), freeFields(body)) };
       }),
     touch: (token: string, type: string, id: string) =>
       guarded(() => {
         const account = store.account(token);
         const s = objectStore(account, type);
-        return account.touch(s, live(found(s, id)));
+        return { s, r: account.touch(s, live(found(s, id))) };
       }),
     remove: (token: string, type: string, id: string) =>
       guarded(() => {
         const account = store.account(token);
         const s = objectStore(account, type);
-        return account.remove(s, found(s, id));
+        return { s, r: account.remove(s, found(s, id)) };
       }),
   };
 
-  const listRecords = (token: string, type: string): SourceRecord[] => objectStore(store.account(token), type).sorted.map((r) => toSourceRecord(r));
+  const listRecords = (token: string, type: string): SourceRecord[] => {
+    const s = objectStore(store.account(token), type);
+    return s.sorted.map((r) => toSourceRecord(r, s.type));
+  };
 
   const requests = (filter: { token?: string; object_type?: string } = {}) =>
     orderedLog().filter((r) => (filter.token === undefined || r.token === filter.token) && (filter.object_type === undefined || r.object_type === filter.object_type));
@@ -427,7 +431,7 @@ export function createProvider(options: ProviderOptions = {}): MockProvider {
       const fields = q.fields === undefined ? undefined : new Set(q.fields.split(',').map((f) => f.trim()).filter(Boolean));
       const { records, more } = s.list({ gteMs: q.updated_gte === undefined ? undefined : isoToMsCeil(q.updated_gte), after, limit: q.limit ?? SOURCE_PAGE_DEFAULT, filter: q.filter ?? {} });
       const last = records.at(-1);
-      const page: SourceListPage = { data: records.map((r) => toSourceRecord(r, fields)), next_cursor: more && last ? encodeCursor(last) : null };
+      const page: SourceListPage = { data: records.map((r) => toSourceRecord(r, s.type, fields)), next_cursor: more && last ? encodeCursor(last) : null };
       count = records.length;
       answer(d.status, page);
     } finally {

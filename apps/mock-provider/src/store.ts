@@ -117,9 +117,11 @@ function fieldEquals(r: StoredRecord, name: string, value: string): boolean {
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** The protocol's view of a record, optionally projected to `fields` (the four fixed ones always kept). */
-export function toSourceRecord(r: StoredRecord, fields?: ReadonlySet<string>): SourceRecord {
+export function toSourceRecord(r: StoredRecord, type: ObjectType, fields?: ReadonlySet<string>): SourceRecord {
   const out: SourceRecord = { id: r.id, created_at: iso(r.createdMs), updated_at: iso(r.updatedMs), deleted_at: r.deletedMs === null ? null : iso(r.deletedMs) };
   for (const [k, v] of Object.entries(r.fields)) if (!fields || fields.has(k)) out[k] = v;
+  // The vendor shape is derived from the fields unless the record carries its own.
+  if (r.fields.raw === undefined && (!fields || fields.has('raw'))) out.raw = type.raw(r.fields);
   return out;
 }
 
