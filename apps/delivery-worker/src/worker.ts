@@ -2,7 +2,11 @@ import { createDb, createSecretBox, migrateToLatest } from '@hookpost/db';
 import { createAddressPolicy, retryPolicyFrom, Sender, TargetLoader } from '@hookpost/delivery';
 import type { Config, Logger } from '@hookpost/runtime';
 import pg from 'pg';
+import { createSourceAdapters } from '@hookpost/sources';
 import { DeliveryEngine } from './delivery/engine.js';
+import { emptyPollStats, type PollStats } from './polling/context.js';
+import { Poller } from './polling/poller.js';
+import { RunEvents } from './polling/run-events.js';
 import { startLeaseReaper } from './maintenance/lease-reaper.js';
 import { startRetention } from './maintenance/retention.js';
 
@@ -17,6 +21,8 @@ export interface WorkerOptions {
 
 export interface RunningWorker {
   engine: DeliveryEngine;
+  poller: Poller;
+  pollStats: PollStats;
   /** Notifications received since start, per channel. */
   wakeups: Record<string, number>;
   stop(): Promise<void>;
@@ -24,15 +30,18 @@ export interface RunningWorker {
 
 /**
  * The worker process: migrations, one LISTEN connection (reconnecting if Postgres goes
- * away), the delivery engine, the lease reaper and attempt retention.
+ * away), the delivery engine, the poller of virtual webhooks, the lease reaper and
+ * retention.
  */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const { logger, config } = options;
-  const db = createDb({ connectionString: options.databaseUrl, poolMax: 6, applicationName: 'hookpost-worker' });
+  const db = createDb({ connectionString: options.databaseUrl, poolMax: 8, applicationName: 'hookpost-worker' });
   await migrateToLatest(db);
 
+  const policy = createAddressPolicy(config.ssrfAllowlist);
+  const box = createSecretBox(config.encryptionKey);
   const sender = new Sender({
-    policy: createAddressPolicy(config.ssrfAllowlist),
+    policy,
     timeoutMs: config.delivery.timeoutMs,
     connectTimeoutMs: config.delivery.connectTimeoutMs,
     // Several webhooks can share a host: the per-endpoint cap lives in the engine, not in
@@ -42,7 +51,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const engine = new DeliveryEngine({
     db,
     sender,
-    targets: new TargetLoader(db, createSecretBox(config.encryptionKey)),
+    targets: new TargetLoader(db, box),
     retry: retryPolicyFrom(config.retry),
     health: { failureThreshold: config.health.failureThreshold, pauseAfterSeconds: config.health.pauseAfterSeconds },
     logger,
@@ -52,6 +61,24 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     leaseMs: config.delivery.leaseMs,
     timeoutMs: config.delivery.timeoutMs,
   });
+
+  const adapters = createSourceAdapters({ policy, timeoutMs: config.polling.requestTimeoutMs, maxRetryAfterMs: config.retry.maxRetryAfterSeconds * 1000 });
+  const pollStats = emptyPollStats();
+  const stopPolling = new AbortController();
+  const poller = new Poller(
+    {
+      db,
+      logger: logger.child({ component: 'poller' }),
+      workerId: engine.workerId,
+      adapters,
+      box,
+      settings: { ...config.polling, minIntervalMinutes: config.minIntervalMinutes, pauseAfterSeconds: config.health.pauseAfterSeconds },
+      runEvents: new RunEvents(),
+      stats: pollStats,
+      signal: stopPolling.signal,
+    },
+    config.polling.concurrency,
+  );
 
   const wakeups: Record<string, number> = Object.fromEntries(WAKE_CHANNELS.map((c) => [c, 0]));
   let stopped = false;
@@ -64,6 +91,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       wakeups[n.channel] = (wakeups[n.channel] ?? 0) + 1;
       logger.trace({ channel: n.channel, payload: n.payload }, 'wake-up');
       if (n.channel === 'hookpost_deliveries') engine.wake();
+      else if (n.channel === 'hookpost_runs') poller.wake();
     });
     client.on('error', (err) => {
       logger.warn({ err }, 'listen connection lost; reconnecting');
@@ -72,7 +100,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     await client.connect();
     for (const channel of WAKE_CHANNELS) await client.query(`listen ${channel}`);
     listener = client;
-    engine.wake(); // anything that arrived while we were not listening
+    // Anything that arrived while we were not listening.
+    engine.wake();
+    poller.wake();
   };
 
   const scheduleReconnect = () => {
@@ -90,23 +120,34 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
   await connect();
   engine.start();
+  poller.start();
   const stopReaper = startLeaseReaper(db, logger, Math.max(1000, Math.floor(config.delivery.leaseMs / 2)), () => engine.wake());
-  const stopRetention = startRetention(db, logger, config.retention.attemptDays * 86_400_000, config.retention.intervalMs);
+  const stopRetention = startRetention(
+    db,
+    logger,
+    { attemptsMs: config.retention.attemptDays * 86_400_000, pollRunsMs: config.retention.pollRunHours * 3_600_000 },
+    config.retention.intervalMs,
+  );
   logger.info({ channels: WAKE_CHANNELS, workerId: engine.workerId }, 'worker ready');
 
   return {
     engine,
+    poller,
+    pollStats,
     wakeups,
     async stop() {
       stopped = true;
       stopReaper();
       stopRetention();
       if (reconnectTimer) clearTimeout(reconnectTimer);
+      stopPolling.abort();
+      await poller.stop();
       await engine.stop();
       await listener?.end().catch(() => undefined);
       await sender.close();
+      await Promise.all([...adapters.values()].map((a) => a.close()));
       await db.destroy();
-      logger.info({ stats: engine.stats }, 'worker stopped');
+      logger.info({ stats: engine.stats, polling: pollStats }, 'worker stopped');
     },
   };
 }

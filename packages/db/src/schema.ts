@@ -40,6 +40,8 @@ export interface ConnectionsTable {
   permissions: TextArray;
   auth_encrypted: Buffer | null;
   auth_aws_arn: string | null;
+  /** Which source adapter polls this connection (`http`). */
+  source_adapter: Generated<string>;
   external_xref: string | null;
   is_paused: Generated<boolean>;
   is_healthy: Generated<boolean>;
@@ -90,25 +92,79 @@ export interface WebhooksTable {
   failing_since: NullableTimestamp;
   /** Why delivery stopped: e.g. `gone` (a 410). */
   disabled_reason: string | null;
+  stream_id: string | null;
+  initial_sync: 'pending' | 'running' | null;
+  unhealthy_reason: string | null;
   created_at: CreatedAt;
   updated_at: CreatedAt;
 }
 
 export type RunTrigger = 'manual' | 'schedule' | 'initial';
-export type RunStatus = 'requested' | 'running' | 'completed' | 'failed';
+export type RunStatus = 'completed' | 'failed';
+/** Where a poll failed: listing the source, its credentials, writing deliveries, or understanding its answer. */
+export type SourceFailureClass = 'read' | 'auth' | 'dispatch' | 'process';
 
-export interface WebhookRunsTable {
+export interface PollStreamsTable {
   id: Generated<string>;
-  webhook_id: string;
+  workspace_id: string;
+  environment_id: string;
+  connection_id: string;
+  object_type: string;
+  filters: JSONColumnType<Record<string, string>, string, string>;
+  filters_key: string;
+  baseline_at: CreatedAt;
+  high_water_mark: NullableTimestamp;
+  next_run_at: NullableTimestamp;
+  manual_requested: Generated<boolean>;
+  run_id: string | null;
+  run_started_at: NullableTimestamp;
+  run_scheduled_at: NullableTimestamp;
+  run_trigger: RunTrigger | null;
+  run_mode: 'incremental' | 'full' | null;
+  run_since: NullableTimestamp;
+  run_cursor: string | null;
+  run_pages: Generated<number>;
+  run_records: Generated<number>;
+  run_changes: Generated<number>;
+  run_deliveries: Generated<number>;
+  run_max_updated_at: NullableTimestamp;
+  consecutive_failures: Generated<number>;
+  failing_since: NullableTimestamp;
+  last_error: string | null;
+  last_error_class: SourceFailureClass | null;
+  created_at: CreatedAt;
+}
+
+export interface ConnectionPollsTable {
+  connection_id: string;
+  next_due_at: NullableTimestamp;
+  not_before: NullableTimestamp;
+  lease_until: NullableTimestamp;
+  leased_by: string | null;
+  last_request_at: NullableTimestamp;
+}
+
+export interface PollRecordsTable {
+  stream_id: string;
+  record_id: string;
+  fingerprint: Buffer;
+  deleted: Generated<boolean>;
+}
+
+export interface PollRunsTable {
+  id: Generated<string>;
+  stream_id: string;
   trigger: RunTrigger;
   status: RunStatus;
-  requested_at: CreatedAt;
-  started_at: NullableTimestamp;
-  finished_at: NullableTimestamp;
-  pages: Generated<number>;
-  records_seen: Generated<number>;
-  changes_sent: Generated<number>;
+  scheduled_at: Date;
+  started_at: Date;
+  finished_at: CreatedAt;
+  pages: number;
+  records_seen: number;
+  changes: number;
+  deliveries: number;
   error: string | null;
+  error_class: SourceFailureClass | null;
 }
 
 export interface EventsTable {
@@ -176,7 +232,10 @@ export interface Database {
   api_keys: ApiKeysTable;
   connections: ConnectionsTable;
   webhooks: WebhooksTable;
-  webhook_runs: WebhookRunsTable;
+  poll_streams: PollStreamsTable;
+  connection_polls: ConnectionPollsTable;
+  poll_records: PollRecordsTable;
+  poll_runs: PollRunsTable;
   events: EventsTable;
   idempotency_keys: IdempotencyKeysTable;
   deliveries: DeliveriesTable;
@@ -192,7 +251,8 @@ export type ConnectionUpdate = Updateable<ConnectionsTable>;
 export type WebhookRow = Selectable<WebhooksTable>;
 export type NewWebhook = Insertable<WebhooksTable>;
 export type WebhookUpdate = Updateable<WebhooksTable>;
-export type WebhookRunRow = Selectable<WebhookRunsTable>;
+export type PollStreamRow = Selectable<PollStreamsTable>;
+export type PollRunRow = Selectable<PollRunsTable>;
 export type EventRow = Selectable<EventsTable>;
 export type DeliveryRow = Selectable<DeliveriesTable>;
 export type DeliveryAttemptRow = Selectable<DeliveryAttemptsTable>;

@@ -1,5 +1,5 @@
 import { RECORD_EVENT_PREFIX, type TrutoWebhook, type UnifiedWebhook } from '@hookpost/contract';
-import type { WebhookRunRow, WebhookWithEnv } from '@hookpost/db';
+import type { WebhookRun, WebhookWithEnv } from '@hookpost/db';
 
 type OptionalKeys<T> = { [K in keyof T]-?: undefined extends T[K] ? K : never }[keyof T];
 /** T, except that its optional fields may also be given as null. */
@@ -18,19 +18,21 @@ function unifiedEvents(eventTypes: readonly string[]): string[] {
 }
 
 /** One run as one line of JSON; newest first in `runs`. */
-export function runLine(run: WebhookRunRow): string {
+export function runLine(run: WebhookRun): string {
   return JSON.stringify(
     compact<Record<string, unknown>>({
       id: run.id,
       trigger: run.trigger,
       status: run.status,
-      requested_at: iso(run.requested_at),
+      scheduled_at: run.scheduled_at ? iso(run.scheduled_at) : undefined,
       started_at: run.started_at ? iso(run.started_at) : undefined,
       finished_at: run.finished_at ? iso(run.finished_at) : undefined,
       pages: run.pages,
       records_seen: run.records_seen,
-      changes_sent: run.changes_sent,
-      error: run.error,
+      changes: run.changes,
+      deliveries: run.deliveries,
+      error: run.error ?? undefined,
+      error_class: run.error_class ?? undefined,
     }),
   );
 }
@@ -40,7 +42,7 @@ export function isUnifiedShaped(row: WebhookWithEnv): boolean {
   return row.connection_id !== null && row.object_type !== null;
 }
 
-export function toUnifiedWebhook(row: WebhookWithEnv, runs: readonly WebhookRunRow[] = []): UnifiedWebhook {
+export function toUnifiedWebhook(row: WebhookWithEnv, runs: readonly WebhookRun[] = []): UnifiedWebhook {
   const events = unifiedEvents(row.event_types);
   return compact<UnifiedWebhook>({
     id: row.id,

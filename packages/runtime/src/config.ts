@@ -81,6 +81,28 @@ export const EnvSchema = z.object({
   /** A webhook failing without a success for this long is paused. */
   HEALTH_PAUSE_AFTER_SECONDS: z.coerce.number().min(0).default(24 * 3600),
 
+  /** Virtual webhooks: connections polled at once per worker process. */
+  POLL_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(32),
+  /** `interval` (minutes) of a virtual webhook that sets none. */
+  POLL_DEFAULT_INTERVAL_MINUTES: z.coerce.number().positive().default(60),
+  /** Spread of each next run: ± this fraction of the interval (at most 30 s). */
+  POLL_JITTER: z.coerce.number().min(0).max(0.5).default(0.05),
+  /** Each incremental run re-lists this much before the high-water mark (late commits at the source). */
+  POLL_OVERLAP_MS: z.coerce.number().int().min(0).max(86_400_000).default(30_000),
+  /** Records per delivered page when a webhook sets no `page_max_limit`. */
+  POLL_PAGE_SIZE: z.coerce.number().int().min(1).max(1000).default(100),
+  /** Requests per second to one connection's source, at most. */
+  POLL_CONNECTION_RPS: z.coerce.number().positive().max(1000).default(5),
+  POLL_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
+  /** A connection whose poller vanished is polled by another worker after this long. */
+  POLL_LEASE_MS: z.coerce.number().int().min(1000).max(3_600_000).default(120_000),
+  /** Consecutive failed runs (read/process/dispatch) that mark a virtual webhook unhealthy. */
+  POLL_FAILURE_THRESHOLD: z.coerce.number().int().min(1).default(3),
+  /** A connection whose credentials were refused (401/403) is tried again after this long, or at once when updated. */
+  POLL_AUTH_RETRY_MS: z.coerce.number().int().min(100).default(15 * 60_000),
+  /** Finished runs older than this are deleted by the worker. */
+  POLL_RUN_RETENTION_HOURS: z.coerce.number().positive().default(24),
+
   /** Attempts older than this are deleted by the worker, in batches. */
   ATTEMPT_RETENTION_DAYS: z.coerce.number().positive().default(30),
   RETENTION_INTERVAL_MS: z.coerce.number().int().min(100).default(10 * 60_000),
@@ -132,7 +154,19 @@ export interface Config {
   };
   retry: { schedule: string; jitter: number; timeScale: number; maxRetryAfterSeconds: number };
   health: { failureThreshold: number; pauseAfterSeconds: number };
-  retention: { attemptDays: number; intervalMs: number };
+  retention: { attemptDays: number; intervalMs: number; pollRunHours: number };
+  polling: {
+    concurrency: number;
+    defaultIntervalMinutes: number;
+    jitter: number;
+    overlapMs: number;
+    pageSize: number;
+    connectionRps: number;
+    requestTimeoutMs: number;
+    leaseMs: number;
+    failureThreshold: number;
+    authRetryMs: number;
+  };
   secretRotationOverlapSeconds: number;
 }
 
@@ -199,7 +233,19 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       maxRetryAfterSeconds: e.RETRY_AFTER_MAX_SECONDS,
     },
     health: { failureThreshold: e.HEALTH_FAILURE_THRESHOLD, pauseAfterSeconds: e.HEALTH_PAUSE_AFTER_SECONDS },
-    retention: { attemptDays: e.ATTEMPT_RETENTION_DAYS, intervalMs: e.RETENTION_INTERVAL_MS },
+    retention: { attemptDays: e.ATTEMPT_RETENTION_DAYS, intervalMs: e.RETENTION_INTERVAL_MS, pollRunHours: e.POLL_RUN_RETENTION_HOURS },
+    polling: {
+      concurrency: e.POLL_CONCURRENCY,
+      defaultIntervalMinutes: e.POLL_DEFAULT_INTERVAL_MINUTES,
+      jitter: e.POLL_JITTER,
+      overlapMs: e.POLL_OVERLAP_MS,
+      pageSize: e.POLL_PAGE_SIZE,
+      connectionRps: e.POLL_CONNECTION_RPS,
+      requestTimeoutMs: e.POLL_REQUEST_TIMEOUT_MS,
+      leaseMs: e.POLL_LEASE_MS,
+      failureThreshold: e.POLL_FAILURE_THRESHOLD,
+      authRetryMs: e.POLL_AUTH_RETRY_MS,
+    },
     secretRotationOverlapSeconds: e.SECRET_ROTATION_OVERLAP_SECONDS,
   });
 }

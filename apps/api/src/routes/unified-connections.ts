@@ -1,5 +1,5 @@
 import { contract, DEFAULT_PAGE_SIZE, type Connection, type ConnectionWrite } from '@hookpost/contract';
-import { connections, workspaces, type ConnectionUpdate, type ConnectionWithEnv, type Db, type Scope } from '@hookpost/db';
+import { connections, pollStreams, workspaces, type ConnectionUpdate, type ConnectionWithEnv, type Db, type Scope } from '@hookpost/db';
 import { initServer } from '@ts-rest/express';
 import { requireScope } from '../http/context.js';
 import { ApiError } from '../http/errors.js';
@@ -18,6 +18,7 @@ function toConnection(row: ConnectionWithEnv): Connection {
     permissions: row.permissions,
     ...(row.external_xref ? { external_xref: row.external_xref } : {}),
     is_paused: row.is_paused,
+    source_adapter: row.source_adapter,
     ...(row.last_healthy_at ? { last_healthy_at: row.last_healthy_at.toISOString() } : {}),
     ...(row.last_unhealthy_at ? { last_unhealthy_at: row.last_unhealthy_at.toISOString() } : {}),
     created_at: row.created_at.toISOString(),
@@ -44,6 +45,7 @@ export function unifiedConnectionRouter(deps: ApiContext) {
     auth_aws_arn: body.auth_aws_arn ?? null,
     external_xref: body.external_xref ?? null,
     is_paused: body.is_paused ?? false,
+    source_adapter: body.source_adapter ?? 'http',
   });
 
   const show = async (scope: Scope, id: string) => ({ status: 200 as const, body: toConnection(await requireConnection(db, scope, id)) });
@@ -78,6 +80,7 @@ export function unifiedConnectionRouter(deps: ApiContext) {
       const scope = requireScope(req);
       await requireConnection(db, scope, params.id);
       await connections.updateConnection(db, scope, params.id, columns(body));
+      await pollStreams.retryConnection(db, params.id);
       return show(scope, params.id);
     },
     patch: async ({ params, body, req }) => {
@@ -93,7 +96,12 @@ export function unifiedConnectionRouter(deps: ApiContext) {
       if (body.auth_aws_arn !== undefined) set.auth_aws_arn = body.auth_aws_arn;
       if (body.external_xref !== undefined) set.external_xref = body.external_xref;
       if (body.is_paused !== undefined) set.is_paused = body.is_paused;
+      if (body.source_adapter !== undefined) set.source_adapter = body.source_adapter;
       if (Object.keys(set).length > 0) await connections.updateConnection(db, scope, params.id, set);
+      // New credentials, adapter or pause state: poll again now rather than after a back-off.
+      if (set.auth_encrypted !== undefined || set.is_paused !== undefined || set.source_adapter !== undefined) {
+        await pollStreams.retryConnection(db, params.id);
+      }
       return show(scope, params.id);
     },
     remove: async ({ params, req }) => {

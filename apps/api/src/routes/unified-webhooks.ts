@@ -1,5 +1,5 @@
 import { contract, DEFAULT_PAGE_SIZE } from '@hookpost/contract';
-import { webhookRuns, webhooks, type Scope } from '@hookpost/db';
+import { pollStreams, webhooks, type Scope } from '@hookpost/db';
 import { initServer } from '@ts-rest/express';
 import { requireScope } from '../http/context.js';
 import type { ApiContext } from '../services/deps.js';
@@ -22,15 +22,14 @@ export function unifiedWebhookRouter(deps: ApiContext) {
   /** The unified.to representation, with its recent runs. */
   const show = async (scope: Scope, id: string) => {
     const row = await requireUnifiedWebhook(db, scope, id);
-    const runs = await webhookRuns.recentRuns(db, [row.id]);
+    const runs = await pollStreams.recentRuns(db, [row.id]);
     return toUnifiedWebhook(row, runs.get(row.id));
   };
 
-  /** Records a manual run request (the poller runs it) and sends a test delivery. */
+  /** A virtual webhook's stream runs now; a webhook that polls nothing gets a test delivery. */
   const trigger = async (scope: Scope, id: string) => {
     const row = await requireUnifiedWebhook(db, scope, id);
-    await webhookRuns.requestRun(db, id, 'manual');
-    await queueTestDelivery(deps, row);
+    if (!(await pollStreams.requestRun(db, id))) await queueTestDelivery(deps, row);
     return { status: 200 as const, body: undefined };
   };
 
@@ -49,7 +48,7 @@ export function unifiedWebhookRouter(deps: ApiContext) {
         environmentName: query.env,
         isHealthy: query.is_healthy,
       });
-      const runs = await webhookRuns.recentRuns(db, rows.map((r) => r.id));
+      const runs = await pollStreams.recentRuns(db, rows.map((r) => r.id));
       return { status: 200, body: rows.map((r) => toUnifiedWebhook(r, runs.get(r.id))) };
     },
     create: async ({ body, query, req }) => {

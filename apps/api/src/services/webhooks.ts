@@ -9,7 +9,7 @@ import {
 import {
   connections,
   inTransaction,
-  webhookRuns,
+  pollStreams,
   webhooks,
   workspaces,
   type Db,
@@ -87,8 +87,9 @@ export async function createUnifiedWebhook(
       integration_type: connection.integration_type,
       origin: 'unified',
       secret_encrypted: deps.secrets.seal(generateWebhookSecret()),
+      initial_sync: includeAll ? 'pending' : null,
     });
-    if (includeAll) await webhookRuns.requestRun(trx, row.id, 'initial');
+    await pollStreams.syncWebhookStream(trx, row.id, deps.config.polling.defaultIntervalMinutes);
     return row.id;
   });
 }
@@ -106,6 +107,7 @@ export async function replaceUnifiedWebhook(deps: ApiContext, scope: Scope, id: 
       integration_type: connection.integration_type,
     });
     await syncQueueWithState(trx, await requireUnifiedWebhook(trx, scope, id));
+    await pollStreams.syncWebhookStream(trx, id, deps.config.polling.defaultIntervalMinutes);
   });
 }
 
@@ -152,6 +154,7 @@ export async function patchUnifiedWebhook(deps: ApiContext, scope: Scope, id: st
     if (!!dbUrl !== !!dbType) throw ApiError.invalidField(dbUrl ? 'db_type' : 'db_url', 'db_type and db_url go together');
     if (Object.keys(set).length > 0) await webhooks.updateWebhook(trx, scope, id, set);
     if (body.is_paused !== undefined) await syncQueueWithState(trx, await requireUnifiedWebhook(trx, scope, id));
+    await pollStreams.syncWebhookStream(trx, id, deps.config.polling.defaultIntervalMinutes);
   });
 }
 
@@ -161,6 +164,7 @@ export async function resumeUnifiedWebhook(deps: ApiContext, scope: Scope, id: s
     await requireUnifiedWebhook(trx, scope, id);
     await webhooks.resumeWebhook(trx, scope, id);
     await syncQueueWithState(trx, await requireUnifiedWebhook(trx, scope, id));
+    await pollStreams.syncWebhookStream(trx, id, deps.config.polling.defaultIntervalMinutes, { runNow: true });
   });
 }
 

@@ -1,4 +1,4 @@
-import { deliveries, type Db } from '@hookpost/db';
+import { deliveries, polling, type Db } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
 
 /** Deletes attempts older than the retention age, in batches, so no single statement holds locks for long. */
@@ -12,14 +12,27 @@ export async function pruneAttempts(db: Db, olderThanMs: number, batch = 5000): 
   }
 }
 
-export function startRetention(db: Db, logger: Logger, retentionMs: number, everyMs: number): () => void {
+/** Deletes finished poll runs older than the retention age, in batches. */
+export async function prunePollRuns(db: Db, olderThanMs: number, batch = 5000): Promise<number> {
+  const cutoff = new Date(Date.now() - olderThanMs);
+  let total = 0;
+  for (;;) {
+    const n = await polling.deleteOldRuns(db, cutoff, batch);
+    total += n;
+    if (n < batch) return total;
+  }
+}
+
+export function startRetention(db: Db, logger: Logger, retention: { attemptsMs: number; pollRunsMs: number }, everyMs: number): () => void {
   let running = false;
   const tick = async () => {
     if (running) return;
     running = true;
     try {
-      const n = await pruneAttempts(db, retentionMs);
+      const n = await pruneAttempts(db, retention.attemptsMs);
       if (n > 0) logger.info({ deleted: n }, 'pruned old delivery attempts');
+      const runs = await prunePollRuns(db, retention.pollRunsMs);
+      if (runs > 0) logger.info({ deleted: runs }, 'pruned old poll runs');
     } catch (err) {
       logger.warn({ err }, 'attempt retention failed');
     } finally {

@@ -33,6 +33,12 @@ const ConnectionFields = z.object({
   auth_aws_arn: z.string().max(2048).optional(),
   external_xref: z.string().max(500).optional(),
   is_paused: z.boolean().optional(),
+  /**
+   * Hookpost: which source adapter polls this connection for virtual webhooks. `http`
+   * (the default) speaks the contract's source list protocol at `auth.api_url` with
+   * `auth.access_token` (or `auth.token`) as the bearer token.
+   */
+  source_adapter: z.enum(['http']).optional(),
 });
 
 /** Body of POST and PUT /unified/connection. Read-only fields sent back are ignored. */
@@ -58,6 +64,7 @@ export const Connection = z.object({
   permissions: z.array(z.string()),
   external_xref: z.string().optional(),
   is_paused: z.boolean(),
+  source_adapter: z.string(),
   last_healthy_at: IsoDateTime.optional(),
   last_unhealthy_at: IsoDateTime.optional(),
   created_at: IsoDateTime,

@@ -51,6 +51,7 @@ export async function resumeWebhook(db: Db, scope: Scope, id: string): Promise<b
     consecutive_failures: 0,
     failing_since: null,
     disabled_reason: null,
+    unhealthy_reason: null,
     checked_at: new Date(),
   });
 }

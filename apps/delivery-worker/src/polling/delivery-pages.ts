@@ -1,0 +1,69 @@
+import type { SourceRecord } from '@hookpost/contract';
+import type { PageDelivery, StreamMember } from '@hookpost/db';
+import type { StoredPayload } from '@hookpost/delivery';
+import type { Change, ChangeKind } from '@hookpost/sources';
+
+const KINDS: readonly ChangeKind[] = ['created', 'updated', 'deleted'];
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+export interface PagePlan {
+  members: readonly StreamMember[];
+  /** Webhooks whose initial sync this run is. */
+  initial: ReadonlySet<string>;
+  changes: readonly Change[];
+  /** Every record of the page (initial syncs send them all). */
+  records: readonly SourceRecord[];
+  /** The listing's last page: an initial sync's last page is INITIAL-COMPLETE. */
+  lastPage: boolean;
+  defaultPageSize: number;
+  newId: () => string;
+}
+
+/**
+ * The deliveries one source page makes. Each webhook gets pages of at most its
+ * `page_max_limit` records: the changes of the kinds it subscribed to (`VIRTUAL`), or,
+ * during its initial sync, every live record (`INITIAL-PARTIAL`, the listing's last
+ * page `INITIAL-COMPLETE`, sent even when empty so the end is always signalled).
+ * Paused webhooks' pages are held until resume; disabled webhooks get nothing.
+ */
+export function planDeliveries(p: PagePlan): PageDelivery[] {
+  const out: PageDelivery[] = [];
+  const live = p.records.filter((r) => r.deleted_at === undefined || r.deleted_at === null);
+  for (const m of p.members) {
+    if (!m.is_active) continue;
+    const status = m.is_paused ? 'held' : 'pending';
+    const size = m.page_max_limit ?? p.defaultPageSize;
+    const push = (payload: StoredPayload) => out.push({ id: p.newId(), workspace_id: m.workspace_id, webhook_id: m.id, payload, status });
+    if (p.initial.has(m.id)) {
+      const pages = chunks(live, size);
+      if (p.lastPage && pages.length === 0) pages.push([]);
+      const type = m.event_types[0] ?? 'record:created';
+      pages.forEach((records, i) =>
+        push({ type, unified_type: p.lastPage && i === pages.length - 1 ? 'INITIAL-COMPLETE' : 'INITIAL-PARTIAL', records }),
+      );
+      continue;
+    }
+    for (const kind of KINDS) {
+      const type = `record:${kind}`;
+      if (m.event_types.length > 0 && !m.event_types.includes(type)) continue;
+      const records = p.changes.filter((c) => c.kind === kind).map((c) => c.record);
+      for (const page of chunks(records, size)) push({ type, unified_type: 'VIRTUAL', records: page });
+    }
+  }
+  return out;
+}
+
+/** Keeps records whose fields equal the filters (a source that ignores filters sends no strays). */
+export function matchesFilters(record: SourceRecord, filters: Readonly<Record<string, string>>): boolean {
+  for (const [k, v] of Object.entries(filters)) {
+    const actual = (record as Record<string, unknown>)[k];
+    if (actual === undefined || actual === null) continue;
+    if (String(actual) !== v) return false;
+  }
+  return true;
+}

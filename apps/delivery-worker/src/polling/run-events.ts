@@ -1,0 +1,67 @@
+import { randomUUID } from 'node:crypto';
+import { events, polling, type Db } from '@hookpost/db';
+
+export type RunEventStatus = 'started' | 'completed' | 'failed';
+
+export interface RunEventData {
+  workspaceId: string;
+  environmentId: string;
+  connectionId: string;
+  streamId: string;
+  runId: string | null;
+  objectType: string;
+  status: RunEventStatus;
+  startedAt: Date | null;
+  finishedAt?: Date;
+  pages?: number;
+  recordsSeen?: number;
+  changes?: number;
+  error?: string;
+}
+
+/**
+ * Publishes `sync_job_run:started|completed|failed` through the normal event path
+ * (so Truto-face subscribers get them, signed and retried), only when some webhook of
+ * the workspace + environment listens — asked at most every few seconds per environment.
+ */
+export class RunEvents {
+  private readonly listening = new Map<string, { value: boolean; until: number }>();
+
+  constructor(private readonly cacheMs = 5000) {}
+
+  private async hasListeners(db: Db, workspaceId: string, environmentId: string): Promise<boolean> {
+    const key = `${workspaceId}/${environmentId}`;
+    const hit = this.listening.get(key);
+    if (hit && hit.until > Date.now()) return hit.value;
+    const value = await polling.hasRunSubscribers(db, workspaceId, environmentId);
+    this.listening.set(key, { value, until: Date.now() + this.cacheMs });
+    return value;
+  }
+
+  /** In the caller's transaction: the notice commits with the run state it describes. */
+  async publish(db: Db, e: RunEventData): Promise<void> {
+    if (!(await this.hasListeners(db, e.workspaceId, e.environmentId))) return;
+    await events.ingestEvents(db, [
+      {
+        id: randomUUID(),
+        workspaceId: e.workspaceId,
+        environmentId: e.environmentId,
+        externalId: null,
+        type: `sync_job_run:${e.status}`,
+        objectType: null,
+        connectionId: e.connectionId,
+        data: {
+          id: e.runId,
+          sync_job_id: e.streamId,
+          integrated_account_id: e.connectionId,
+          resource: e.objectType,
+          status: e.status === 'started' ? 'running' : e.status,
+          started_at: e.startedAt?.toISOString() ?? null,
+          finished_at: e.finishedAt?.toISOString() ?? null,
+          resource_stats: e.status === 'started' ? undefined : { pages: e.pages ?? 0, records: e.recordsSeen ?? 0, changes: e.changes ?? 0 },
+          error: e.error ?? null,
+        },
+      },
+    ]);
+  }
+}

@@ -1,0 +1,186 @@
+import { randomUUID } from 'node:crypto';
+import { inTransaction, polling, type ConnectionSource, type PollStreamRow, type StreamMember } from '@hookpost/db';
+import { SOURCE_PAGE_MAX } from '@hookpost/contract';
+import { diffPage, SourceError, type SourceAdapter, type SourceSettings } from '@hookpost/sources';
+import type { SourceFailureClass } from '@hookpost/db';
+import type { PollContext } from './context.js';
+import { matchesFilters, planDeliveries } from './delivery-pages.js';
+import { nextRunAt, streamIntervalMs, type RequestGate } from './schedule.js';
+
+export type StreamOutcome =
+  | { kind: 'completed' | 'failed' | 'dormant' | 'dropped' | 'stopped' }
+  | { kind: 'throttled'; retryAfterMs: number }
+  | { kind: 'auth-refused' }
+  | { kind: 'lease-lost' };
+
+export interface StreamRunInput {
+  connection: ConnectionSource;
+  adapter: SourceAdapter;
+  settings: SourceSettings;
+  stream: PollStreamRow;
+  gate: RequestGate;
+  /** Extends the connection's lease; false when another worker has it now. */
+  renewLease(): Promise<boolean>;
+}
+
+/** Failed to write a page (deliveries, fingerprints, progress): a `dispatch` failure. */
+class DispatchError extends Error {
+  constructor(cause: unknown) {
+    super(`writing the page failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+/** Fields the source may limit itself to: the union of every webhook's, unless one wants all. */
+function wantedFields(members: readonly StreamMember[], fieldsOf: ReadonlyMap<string, string | null>): string[] | undefined {
+  const sets = members.map((m) => fieldsOf.get(m.id) ?? null);
+  if (sets.length === 0 || sets.some((f) => !f)) return undefined;
+  return [...new Set(sets.flatMap((f) => (f ?? '').split(',').map((x) => x.trim()).filter(Boolean)))];
+}
+
+/**
+ * One run of one stream: list the source page by page (from the run's cursor when
+ * resuming), compare each page with the stored fingerprints, and commit the page's
+ * deliveries, fingerprints and progress in one transaction. Then record the run and
+ * schedule the next. Failures are classified (read / auth / dispatch / process) and
+ * recorded; a 429 leaves the run to resume after the source's Retry-After.
+ */
+export async function runStream(ctx: PollContext, input: StreamRunInput): Promise<StreamOutcome> {
+  const { db, settings: cfg } = ctx;
+  const { stream, connection } = input;
+  const members = await polling.streamMembers(db, stream.id);
+  if (members.length === 0) {
+    await polling.dropStream(db, stream.id);
+    return { kind: 'dropped' };
+  }
+  const active = members.filter((m) => m.is_active && !m.is_paused);
+  if (active.length === 0) {
+    await polling.setDormant(db, stream.id);
+    return { kind: 'dormant' };
+  }
+  const intervalMs = streamIntervalMs(active.map((m) => m.interval_minutes), cfg.defaultIntervalMinutes, cfg.minIntervalMinutes);
+  const fieldsOf = new Map(members.map((m) => [m.id, m.fields]));
+  const fields = wantedFields(active, fieldsOf);
+  const limit = Math.min(SOURCE_PAGE_MAX, Math.max(...members.map((m) => m.page_max_limit ?? cfg.pageSize)));
+
+  const run = await inTransaction(db, async (trx) => {
+    const r = await polling.startRun(trx, stream, cfg.overlapMs);
+    await ctx.runEvents.publish(trx, eventBase(connection, r, 'started'));
+    return r;
+  });
+  // startRun moved pending initial syncs to running: read them back only if there were any.
+  const current = members.some((m) => m.initial_sync === 'pending') ? await polling.streamMembers(db, stream.id) : members;
+  const initial = new Set(current.filter((m) => m.initial_sync === 'running').map((m) => m.id));
+  const startedAt = run.run_started_at ?? new Date();
+  let cursor = run.run_cursor ?? undefined;
+  const since = run.run_since ?? undefined;
+  const log = ctx.logger.child({ stream: stream.id, connection: connection.id, object_type: stream.object_type, mode: run.run_mode });
+  const totals = { pages: run.run_pages, records: run.run_records, changes: run.run_changes };
+
+  try {
+    for (;;) {
+      await input.gate.pass(ctx.signal);
+      if (ctx.signal.aborted) return { kind: 'stopped' };
+      const page = await input.adapter.list(
+        input.settings,
+        { objectType: stream.object_type, updatedGte: since, cursor, limit, fields, filters: stream.filters },
+        ctx.signal,
+      );
+      const records = page.records.filter((r) => matchesFilters(r, stream.filters));
+      const seen = await polling.loadFingerprints(db, stream.id, records.map((r) => r.id));
+      const diff = diffPage(records, seen, stream.baseline_at);
+      const lastPage = page.nextCursor === null;
+      const deliveries = planDeliveries({
+        members,
+        initial,
+        changes: diff.changes,
+        records,
+        lastPage,
+        defaultPageSize: cfg.pageSize,
+        newId: randomUUID,
+      });
+      try {
+        await inTransaction(db, (trx) =>
+          polling.commitPage(trx, {
+            streamId: stream.id,
+            deliveries,
+            records: diff.store,
+            nextCursor: page.nextCursor,
+            recordsSeen: records.length,
+            changes: diff.changes.length,
+            maxUpdatedAt: diff.maxUpdatedAt,
+          }),
+        );
+      } catch (err) {
+        throw new DispatchError(err);
+      }
+      totals.pages += 1;
+      totals.records += records.length;
+      totals.changes += diff.changes.length;
+      ctx.stats.pages += 1;
+      ctx.stats.changes += diff.changes.length;
+      ctx.stats.deliveries += deliveries.length;
+      if (!(await input.renewLease())) {
+        log.warn('lost the connection lease mid-run; another worker resumes the run');
+        return { kind: 'lease-lost' };
+      }
+      if (lastPage) break;
+      if (page.nextCursor === cursor) throw new SourceError('process', 'the source answered with the cursor it was given (no progress)');
+      cursor = page.nextCursor ?? undefined;
+    }
+
+    const next = nextRunAt({ scheduledAt: run.run_scheduled_at, startedAt, intervalMs, jitter: cfg.jitter });
+    await inTransaction(db, async (trx) => {
+      await polling.completeRun(trx, stream.id, next);
+      if (!connection.is_healthy) await polling.setConnectionHealth(trx, connection.id, true);
+      await ctx.runEvents.publish(trx, { ...eventBase(connection, run, 'completed'), ...finished(totals) });
+    });
+    ctx.stats.runs += 1;
+    log.debug({ ...totals, next_run_at: next }, 'run completed');
+    return { kind: 'completed' };
+  } catch (err) {
+    if (ctx.signal.aborted) return { kind: 'stopped' };
+    if (err instanceof SourceError && err.kind === 'throttled') {
+      ctx.stats.throttled += 1;
+      log.info({ retry_after_ms: err.retryAfterMs, status: err.status }, 'source asked to wait; the run resumes after Retry-After');
+      return { kind: 'throttled', retryAfterMs: err.retryAfterMs ?? 60_000 };
+    }
+    const errorClass: SourceFailureClass = err instanceof SourceError ? (err.kind as SourceFailureClass) : 'dispatch';
+    const message = err instanceof Error ? err.message : String(err);
+    ctx.stats.failedRuns += 1;
+    const next = nextRunAt({ scheduledAt: run.run_scheduled_at, startedAt, intervalMs, jitter: cfg.jitter });
+    const health = await inTransaction(db, async (trx) => {
+      const h = await polling.failRun(trx, stream.id, {
+        errorClass,
+        error: message,
+        nextRunAt: next,
+        // A bad answer may come from a bad cursor: start the listing over. Otherwise resume.
+        resume: errorClass !== 'process',
+        countsAgainstWebhooks: errorClass !== 'auth',
+        failureThreshold: cfg.failureThreshold,
+        pauseAfterSeconds: cfg.pauseAfterSeconds,
+      });
+      if (errorClass === 'auth') await polling.setConnectionHealth(trx, connection.id, false);
+      await ctx.runEvents.publish(trx, { ...eventBase(connection, run, 'failed'), ...finished(totals), error: `${errorClass}: ${message}` });
+      return h;
+    });
+    log.warn({ error_class: errorClass, err: message, ...health }, 'run failed');
+    return errorClass === 'auth' ? { kind: 'auth-refused' } : { kind: 'failed' };
+  }
+}
+
+function eventBase(connection: ConnectionSource, run: PollStreamRow, status: 'started' | 'completed' | 'failed') {
+  return {
+    workspaceId: run.workspace_id,
+    environmentId: run.environment_id,
+    connectionId: connection.id,
+    streamId: run.id,
+    runId: run.run_id,
+    objectType: run.object_type,
+    status,
+    startedAt: run.run_started_at,
+  };
+}
+
+function finished(t: { pages: number; records: number; changes: number }) {
+  return { finishedAt: new Date(), pages: t.pages, recordsSeen: t.records, changes: t.changes };
+}

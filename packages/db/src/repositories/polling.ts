@@ -1,0 +1,366 @@
+import { sql } from 'kysely';
+import type { Db } from '../client.js';
+import type { PollStreamRow, RunTrigger, SourceFailureClass } from '../schema.js';
+
+/**
+ * The worker's side of virtual webhooks: claiming connections to poll (one poll at a
+ * time per connection, across workers), the streams due on them, the per-page commit
+ * of deliveries + fingerprints + progress, and how a run ends.
+ */
+
+export interface ClaimedConnection {
+  connection_id: string;
+  last_request_at: Date | null;
+}
+
+/** Leases up to `limit` connections with a due stream; SKIP LOCKED, so workers never share one. */
+export async function claimConnections(db: Db, owner: string, limit: number, leaseMs: number): Promise<ClaimedConnection[]> {
+  const r = await sql<ClaimedConnection>`
+    update connection_polls cp
+    set lease_until = now() + ${leaseMs} * interval '1 millisecond', leased_by = ${owner}
+    from (
+      select connection_id from connection_polls
+      where next_due_at <= now()
+        and (lease_until is null or lease_until < now())
+        and (not_before is null or not_before <= now())
+      order by next_due_at
+      limit ${limit}
+      for update skip locked
+    ) due
+    where cp.connection_id = due.connection_id
+    returning cp.connection_id, cp.last_request_at
+  `.execute(db);
+  return r.rows;
+}
+
+/** When the next connection becomes claimable (due, not throttled, not leased), or null. */
+export async function nextClaimableAt(db: Db): Promise<Date | null> {
+  const r = await sql<{ at: Date | null }>`
+    select min(greatest(next_due_at, coalesce(not_before, next_due_at), coalesce(lease_until, next_due_at))) as at
+    from connection_polls where next_due_at is not null
+  `.execute(db);
+  return r.rows[0]?.at ?? null;
+}
+
+/** Extends a lease this worker holds; false when it lost it (expired and taken). */
+export async function renewLease(db: Db, connectionId: string, owner: string, leaseMs: number): Promise<boolean> {
+  const r = await sql`
+    update connection_polls set lease_until = now() + ${leaseMs} * interval '1 millisecond'
+    where connection_id = ${connectionId} and leased_by = ${owner}
+  `.execute(db);
+  return Number(r.numAffectedRows ?? 0) === 1;
+}
+
+/** Gives a connection back: next due time from its streams, and a wait imposed by the source. */
+export async function releaseConnection(
+  db: Db,
+  connectionId: string,
+  owner: string,
+  o: { lastRequestAt: Date | null; notBefore?: Date | undefined },
+): Promise<void> {
+  await sql`
+    update connection_polls set lease_until = null, leased_by = null,
+      last_request_at = coalesce(${o.lastRequestAt}::timestamptz, last_request_at),
+      not_before = coalesce(${o.notBefore ?? null}::timestamptz, not_before),
+      next_due_at = (select min(next_run_at) from poll_streams where connection_id = ${connectionId})
+    where connection_id = ${connectionId} and leased_by = ${owner}
+  `.execute(db);
+}
+
+export interface ConnectionSource {
+  id: string;
+  workspace_id: string;
+  environment_id: string;
+  source_adapter: string;
+  auth_encrypted: Buffer | null;
+  is_healthy: boolean;
+  is_paused: boolean;
+}
+
+export async function connectionSource(db: Db, connectionId: string): Promise<ConnectionSource | undefined> {
+  return db
+    .selectFrom('connections')
+    .select(['id', 'workspace_id', 'environment_id', 'source_adapter', 'auth_encrypted', 'is_healthy', 'is_paused'])
+    .where('id', '=', connectionId)
+    .executeTakeFirst();
+}
+
+/** The connection's credentials were refused (or accepted again). */
+export async function setConnectionHealth(db: Db, connectionId: string, healthy: boolean): Promise<void> {
+  await sql`
+    update connections set is_healthy = ${healthy},
+      last_healthy_at = case when ${healthy} then now() else last_healthy_at end,
+      last_unhealthy_at = case when ${healthy} then last_unhealthy_at else now() end
+    where id = ${connectionId} and is_healthy <> ${healthy}
+  `.execute(db);
+}
+
+/** Streams of a connection that are due (or have a run to resume), oldest due first. */
+export async function dueStreams(db: Db, connectionId: string): Promise<PollStreamRow[]> {
+  return db
+    .selectFrom('poll_streams')
+    .selectAll()
+    .where('connection_id', '=', connectionId)
+    .where('next_run_at', '<=', sql<Date>`now()`)
+    .orderBy('next_run_at')
+    .execute();
+}
+
+/** A virtual webhook as a poll sees it. */
+export interface StreamMember {
+  id: string;
+  workspace_id: string;
+  event_types: string[];
+  page_max_limit: number | null;
+  interval_minutes: number | null;
+  is_active: boolean;
+  is_paused: boolean;
+  initial_sync: 'pending' | 'running' | null;
+  fields: string | null;
+}
+
+export async function streamMembers(db: Db, streamId: string): Promise<StreamMember[]> {
+  return db
+    .selectFrom('webhooks')
+    .select(['id', 'workspace_id', 'event_types', 'page_max_limit', 'interval_minutes', 'is_active', 'is_paused', 'initial_sync', 'fields'])
+    .where('stream_id', '=', streamId)
+    .execute();
+}
+
+/** No active webhook: the stream sleeps until one comes back (resume, new webhook). */
+export async function setDormant(db: Db, streamId: string): Promise<void> {
+  await db.updateTable('poll_streams').set({ next_run_at: null }).where('id', '=', streamId).execute();
+}
+
+export async function dropStream(db: Db, streamId: string): Promise<void> {
+  await sql`delete from poll_streams s where s.id = ${streamId} and not exists (select 1 from webhooks w where w.stream_id = s.id)`.execute(db);
+}
+
+/**
+ * Starts (or resumes) the stream's run. A fresh run is `full` when a webhook waits
+ * for its initial sync (those webhooks become `running`), else incremental from the
+ * high-water mark minus the overlap. Returns the stream as the run sees it.
+ */
+export async function startRun(db: Db, stream: PollStreamRow, overlapMs: number): Promise<PollStreamRow> {
+  if (stream.run_mode !== null) {
+    return db
+      .updateTable('poll_streams')
+      .set({ run_id: sql<string>`gen_random_uuid()`, run_started_at: sql<Date>`now()`, run_scheduled_at: stream.next_run_at })
+      .where('id', '=', stream.id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+  }
+  const initial = await db
+    .updateTable('webhooks')
+    .set({ initial_sync: 'running' })
+    .where('stream_id', '=', stream.id)
+    .where('initial_sync', '=', 'pending')
+    .where('is_active', '=', true)
+    .where('is_paused', '=', false)
+    .returning('id')
+    .execute();
+  const full = initial.length > 0;
+  const trigger: RunTrigger = full ? 'initial' : stream.manual_requested ? 'manual' : 'schedule';
+  const since = full ? null : new Date((stream.high_water_mark ?? stream.baseline_at).getTime() - overlapMs);
+  return db
+    .updateTable('poll_streams')
+    .set({
+      run_id: sql<string>`gen_random_uuid()`,
+      run_started_at: sql<Date>`now()`,
+      run_scheduled_at: stream.next_run_at,
+      run_trigger: trigger,
+      run_mode: full ? 'full' : 'incremental',
+      run_since: since,
+      run_cursor: null,
+      run_pages: 0,
+      run_records: 0,
+      run_changes: 0,
+      run_deliveries: 0,
+      run_max_updated_at: null,
+      manual_requested: false,
+    })
+    .where('id', '=', stream.id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export interface StoredFingerprint {
+  fingerprint: Buffer;
+  deleted: boolean;
+}
+
+export async function loadFingerprints(db: Db, streamId: string, recordIds: readonly string[]): Promise<Map<string, StoredFingerprint>> {
+  const out = new Map<string, StoredFingerprint>();
+  if (recordIds.length === 0) return out;
+  const rows = await sql<{ record_id: string; fingerprint: Buffer; deleted: boolean }>`
+    select record_id, fingerprint, deleted from poll_records where stream_id = ${streamId} and record_id = any(${recordIds}::text[])
+  `.execute(db);
+  for (const r of rows.rows) out.set(r.record_id, { fingerprint: r.fingerprint, deleted: r.deleted });
+  return out;
+}
+
+export interface PageDelivery {
+  id: string;
+  workspace_id: string;
+  webhook_id: string;
+  payload: unknown;
+  status: 'pending' | 'held';
+}
+
+export interface PageCommit {
+  streamId: string;
+  deliveries: readonly PageDelivery[];
+  /** Fingerprints that changed (or are new). */
+  records: readonly { id: string; fingerprint: Buffer; deleted: boolean }[];
+  nextCursor: string | null;
+  recordsSeen: number;
+  changes: number;
+  maxUpdatedAt: Date | null;
+}
+
+/**
+ * One source page, in one transaction: its deliveries, the fingerprints they follow
+ * from, and the run's progress. A crash before commit re-reads the page; after it,
+ * nothing of the page is sent twice.
+ */
+export async function commitPage(db: Db, c: PageCommit): Promise<void> {
+  for (let i = 0; i < c.deliveries.length; i += 500) {
+    await db
+      .insertInto('deliveries')
+      .values(
+        c.deliveries.slice(i, i + 500).map((d) => ({
+          id: d.id,
+          workspace_id: d.workspace_id,
+          webhook_id: d.webhook_id,
+          kind: 'virtual' as const,
+          payload: JSON.stringify(d.payload),
+          status: d.status,
+        })),
+      )
+      .execute();
+  }
+  if (c.records.length > 0) {
+    await sql`
+      insert into poll_records (stream_id, record_id, fingerprint, deleted)
+      select ${c.streamId}::uuid, r.id, r.fp, r.del
+      from unnest(${c.records.map((r) => r.id)}::text[], ${c.records.map((r) => r.fingerprint)}::bytea[], ${c.records.map((r) => r.deleted)}::boolean[]) as r(id, fp, del)
+      on conflict (stream_id, record_id) do update set fingerprint = excluded.fingerprint, deleted = excluded.deleted
+    `.execute(db);
+  }
+  await sql`
+    update poll_streams set run_cursor = ${c.nextCursor}, run_pages = run_pages + 1,
+      run_records = run_records + ${c.recordsSeen}, run_changes = run_changes + ${c.changes},
+      run_deliveries = run_deliveries + ${c.deliveries.length},
+      run_max_updated_at = greatest(run_max_updated_at, ${c.maxUpdatedAt}::timestamptz)
+    where id = ${c.streamId}
+  `.execute(db);
+  if (c.deliveries.some((d) => d.status === 'pending')) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+}
+
+/** The run record written when a run ends. */
+async function recordRun(db: Db, streamId: string, status: 'completed' | 'failed', error: string | null, errorClass: SourceFailureClass | null): Promise<void> {
+  await sql`
+    insert into poll_runs (id, stream_id, trigger, status, scheduled_at, started_at, pages, records_seen, changes, deliveries, error, error_class)
+    select coalesce(run_id, gen_random_uuid()), id, coalesce(run_trigger, 'schedule'), ${status}, coalesce(run_scheduled_at, run_started_at, now()), coalesce(run_started_at, now()),
+           run_pages, run_records, run_changes, run_deliveries, ${error}, ${errorClass}
+    from poll_streams where id = ${streamId}
+  `.execute(db);
+}
+
+/**
+ * A run finished: record it, move the high-water mark, end initial syncs, schedule the
+ * next run, and give back health the source had taken away.
+ */
+export async function completeRun(db: Db, streamId: string, nextRunAt: Date): Promise<void> {
+  await recordRun(db, streamId, 'completed', null, null);
+  await sql`
+    update poll_streams set
+      high_water_mark = greatest(high_water_mark, run_max_updated_at),
+      run_id = null, run_started_at = null, run_scheduled_at = null, run_trigger = null, run_mode = null, run_since = null, run_cursor = null,
+      run_pages = 0, run_records = 0, run_changes = 0, run_deliveries = 0, run_max_updated_at = null,
+      consecutive_failures = 0, failing_since = null, last_error = null, last_error_class = null,
+      next_run_at = ${nextRunAt}
+    where id = ${streamId}
+  `.execute(db);
+  await sql`update webhooks set initial_sync = null where stream_id = ${streamId} and initial_sync = 'running'`.execute(db);
+  await sql`
+    update webhooks set is_healthy = true, checked_at = now(), unhealthy_reason = null, consecutive_failures = 0, failing_since = null
+    where stream_id = ${streamId} and unhealthy_reason like 'source:%'
+  `.execute(db);
+}
+
+export interface RunFailure {
+  errorClass: SourceFailureClass;
+  error: string;
+  nextRunAt: Date;
+  /** Keep the run's page cursor so the next attempt resumes it (false: start over). */
+  resume: boolean;
+  /** Counts toward the webhooks' health (refused credentials mark the connection instead). */
+  countsAgainstWebhooks: boolean;
+  failureThreshold: number;
+  pauseAfterSeconds: number;
+}
+
+/**
+ * A run failed: record it and schedule the next try. Repeated failures mark the
+ * stream's webhooks unhealthy with the reason; failing for `pauseAfterSeconds` pauses
+ * them (their queued deliveries are held). Returns the webhooks newly paused.
+ */
+export async function failRun(db: Db, streamId: string, f: RunFailure): Promise<{ unhealthy: string[]; paused: string[] }> {
+  await recordRun(db, streamId, 'failed', f.error.slice(0, 2000), f.errorClass);
+  const keep = f.resume;
+  const s = await sql<{ consecutive_failures: number; failing_seconds: number }>`
+    update poll_streams set
+      run_id = null, run_started_at = null, run_scheduled_at = null, run_pages = 0, run_records = 0, run_changes = 0, run_deliveries = 0,
+      run_trigger = case when ${keep} then run_trigger else null end,
+      run_mode = case when ${keep} then run_mode else null end,
+      run_since = case when ${keep} then run_since else null end,
+      run_cursor = case when ${keep} then run_cursor else null end,
+      run_max_updated_at = case when ${keep} then run_max_updated_at else null end,
+      consecutive_failures = consecutive_failures + case when ${f.countsAgainstWebhooks} then 1 else 0 end,
+      failing_since = coalesce(failing_since, now()),
+      last_error = ${f.error.slice(0, 2000)}, last_error_class = ${f.errorClass},
+      next_run_at = ${f.nextRunAt}
+    where id = ${streamId}
+    returning consecutive_failures, extract(epoch from now() - failing_since)::float8 as failing_seconds
+  `.execute(db);
+  if (!keep) await sql`update webhooks set initial_sync = 'pending' where stream_id = ${streamId} and initial_sync = 'running'`.execute(db);
+  const state = s.rows[0];
+  if (!state || !f.countsAgainstWebhooks || state.consecutive_failures < f.failureThreshold) return { unhealthy: [], paused: [] };
+  const reason = `source:${f.errorClass}: ${f.error}`.slice(0, 500);
+  const pause = state.failing_seconds >= f.pauseAfterSeconds;
+  const changed = await sql<{ id: string; paused_now: boolean; unhealthy_now: boolean }>`
+    update webhooks w set is_healthy = false, checked_at = now(), unhealthy_reason = ${reason},
+      is_paused = w.is_paused or ${pause}
+    from (select id, is_paused, is_healthy from webhooks where stream_id = ${streamId} and is_active order by id for update) old
+    where w.id = old.id
+    returning w.id, (not old.is_paused and w.is_paused) as paused_now, old.is_healthy as unhealthy_now
+  `.execute(db);
+  const paused = changed.rows.filter((r) => r.paused_now).map((r) => r.id);
+  if (paused.length > 0) {
+    await sql`update deliveries set status = 'held', updated_at = now() where webhook_id = any(${paused}::uuid[]) and status = 'pending'`.execute(db);
+  }
+  return { unhealthy: changed.rows.filter((r) => r.unhealthy_now).map((r) => r.id), paused };
+}
+
+/**
+ * Whether any webhook of this workspace + environment listens to `sync_job_run:*`
+ * events (so a poll publishes them only when someone listens).
+ */
+export async function hasRunSubscribers(db: Db, workspaceId: string, environmentId: string): Promise<boolean> {
+  const r = await sql<{ one: number }>`
+    select 1 as one from webhooks
+    where workspace_id = ${workspaceId} and environment_id = ${environmentId} and is_active and not is_paused
+      and (cardinality(event_types) = 0 or event_types && array['sync_job_run:started', 'sync_job_run:completed', 'sync_job_run:failed']::text[])
+    limit 1
+  `.execute(db);
+  return r.rows.length > 0;
+}
+
+/** Deletes finished runs older than `before`, at most `batch` at a time; returns how many. */
+export async function deleteOldRuns(db: Db, before: Date, batch = 5000): Promise<number> {
+  const r = await sql`
+    delete from poll_runs where id in (select id from poll_runs where finished_at < ${before} limit ${batch})
+  `.execute(db);
+  return Number(r.numAffectedRows ?? 0);
+}

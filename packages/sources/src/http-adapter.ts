@@ -1,0 +1,119 @@
+import { SourceListPage, sourceListSearch } from '@hookpost/contract';
+import { BlockedAddressError, parseRetryAfter, type AddressPolicy } from '@hookpost/delivery';
+import { isIP } from 'node:net';
+import { Agent } from 'undici';
+import { SourceError, type ListRequest, type SourceAdapter, type SourcePage, type SourceSettings } from './adapter.js';
+
+export interface HttpAdapterOptions {
+  policy: AddressPolicy;
+  timeoutMs: number;
+  /** Largest answer read, in bytes. */
+  maxBodyBytes?: number;
+  /** Longest wait a source may ask for with Retry-After. */
+  maxRetryAfterMs?: number;
+  /** Wait when a 429 carries no Retry-After. */
+  defaultRetryAfterMs?: number;
+}
+
+/**
+ * The built-in adapter: the contract's source list protocol over HTTP
+ * (`GET {api_url}/objects/{type}`, bearer auth). Connects only to addresses the SSRF
+ * policy allows, follows no redirects, reads at most `maxBodyBytes`.
+ */
+export class HttpSourceAdapter implements SourceAdapter {
+  readonly name = 'http';
+  private readonly agent: Agent;
+  private readonly maxBody: number;
+
+  constructor(private readonly options: HttpAdapterOptions) {
+    this.maxBody = options.maxBodyBytes ?? 32 * 1024 * 1024;
+    this.agent = new Agent({
+      connections: 4,
+      keepAliveTimeout: 30_000,
+      connect: { timeout: Math.min(options.timeoutMs, 10_000), lookup: options.policy.lookup },
+    });
+  }
+
+  async list(settings: SourceSettings, req: ListRequest, signal?: AbortSignal): Promise<SourcePage> {
+    if (!settings.apiUrl) throw new SourceError('auth', 'the connection has no auth.api_url to poll');
+    if (!settings.token) throw new SourceError('auth', 'the connection has no auth.access_token or auth.token');
+    let url: URL;
+    try {
+      url = new URL(`${settings.apiUrl.replace(/\/+$/, '')}/objects/${encodeURIComponent(req.objectType)}`);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
+    } catch {
+      throw new SourceError('process', `auth.api_url is not an http(s) URL`);
+    }
+    const literal = url.hostname.replace(/^\[|\]$/g, '');
+    if (isIP(literal) && !this.options.policy.allows(literal)) throw new SourceError('read', new BlockedAddressError(literal, literal).message);
+    const search = sourceListSearch({
+      updated_gte: req.updatedGte?.toISOString(),
+      cursor: req.cursor,
+      limit: req.limit,
+      fields: req.fields?.join(','),
+      filter: { ...req.filters },
+    });
+    const timeout = AbortSignal.timeout(this.options.timeoutMs);
+    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    let res;
+    try {
+      res = await this.agent.request({
+        origin: url.origin,
+        path: url.pathname + search,
+        method: 'GET',
+        headers: { authorization: `Bearer ${settings.token}`, accept: 'application/json', 'user-agent': 'Hookpost-Poller/1' },
+        signal: combined,
+        headersTimeout: this.options.timeoutMs,
+        bodyTimeout: this.options.timeoutMs,
+      });
+    } catch (err) {
+      const e = err as Error & { code?: string; cause?: { code?: string } };
+      const blocked = e instanceof BlockedAddressError || e.cause instanceof BlockedAddressError;
+      throw new SourceError('read', blocked ? String((e.cause as Error | undefined)?.message ?? e.message) : `${e.code ?? e.name}: ${e.message}`);
+    }
+    const status = res.statusCode;
+    const body = await readCapped(res.body, this.maxBody).catch((err: unknown) => {
+      throw new SourceError('read', `reading the answer failed: ${(err as Error).message}`, status);
+    });
+    if (status === 401 || status === 403) throw new SourceError('auth', `the source refused the credentials (${status})`, status);
+    const retryAfterHeader = res.headers['retry-after'];
+    const retryAfter = parseRetryAfter(Array.isArray(retryAfterHeader) ? retryAfterHeader[0] : retryAfterHeader);
+    if (status === 429 || (status === 503 && retryAfter !== undefined)) {
+      const ms = retryAfter !== undefined ? retryAfter * 1000 : (this.options.defaultRetryAfterMs ?? 60_000);
+      throw new SourceError('throttled', `the source asked to wait (${status})`, status, Math.min(ms, this.options.maxRetryAfterMs ?? 3_600_000));
+    }
+    if (status >= 500) throw new SourceError('read', `the source answered ${status}: ${snippet(body)}`, status);
+    if (status !== 200) throw new SourceError('process', `the source answered ${status}: ${snippet(body)}`, status);
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new SourceError('process', `the source's answer is not JSON: ${snippet(body)}`, status);
+    }
+    const page = SourceListPage.safeParse(json);
+    if (!page.success) {
+      const issue = page.error.issues[0];
+      throw new SourceError('process', `the source's page does not match the protocol: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(), status);
+    }
+    return { records: page.data.data, nextCursor: page.data.next_cursor ?? null };
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+function snippet(body: Buffer): string {
+  return body.subarray(0, 200).toString('utf8').replace(/\s+/g, ' ');
+}
+
+async function readCapped(stream: AsyncIterable<Buffer>, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += chunk.length;
+    if (size > max) throw new Error(`answer larger than ${max} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
