@@ -137,9 +137,10 @@ export async function dropStream(db: Db, streamId: string): Promise<void> {
 }
 
 /**
- * Starts (or resumes) the stream's run. A fresh run is `full` when a webhook waits
- * for its initial sync (those webhooks become `running`), else incremental from the
- * high-water mark minus the overlap. Returns the stream as the run sees it.
+ * Starts (or resumes) the stream's run. A fresh run is `full` (every record) when a
+ * webhook waits for its initial sync (those webhooks become `running`) or the stream
+ * has never completed a run; else incremental from the high-water mark minus the
+ * overlap. Returns the stream as the run sees it.
  */
 export async function startRun(db: Db, stream: PollStreamRow, overlapMs: number): Promise<PollStreamRow> {
   if (stream.run_mode !== null) {
@@ -159,8 +160,10 @@ export async function startRun(db: Db, stream: PollStreamRow, overlapMs: number)
     .where('is_paused', '=', false)
     .returning('id')
     .execute();
-  const full = initial.length > 0;
-  const trigger: RunTrigger = full ? 'initial' : stream.manual_requested ? 'manual' : 'schedule';
+  // A stream's first run lists everything once, silently (fingerprints only), so that a
+  // record touched later without a real change is recognised as unchanged.
+  const full = initial.length > 0 || stream.high_water_mark === null;
+  const trigger: RunTrigger = initial.length > 0 ? 'initial' : stream.manual_requested ? 'manual' : 'schedule';
   const since = full ? null : new Date((stream.high_water_mark ?? stream.baseline_at).getTime() - overlapMs);
   return db
     .updateTable('poll_streams')
@@ -275,7 +278,7 @@ export async function completeRun(db: Db, streamId: string, nextRunAt: Date): Pr
   await recordRun(db, streamId, 'completed', null, null);
   await sql`
     update poll_streams set
-      high_water_mark = greatest(high_water_mark, run_max_updated_at),
+      high_water_mark = greatest(high_water_mark, run_max_updated_at, baseline_at),
       run_id = null, run_started_at = null, run_scheduled_at = null, run_trigger = null, run_mode = null, run_since = null, run_cursor = null,
       run_pages = 0, run_records = 0, run_changes = 0, run_deliveries = 0, run_max_updated_at = null,
       consecutive_failures = 0, failing_since = null, last_error = null, last_error_class = null,
