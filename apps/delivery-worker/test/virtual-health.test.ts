@@ -1,0 +1,138 @@
+/**
+ * Virtual webhooks when the source misbehaves: 5xx (read failures → unhealthy →
+ * recovery; long enough → paused → resume continues from the stored cursor), 401
+ * (the connection is unhealthy, not the webhooks), 429 with Retry-After (a wait, not
+ * a failure), and sync_job_run events for Truto-face subscribers.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { eventually } from './stack.js';
+import { startVirtualKit, type VirtualKit } from './virtual-kit.js';
+
+let kit: VirtualKit;
+beforeAll(async () => {
+  kit = await startVirtualKit({ env: { HEALTH_PAUSE_AFTER_SECONDS: '4' } });
+});
+afterAll(async () => kit?.close());
+
+const get = async (path: string) => (await kit.stack.call('GET', path)).body;
+
+describe('source failures', () => {
+  test('5xx: failed read runs mark the webhook unhealthy with the reason; recovery makes it healthy and nothing changed meanwhile is lost', async () => {
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const id = await kit.webhook(conn, '/h/read');
+    await kit.runsAfter(id, Date.now());
+    kit.provider.setBehaviour(token, { status: 503, times: 6 });
+    const during = kit.created(token);
+    const unhealthy = await eventually(async () => {
+      const w = await get(`/unified/webhook/${id}`);
+      return w.is_healthy === false ? w : undefined;
+    }, 15_000, 'unhealthy');
+    expect(unhealthy.checked_at).toBeDefined();
+    const failed = (await kit.runs(id)).filter((r) => r.status === 'failed');
+    expect(failed.length).toBeGreaterThanOrEqual(2);
+    expect(failed[0]).toMatchObject({ error_class: 'read' });
+    expect(failed[0]?.error).toContain('503');
+
+    // The source recovers by itself: the webhook is healthy again and gets what changed.
+    await eventually(async () => (await get(`/unified/webhook/${id}`)).is_healthy === true, 15_000, 'healthy again');
+    await eventually(() => kit.ids('/h/read').includes(during), 15_000, 'the change made during the outage');
+    expect(kit.ids('/h/read')).toEqual([during]);
+  });
+
+  test('failing past the pause period pauses the webhook; resume continues from the stored cursor', async () => {
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const id = await kit.webhook(conn, '/h/pause');
+    await kit.runsAfter(id, Date.now());
+    kit.provider.setBehaviour(token, { status: 500 });
+    const during = kit.created(token);
+    await eventually(async () => (await get(`/unified/webhook/${id}`)).is_paused === true, 20_000, 'paused');
+    kit.provider.setBehaviour(token, undefined);
+    const after = kit.created(token);
+    // Paused: no polling, nothing sent.
+    const requests = kit.provider.requests({ token }).length;
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(kit.provider.requests({ token }).length).toBeLessThanOrEqual(requests + 1);
+    expect(kit.ids('/h/pause')).toEqual([]);
+
+    const resumed = await kit.stack.call('PUT', `/unified/webhook/${id}/resume`);
+    expect(resumed.body).toMatchObject({ is_healthy: true, is_paused: false });
+    await eventually(() => kit.ids('/h/pause').length >= 2, 15_000, 'changes after resume');
+    await kit.runsAfter(id, Date.now());
+    expect(kit.ids('/h/pause').sort()).toEqual([during, after].sort());
+  });
+
+  test('401: the connection is marked unhealthy (not the webhooks) and left alone until its credentials change', async () => {
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const id = await kit.webhook(conn, '/h/auth');
+    await kit.runsAfter(id, Date.now());
+    kit.provider.setBehaviour(token, { status: 401 });
+    const during = kit.created(token);
+    await eventually(async () => {
+      const c = await get(`/unified/connection/${conn}`);
+      return c.last_unhealthy_at && (!c.last_healthy_at || c.last_unhealthy_at >= c.last_healthy_at);
+    }, 15_000, 'connection unhealthy');
+    const failed = await kit.runsAfter(id, 0, 1, 'failed');
+    expect(failed[0]).toMatchObject({ error_class: 'auth' });
+    expect((await get(`/unified/webhook/${id}`)).is_healthy).toBe(true);
+    // Refused credentials are not retried every interval (POLL_AUTH_RETRY_MS is 5 min here).
+    const before = kit.provider.requests({ token }).length;
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(kit.provider.requests({ token }).length).toBe(before);
+
+    // New credentials (here: the same, now accepted) → polled at once, healthy again.
+    kit.provider.setBehaviour(token, undefined);
+    const patched = await kit.stack.call('PATCH', `/unified/connection/${conn}`, { auth: { api_url: kit.provider.url, access_token: token } });
+    expect(patched.status).toBe(200);
+    await eventually(() => kit.ids('/h/auth').includes(during), 15_000, 'the change made while refused');
+    await eventually(async () => {
+      const c = await get(`/unified/connection/${conn}`);
+      return c.last_healthy_at && c.last_healthy_at > c.last_unhealthy_at;
+    }, 10_000, 'connection healthy');
+  });
+
+  test('429 with Retry-After: the poller waits as asked, the webhook stays healthy, the change arrives', async () => {
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const id = await kit.webhook(conn, '/h/429');
+    await kit.runsAfter(id, Date.now());
+    kit.provider.setBehaviour(token, { status: 429, retry_after: '2', times: 1 });
+    const x = kit.created(token);
+    await eventually(() => kit.ids('/h/429').includes(x), 15_000, 'the change after the wait');
+    const log = kit.provider.requests({ token });
+    const limited = log.findIndex((r) => r.status === 429);
+    expect(limited).toBeGreaterThanOrEqual(0);
+    const next = log[limited + 1];
+    expect(next).toBeDefined();
+    expect(Date.parse(next?.at ?? '') - Date.parse(log[limited]?.at ?? '')).toBeGreaterThanOrEqual(1900);
+    expect((await get(`/unified/webhook/${id}`)).is_healthy).toBe(true);
+    expect((await kit.runs(id)).filter((r) => r.status === 'failed')).toEqual([]);
+  });
+});
+
+describe('sync_job_run events', () => {
+  test('Truto-face subscribers get sync_job_run:started and :completed for each run', async () => {
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const truto = await kit.stack.trutoWebhook('/h/jobs', { event_types: ['sync_job_run:started', 'sync_job_run:completed'] });
+    const id = await kit.webhook(conn, '/h/jobs-virtual');
+    await kit.runsAfter(id, Date.now(), 2);
+    // Other tests' connections run in this workspace too: keep this connection's events.
+    const got = await eventually(() => {
+      const d = kit.stack.receiver
+        .deliveries()
+        .filter((x) => x.path === '/h/jobs' && (x.body as { payload: { integrated_account_id: string } }).payload.integrated_account_id === conn);
+      return d.length >= 4 ? d : undefined;
+    }, 15_000, 'sync_job_run events');
+    const events = got.map((d) => d.body as { event: string; webhook_id: string; payload: { integrated_account_id: string; status: string; resource: string } });
+    expect(new Set(events.map((e) => e.event))).toEqual(new Set(['sync_job_run:started', 'sync_job_run:completed']));
+    for (const e of events) {
+      expect(e.webhook_id).toBe(truto.id);
+      expect(e.payload).toMatchObject({ integrated_account_id: conn, resource: 'crm_contact' });
+    }
+    for (const d of got) expect(d.verified).toBe(true);
+  });
+});
