@@ -1,7 +1,8 @@
 /**
  * `pnpm start`: the whole system on one machine. Embedded PostgreSQL unless
  * DATABASE_URL is set, migrations, a default workspace and API key, then the api,
- * the delivery worker and the mock receiver as child processes. Ctrl-C stops all.
+ * the delivery worker, the mock receiver and the mock provider as child processes,
+ * and a demo virtual webhook (see demo.ts). Ctrl-C stops all.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -19,6 +20,7 @@ import {
   type RunningPostgres,
 } from '@hookpost/db';
 import { createLogger, loadConfig } from '@hookpost/runtime';
+import { ensureDemo } from './demo.js';
 import { formatLogLine } from './log-lines.js';
 import { newEncryptionKey, persistentValue } from './local-state.js';
 
@@ -128,22 +130,37 @@ try {
     HOOKPOST_SSRF_ALLOWLIST: process.env.HOOKPOST_SSRF_ALLOWLIST ?? '127.0.0.0/8,::1/128',
     API_PORT: String(config.api.port),
     RECEIVER_PORT: String(config.receiver.port),
+    MOCK_PROVIDER_PORT: String(config.mockProvider.port),
+    // The demo source changes a few records every minute.
+    MOCK_PROVIDER_CREATES_PER_MIN: process.env.MOCK_PROVIDER_CREATES_PER_MIN ?? '2',
+    MOCK_PROVIDER_UPDATES_PER_MIN: process.env.MOCK_PROVIDER_UPDATES_PER_MIN ?? '2',
+    MOCK_PROVIDER_DELETES_PER_MIN: process.env.MOCK_PROVIDER_DELETES_PER_MIN ?? '0.5',
   };
   const apiUrl = `http://${config.api.host}:${config.api.port}`;
   const receiverUrl = `http://${config.receiver.host}:${config.receiver.port}`;
+  const providerUrl = `http://${config.mockProvider.host}:${config.mockProvider.port}`;
   startChild('api', 'apps/api/dist/main.js', env);
   startChild('worker', 'apps/delivery-worker/dist/main.js', env);
   startChild('receiver', 'apps/mock-receiver/dist/main.js', env);
-  await Promise.all([waitForHealthy(`${apiUrl}/healthz`, 60_000), waitForHealthy(`${receiverUrl}/healthz`, 60_000)]);
+  startChild('provider', 'apps/mock-provider/dist/main.js', env);
+  await Promise.all([
+    waitForHealthy(`${apiUrl}/healthz`, 60_000),
+    waitForHealthy(`${receiverUrl}/healthz`, 60_000),
+    waitForHealthy(`${providerUrl}/healthz`, 60_000),
+  ]);
+  const demo = await ensureDemo({ apiUrl, apiKey, receiverUrl, providerUrl });
 
   say('');
   say('Hookpost is running.');
   say(`  API            ${apiUrl}        (docs: ${apiUrl}/docs, OpenAPI: ${apiUrl}/openapi.json)`);
   say(`  Mock receiver  ${receiverUrl}        (deliveries: ${receiverUrl}/deliveries)`);
+  say(`  Mock provider  ${providerUrl}        (a demo source: ${providerUrl}/_control/accounts/demo/objects/crm_contact/records)`);
   say(`  Database       ${config.databaseUrl ? 'DATABASE_URL' : `embedded PostgreSQL on 127.0.0.1:${postgres?.port}`}`);
   say(`  API key        ${apiKey}`);
   say('');
-  say(`  Try: curl -H "Authorization: Bearer ${apiKey}" ${apiUrl}/unified/connection`);
+  say(`  Demo           virtual webhook ${demo.webhookId} polls the mock provider's crm_contact every minute;`);
+  say(`                 its deliveries arrive at ${receiverUrl}/deliveries?path=${encodeURIComponent(demo.path)}`);
+  say(`  Try: curl -H "Authorization: Bearer ${apiKey}" ${apiUrl}/unified/webhook/${demo.webhookId}`);
   say('Press Ctrl-C to stop.');
 } catch (err) {
   say(`Could not start Hookpost: ${err instanceof Error ? err.message : String(err)}`);

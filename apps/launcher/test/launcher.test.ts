@@ -1,6 +1,7 @@
 /**
  * `pnpm start`'s process, as a user meets it: no DATABASE_URL, so embedded Postgres;
- * healthy within a minute; Ctrl-C stops everything; a second start keeps the data.
+ * healthy within a minute; the demo virtual webhook delivers to the mock receiver;
+ * Ctrl-C stops everything; a second start keeps the data (and does not repeat the demo).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -21,8 +22,15 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function start(apiPort: number, receiverPort: number) {
-  const env = { ...process.env, HOOKPOST_DATA_DIR: dataDir, API_PORT: String(apiPort), RECEIVER_PORT: String(receiverPort), HOOKPOST_API_KEY: API_KEY };
+async function start(apiPort: number, receiverPort: number, providerPort: number) {
+  const env = {
+    ...process.env,
+    HOOKPOST_DATA_DIR: dataDir,
+    API_PORT: String(apiPort),
+    RECEIVER_PORT: String(receiverPort),
+    MOCK_PROVIDER_PORT: String(providerPort),
+    HOOKPOST_API_KEY: API_KEY,
+  };
   delete env.DATABASE_URL;
   delete env.TEST_DATABASE_URL;
   const began = Date.now();
@@ -56,8 +64,8 @@ const api = (port: number) => async (method: string, p: string, body?: unknown) 
 };
 
 it('starts with embedded Postgres, serves, stops on Ctrl-C, and keeps webhooks across a restart', { timeout: 180_000 }, async () => {
-  const [apiPort, receiverPort] = [await freePort(), await freePort()];
-  const first = await start(apiPort, receiverPort);
+  const [apiPort, receiverPort, providerPort] = [await freePort(), await freePort(), await freePort()];
+  const first = await start(apiPort, receiverPort, providerPort);
   expect(first.elapsedMs).toBeLessThan(60_000);
   expect(first.output()).toContain(API_KEY);
   expect(first.output()).toContain('embedded PostgreSQL');
@@ -65,6 +73,19 @@ it('starts with embedded Postgres, serves, stops on Ctrl-C, and keeps webhooks a
   const call = api(apiPort);
   expect((await fetch(`http://127.0.0.1:${apiPort}/healthz`)).status).toBe(200);
   expect((await fetch(`http://127.0.0.1:${receiverPort}/deliveries`)).status).toBe(200);
+
+  // The demo: a virtual webhook on the mock provider; its initial sync arrives in seconds, verified.
+  type Received = { body: { type: string; data: unknown[] }; verified: boolean };
+  const demo = async () => ((await (await fetch(`http://127.0.0.1:${receiverPort}/deliveries?path=/demo/virtual`)).json()) as { deliveries: Received[] }).deliveries;
+  const deadline = Date.now() + 30_000;
+  let got: Received[] = [];
+  while (Date.now() < deadline && !got.some((d) => d.body.type === 'INITIAL-COMPLETE')) {
+    got = await demo();
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  expect(got.map((d) => d.body.type)).toContain('INITIAL-COMPLETE');
+  expect(got.every((d) => d.verified)).toBe(true);
+  expect(got.reduce((n, d) => n + d.body.data.length, 0)).toBe(25);
   const connection = await call('POST', '/unified/connection', { integration_type: 'hubspot', categories: ['crm'], permissions: [] });
   expect(connection.status).toBe(200);
   const hook = await call('POST', '/unified/webhook', {
@@ -79,8 +100,11 @@ it('starts with embedded Postgres, serves, stops on Ctrl-C, and keeps webhooks a
   // Everything it started is gone: the ports are free again.
   await expect(fetch(`http://127.0.0.1:${apiPort}/healthz`)).rejects.toThrow();
   await expect(fetch(`http://127.0.0.1:${receiverPort}/healthz`)).rejects.toThrow();
+  await expect(fetch(`http://127.0.0.1:${providerPort}/healthz`)).rejects.toThrow();
 
-  const second = await start(apiPort, receiverPort);
+  const second = await start(apiPort, receiverPort, providerPort);
+  const demoHooks = await call('GET', `/unified/webhook?limit=100`);
+  expect((demoHooks.body as unknown as { hook_url?: string }[]).filter((h) => h.hook_url?.endsWith('/demo/virtual')).length).toBe(1);
   const again = await call('GET', `/unified/webhook/${hook.body.id}`);
   expect(again.status).toBe(200);
   expect(again.body).toMatchObject({ id: hook.body.id, connection_id: connection.body.id, object_type: 'crm_contact' });

@@ -23,6 +23,8 @@ export const EnvSchema = z.object({
   API_PORT: port.default(3000),
   RECEIVER_HOST: z.string().min(1).default('127.0.0.1'),
   RECEIVER_PORT: port.default(4000),
+  /** Where `pnpm start` runs the mock provider (a demo source for virtual webhooks). */
+  MOCK_PROVIDER_PORT: port.default(4700),
   /** Signing secret(s) the mock receiver verifies with (comma-separated; `whsec_…` or raw). */
   RECEIVER_SECRETS: z.string().optional(),
 
@@ -134,6 +136,8 @@ export interface Config {
   databasePoolMax: number;
   api: { host: string; port: number; bodyLimitBytes: number; docsEnabled: boolean; keyCacheMs: number };
   receiver: { host: string; port: number; secrets: string[] };
+  /** The demo source `pnpm start` runs (apps/mock-provider; it reads its own MOCK_PROVIDER_* settings). */
+  mockProvider: { host: string; port: number };
   bootstrapApiKey: string | undefined;
   adminToken: string | undefined;
   encryptionKey: Buffer;
@@ -205,6 +209,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       port: e.RECEIVER_PORT,
       secrets: (e.RECEIVER_SECRETS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     },
+    mockProvider: { host: '127.0.0.1', port: e.MOCK_PROVIDER_PORT },
     bootstrapApiKey: e.HOOKPOST_API_KEY,
     adminToken: e.HOOKPOST_ADMIN_TOKEN,
     encryptionKey: Buffer.from(key, 'base64'),
