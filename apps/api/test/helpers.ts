@@ -78,10 +78,10 @@ export function client(baseUrl: string, key?: string) {
 
 /** Every row of every table that requests may write: compared before/after a rejected request. */
 export async function snapshot(db: Kysely<Database>): Promise<string> {
-  const tables = ['workspaces', 'environments', 'api_keys', 'connections', 'webhooks', 'webhook_runs'] as const;
+  const tables = ['workspaces', 'environments', 'api_keys', 'connections', 'webhooks', 'poll_streams', 'connection_polls'] as const;
   const out: Record<string, unknown> = {};
   for (const t of tables) {
-    const rows = await sql<Record<string, unknown>>`select * from ${sql.table(t)} order by id`.execute(db);
+    const rows = await sql<Record<string, unknown>>`select * from ${sql.table(t)} order by 1`.execute(db);
     out[t] = rows.rows.map(({ last_used_at: _ignored, ...r }) => r);
   }
   return JSON.stringify(out);

@@ -61,18 +61,32 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
     expect(got).toEqual(created);
   });
 
-  it('include_all=true records an initial-sync run; without it there is none', async () => {
+  // Runs themselves are made by the worker (apps/delivery-worker/test/virtual*.test.ts);
+  // here: what the API asks of it.
+  const streamOf = (id: string) =>
+    api.db
+      .selectFrom('webhooks')
+      .innerJoin('poll_streams', 'poll_streams.id', 'webhooks.stream_id')
+      .select(['webhooks.initial_sync', 'poll_streams.next_run_at', 'poll_streams.manual_requested'])
+      .where('webhooks.id', '=', id)
+      .executeTakeFirstOrThrow();
+
+  it('include_all=true asks for an initial sync now; without it the first run is an interval away', async () => {
     const withAll = await sdk.webhook.createUnifiedWebhook({
-      webhook: { connectionId, objectType: 'crm_deal', event: 'updated', hookUrl: 'http://127.0.0.1:9/d' },
+      webhook: { connectionId, objectType: 'crm_deal', event: 'updated', hookUrl: 'http://127.0.0.1:9/d', interval: 60 },
       includeAll: true,
     });
-    expect(withAll.runs).toHaveLength(1);
-    expect(JSON.parse(withAll.runs?.[0] ?? '{}')).toMatchObject({ trigger: 'initial', status: 'requested' });
+    expect(withAll.runs).toEqual([]);
+    const initial = await streamOf(withAll.id as string);
+    expect(initial.initial_sync).toBe('pending');
+    expect((initial.next_run_at as Date).getTime()).toBeLessThanOrEqual(Date.now());
     const without = await sdk.webhook.createUnifiedWebhook({
-      webhook: { connectionId, objectType: 'crm_deal', event: 'updated', hookUrl: 'http://127.0.0.1:9/d' },
+      webhook: { connectionId, objectType: 'crm_ticket', event: 'updated', hookUrl: 'http://127.0.0.1:9/d', interval: 60 },
       includeAll: false,
     });
-    expect(without.runs).toEqual([]);
+    const later = await streamOf(without.id as string);
+    expect(later.initial_sync).toBeNull();
+    expect((later.next_run_at as Date).getTime()).toBeGreaterThan(Date.now() + 59 * 60_000);
   });
 
   it('replaces with PUT and patches with PATCH', async () => {
@@ -97,17 +111,17 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
     expect(await sdk.webhook.getUnifiedWebhook({ id: w.id as string })).toEqual(patched);
   });
 
-  it('triggers with PUT and PATCH, recording manual runs', async () => {
-    const w = await sdk.webhook.createUnifiedWebhook({
-      webhook: { connectionId, objectType: 'crm_company', event: 'updated', hookUrl: 'http://127.0.0.1:9/c' },
-    });
-    await sdk.webhook.updateUnifiedWebhookTrigger({ id: w.id as string });
-    await sdk.webhook.patchUnifiedWebhookTrigger({ id: w.id as string });
-    const got = await sdk.webhook.getUnifiedWebhook({ id: w.id as string });
-    expect(got.runs?.map((r) => JSON.parse(r) as { trigger: string })).toEqual([
-      expect.objectContaining({ trigger: 'manual' }),
-      expect.objectContaining({ trigger: 'manual' }),
-    ]);
+  it('triggers with PUT and PATCH: the stream is due now, as a manual run', async () => {
+    for (const trigger of ['updateUnifiedWebhookTrigger', 'patchUnifiedWebhookTrigger'] as const) {
+      const w = await sdk.webhook.createUnifiedWebhook({
+        webhook: { connectionId, objectType: 'crm_company', event: 'updated', hookUrl: `http://127.0.0.1:9/${trigger}`, interval: 60, filters: { t: trigger } },
+      });
+      expect(((await streamOf(w.id as string)).next_run_at as Date).getTime()).toBeGreaterThan(Date.now() + 59 * 60_000);
+      await sdk.webhook[trigger]({ id: w.id as string });
+      const s = await streamOf(w.id as string);
+      expect(s.manual_requested).toBe(true);
+      expect((s.next_run_at as Date).getTime()).toBeLessThanOrEqual(Date.now());
+    }
   });
 
   it('resume clears is_healthy=false and is_paused', async () => {
