@@ -44,14 +44,13 @@ export class Poller {
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      const self = this;
-      function done() {
-        clearTimeout(t);
-        self.wakeUp = undefined;
-        self.pendingWake = false;
+      const done = () => {
+        clearTimeout(timer);
+        this.wakeUp = undefined;
+        this.pendingWake = false;
         resolve();
-      }
+      };
+      const timer = setTimeout(done, ms);
       this.wakeUp = done;
     });
   }
