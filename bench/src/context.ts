@@ -26,17 +26,17 @@ export interface BenchConfig {
   drainTimeoutMs: number;
   stallMs: number;
   boss: { workers: number; batch: number; pollS: number; connections: number };
-  /** Which parts run: raw, pgboss, hookpost. */
+  /** Which parts run: raw, pgboss, hookpost, virtual. */
   only: Set<string>;
   /** Which measurements run: a, b, c, d. */
   phases: Set<string>;
 }
 
 export function loadBenchConfig(): BenchConfig {
-  const only = (process.env.BENCH_ONLY ?? 'raw,pgboss,hookpost').split(',').map((s) => s.trim()).filter(Boolean);
+  const only = (process.env.BENCH_ONLY ?? 'raw,pgboss,hookpost,virtual').split(',').map((s) => s.trim()).filter(Boolean);
   const phases = (process.env.BENCH_PHASES ?? 'a,b,c,d').split(',').map((s) => s.trim()).filter(Boolean);
   for (const p of phases) if (!['a', 'b', 'c', 'd'].includes(p)) throw new Error(`BENCH_PHASES: unknown phase ${p} (a, b, c, d)`);
-  for (const o of only) if (!['raw', 'pgboss', 'hookpost'].includes(o)) throw new Error(`BENCH_ONLY: unknown part ${o} (raw, pgboss, hookpost)`);
+  for (const o of only) if (!['raw', 'pgboss', 'hookpost', 'virtual'].includes(o)) throw new Error(`BENCH_ONLY: unknown part ${o} (raw, pgboss, hookpost, virtual)`);
   return {
     events: envInt('BENCH_EVENTS', 50_000, 1000, 5_000_000),
     batchSize: envInt('BENCH_BATCH_SIZE', 1000, 1, 1000),

@@ -14,11 +14,11 @@ import { memoryOf, ServiceProc } from './procs.js';
 import { autoExplain, SlowQuerySampler } from './slow-queries.js';
 
 /** Hookpost settings taken from the bench's environment; node flags (e.g. --cpu-prof) via BENCH_HOOKPOST_NODE_ARGS. */
-function passThrough(): Record<string, string> {
+export function passThrough(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v === undefined || v === '') continue;
-    if (/^(DELIVERY_|INGEST_|DATABASE_POOL_MAX$|EVENTS_BATCH_BODY_LIMIT_BYTES$|RETRY_)/.test(k)) out[k] = v;
+    if (/^(DELIVERY_|INGEST_|POLL_|DATABASE_POOL_MAX$|EVENTS_BATCH_BODY_LIMIT_BYTES$|RETRY_)/.test(k)) out[k] = v;
   }
   return out;
 }
@@ -28,7 +28,7 @@ interface ApiAnswer {
   body: unknown;
 }
 
-class ApiClient {
+export class ApiClient {
   readonly pool: Pool;
   constructor(
     readonly origin: string,

@@ -53,16 +53,29 @@ export class HttpSourceAdapter implements SourceAdapter {
       fields: req.fields?.join(','),
       filter: { ...req.filters },
     });
-    const timeout = AbortSignal.timeout(this.options.timeoutMs);
-    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    // One controller per request, detached from the caller's long-lived signal afterwards
+    // (AbortSignal.any would leave a listener on it per request).
+    const abort = new AbortController();
+    const onAbort = () => abort.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => abort.abort(new Error(`no answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+    try {
+      return await this.request(url, search, settings.token, abort.signal);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async request(url: URL, search: string, token: string, signal: AbortSignal): Promise<SourcePage> {
     let res;
     try {
       res = await this.agent.request({
         origin: url.origin,
         path: url.pathname + search,
         method: 'GET',
-        headers: { authorization: `Bearer ${settings.token}`, accept: 'application/json', 'user-agent': 'Hookpost-Poller/1' },
-        signal: combined,
+        headers: { authorization: `Bearer ${token}`, accept: 'application/json', 'user-agent': 'Hookpost-Poller/1' },
+        signal,
         headersTimeout: this.options.timeoutMs,
         bodyTimeout: this.options.timeoutMs,
       });

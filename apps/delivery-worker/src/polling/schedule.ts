@@ -31,11 +31,13 @@ export class RequestGate {
     const wait = this.last + this.spacingMs - Date.now();
     if (wait > 0) {
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, wait);
-        signal?.addEventListener('abort', () => {
+        const done = () => {
           clearTimeout(t);
+          signal?.removeEventListener('abort', done);
           resolve();
-        }, { once: true });
+        };
+        const t = setTimeout(done, wait);
+        signal?.addEventListener('abort', done, { once: true });
       });
     }
     this.last = Date.now();
