@@ -32,6 +32,8 @@ export interface VirtualResult {
   lagP50Ms: number;
   lagP99Ms: number;
   lagMaxMs: number;
+  /** Streams more than 5 s past their due time when the window closed. */
+  overdue: number;
   failedRuns: number;
   deliveries: number;
   recordsDelivered: number;
@@ -64,6 +66,7 @@ class VirtualReceiver {
   deliveries = 0;
   records = 0;
   bad = 0;
+  readonly badSamples: string[] = [];
   duplicates = 0;
   counting = false;
   private readonly seen = new Set<string>();
@@ -91,8 +94,12 @@ class VirtualReceiver {
     const body = JSON.parse(raw.toString('utf8')) as { webhook?: { id?: string }; data: { id: string; updated_at: string }[]; nonce?: string; sig256?: string };
     const webhookId = String(body.webhook?.id ?? '');
     const secret = this.secrets.get(webhookId);
-    const ok = secret !== undefined && verifyStandard([secret], req.headers, raw).ok && verifyUnified([secret], body).ok;
-    if (!ok) this.bad += 1;
+    const std = secret === undefined ? { ok: false, reason: 'no secret known for this webhook' } : verifyStandard([secret], req.headers, raw);
+    const uni = secret === undefined ? std : verifyUnified([secret], body);
+    if (!std.ok || !uni.ok) {
+      this.bad += 1;
+      if (this.badSamples.length < 5) this.badSamples.push(`${webhookId}: ${std.ok ? '' : `standard ${'reason' in std ? std.reason : ''}`} ${uni.ok ? '' : `unified ${'reason' in uni ? uni.reason : ''}`}`);
+    }
     if (this.counting) {
       this.deliveries += 1;
       for (const r of body.data) {
@@ -205,13 +212,11 @@ export async function runVirtual(ctx: Ctx): Promise<VirtualResult | { skipped: s
         interval: 1,
       });
       hookIds[i] = String(w.id);
+      // Known before the webhook's first delivery can arrive (its first run is silent, a minute away).
+      const s = await client.expect(200, 'GET', `/v1/webhooks/${String(w.id)}/secret`, key);
+      receiver.secrets.set(String(w.id), String(s.secret));
     });
     const created = Date.now();
-    await closedLoop(webhooks, 16, async (i) => {
-      const id = hookIds[i] as string;
-      const s = await client.expect(200, 'GET', `/v1/webhooks/${id}/secret`, key);
-      receiver.secrets.set(id, String(s.secret));
-    });
     const setupSeconds = (Date.now() - setupStart) / 1000;
     log(`virtual: set up in ${setupSeconds.toFixed(1)} s; waiting for every stream's first (baseline) run`);
 
@@ -261,6 +266,7 @@ export async function runVirtual(ctx: Ctx): Promise<VirtualResult | { skipped: s
       lagP50Ms: percentile(lags, 50),
       lagP99Ms: percentile(lags, 99),
       lagMaxMs: lags.at(-1) ?? 0,
+      overdue: 0,
       failedRuns: runs.rows.filter((r) => r.status === 'failed').length,
       deliveries: receiver.deliveries,
       recordsDelivered: receiver.records,
@@ -277,6 +283,8 @@ export async function runVirtual(ctx: Ctx): Promise<VirtualResult | { skipped: s
         `lag p50 ${result.lagP50Ms.toFixed(0)} ms, p99 ${result.lagP99Ms.toFixed(0)} ms; ${result.recordsDelivered} records in ${result.deliveries} deliveries; ` +
         `worker CPU ${result.workerCpuPct.toFixed(0)} %, RSS peak ${hwm.toFixed(0)} MB`,
     );
+    const overdue = await db.query<{ n: number }>(`select count(*)::int as n from poll_streams where next_run_at < $1::timestamptz - interval '5 seconds'`, [windowEnd]);
+    result.overdue = overdue.rows[0]?.n ?? 0;
     const state = await db.query<Record<string, number>>(`
       select (select count(*)::int from poll_streams) as streams,
              (select count(*)::int from poll_streams where high_water_mark is not null) as streams_run,
@@ -284,7 +292,7 @@ export async function runVirtual(ctx: Ctx): Promise<VirtualResult | { skipped: s
              (select count(*)::int from connection_polls where next_due_at <= now()) as connections_due,
              (select count(*)::int from connection_polls where lease_until > now()) as connections_leased`);
     notes.push(`state at the end: ${JSON.stringify(state.rows[0])}`);
-    if (receiver.bad > 0) throw new BenchFailure(`virtual: ${receiver.bad} deliveries failed signature verification`);
+    if (receiver.bad > 0) throw new BenchFailure(`virtual: ${receiver.bad} deliveries failed signature verification, e.g. ${receiver.badSamples.join('; ')}`);
     if (receiver.duplicates > 0) throw new BenchFailure(`virtual: ${receiver.duplicates} records were delivered twice to the same webhook`);
     if (result.failedRuns > 0) notes.push(`${result.failedRuns} runs failed in the window (see the worker log)`);
     return result;
@@ -301,14 +309,16 @@ export async function runVirtual(ctx: Ctx): Promise<VirtualResult | { skipped: s
 export function renderVirtual(r: VirtualResult | { skipped: string } | undefined): string {
   if (!r) return '';
   if ('skipped' in r) return `\n(g) virtual webhooks: SKIPPED — ${r.skipped}\n`;
-  const met = r.lagP99Ms < 5000 && r.pollsPerSec >= 0.95 * r.expectedPollsPerSec;
+  // Sustained: every stream ran on time (p99 lag < 5 s) and none was left overdue at the end.
+  const met = r.lagP99Ms < 5000 && r.overdue === 0;
   const rows: [string, string][] = [
-    ['virtual webhooks / connections (4 object types each, none shared)', `${r.webhooks.toLocaleString('en-US')} / ${r.connections.toLocaleString('en-US')}`],
+    ['virtual webhooks / connections (4 object types each, no stream shared)', `${r.webhooks.toLocaleString('en-US')} / ${r.connections.toLocaleString('en-US')}`],
     ['interval', '1 min'],
-    ['measured window', `${r.windowSeconds.toFixed(0)} s (after every stream's first run)`],
-    ['polls/s sustained (expected: webhooks / 60 s)', `${r.pollsPerSec.toFixed(1)} (expected ${r.expectedPollsPerSec.toFixed(1)})`],
+    ['measured window (after every stream\'s first run)', `${r.windowSeconds.toFixed(0)} s`],
+    ['polls/s in the window (webhooks / 60 s expected)', `${r.pollsPerSec.toFixed(1)} (${r.expectedPollsPerSec.toFixed(1)})`],
     ['schedule lag p50 / p99 / max, ms', `${r.lagP50Ms.toFixed(0)} / ${r.lagP99Ms.toFixed(0)} / ${r.lagMaxMs.toFixed(0)}`],
-    ['target: lag p99 < 5 s at the expected poll rate', met ? 'met' : 'MISSED'],
+    ['streams overdue by > 5 s when the window closed', String(r.overdue)],
+    ['target: every webhook polled each minute, lag p99 < 5 s', met ? 'met' : 'MISSED'],
     ['source changes made in the window (all accounts, all types)', r.generated.toLocaleString('en-US')],
     ['records delivered (deliveries), every signature verified', `${r.recordsDelivered.toLocaleString('en-US')} (${r.deliveries.toLocaleString('en-US')})`],
     ['failed runs / records delivered twice', `${r.failedRuns} / ${r.duplicateRecords}`],

@@ -84,7 +84,7 @@ export const EnvSchema = z.object({
   HEALTH_PAUSE_AFTER_SECONDS: z.coerce.number().min(0).default(24 * 3600),
 
   /** Virtual webhooks: connections polled at once per worker process. */
-  POLL_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(32),
+  POLL_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(64),
   /** `interval` (minutes) of a virtual webhook that sets none. */
   POLL_DEFAULT_INTERVAL_MINUTES: z.coerce.number().positive().default(60),
   /** Spread of each next run: ± this fraction of the interval (at most 30 s). */
@@ -93,7 +93,7 @@ export const EnvSchema = z.object({
   POLL_OVERLAP_MS: z.coerce.number().int().min(0).max(86_400_000).default(30_000),
   /** Records per delivered page when a webhook sets no `page_max_limit`. */
   POLL_PAGE_SIZE: z.coerce.number().int().min(1).max(1000).default(100),
-  /** Requests per second to one connection's source, at most. */
+  /** Requests per second to one connection's source, on average (bursts of one second's worth). */
   POLL_CONNECTION_RPS: z.coerce.number().positive().max(1000).default(5),
   POLL_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
   /** A connection whose poller vanished is polled by another worker after this long. */

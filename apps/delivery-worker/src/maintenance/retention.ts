@@ -1,26 +1,26 @@
 import { deliveries, polling, type Db } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
 
-/** Deletes attempts older than the retention age, in batches, so no single statement holds locks for long. */
-export async function pruneAttempts(db: Db, olderThanMs: number, batch = 5000): Promise<number> {
-  const cutoff = new Date(Date.now() - olderThanMs);
+/** Calls `deleteBatch` until a batch comes back short, so no single statement holds locks for long. */
+async function pruneInBatches(deleteBatch: (batch: number) => Promise<number>, batch = 5000): Promise<number> {
   let total = 0;
   for (;;) {
-    const n = await deliveries.deleteOldAttempts(db, cutoff, batch);
+    const n = await deleteBatch(batch);
     total += n;
     if (n < batch) return total;
   }
 }
 
-/** Deletes finished poll runs older than the retention age, in batches. */
-export async function prunePollRuns(db: Db, olderThanMs: number, batch = 5000): Promise<number> {
+/** Deletes attempts older than the retention age, in batches. */
+export function pruneAttempts(db: Db, olderThanMs: number): Promise<number> {
   const cutoff = new Date(Date.now() - olderThanMs);
-  let total = 0;
-  for (;;) {
-    const n = await polling.deleteOldRuns(db, cutoff, batch);
-    total += n;
-    if (n < batch) return total;
-  }
+  return pruneInBatches((batch) => deliveries.deleteOldAttempts(db, cutoff, batch));
+}
+
+/** Deletes finished poll runs older than the retention age, in batches. */
+export function prunePollRuns(db: Db, olderThanMs: number): Promise<number> {
+  const cutoff = new Date(Date.now() - olderThanMs);
+  return pruneInBatches((batch) => polling.deleteOldRuns(db, cutoff, batch));
 }
 
 export function startRetention(db: Db, logger: Logger, retention: { attemptsMs: number; pollRunsMs: number }, everyMs: number): () => void {

@@ -21,26 +21,26 @@ export interface RunEventData {
 
 /**
  * Publishes `sync_job_run:started|completed|failed` through the normal event path
- * (so Truto-face subscribers get them, signed and retried), only when some webhook of
- * the workspace + environment listens — asked at most every few seconds per environment.
+ * (so Truto-face subscribers get them, signed and retried). Callers ask `listening`
+ * first (cached a few seconds per environment) and publish only when someone listens.
  */
 export class RunEvents {
-  private readonly listening = new Map<string, { value: boolean; until: number }>();
+  private readonly listeners = new Map<string, { value: boolean; until: number }>();
 
   constructor(private readonly cacheMs = 5000) {}
 
-  private async hasListeners(db: Db, workspaceId: string, environmentId: string): Promise<boolean> {
+  /** Whether any webhook of this workspace + environment listens (cached a few seconds). */
+  async listening(db: Db, workspaceId: string, environmentId: string): Promise<boolean> {
     const key = `${workspaceId}/${environmentId}`;
-    const hit = this.listening.get(key);
+    const hit = this.listeners.get(key);
     if (hit && hit.until > Date.now()) return hit.value;
     const value = await polling.hasRunSubscribers(db, workspaceId, environmentId);
-    this.listening.set(key, { value, until: Date.now() + this.cacheMs });
+    this.listeners.set(key, { value, until: Date.now() + this.cacheMs });
     return value;
   }
 
   /** In the caller's transaction: the notice commits with the run state it describes. */
   async publish(db: Db, e: RunEventData): Promise<void> {
-    if (!(await this.hasListeners(db, e.workspaceId, e.environmentId))) return;
     await events.ingestEvents(db, [
       {
         id: randomUUID(),

@@ -17,19 +17,37 @@ export function streamIntervalMs(intervals: readonly (number | null)[], defaultM
   return Math.max(minutes, minMinutes) * 60_000;
 }
 
-/** Spaces requests to one source: at most `perSecond`, across runs (starts from the last request). */
+/**
+ * Keeps requests to one source to `perSecond` on average (a token bucket holding one
+ * second's worth, at least one): a connection's streams due together go out at once,
+ * a long run is spaced. Across runs it assumes the bucket was empty at the last request.
+ */
 export class RequestGate {
-  private last: number;
-  private readonly spacingMs: number;
+  private tokens: number;
+  private refilledAt: number;
+  private lastAt: number;
+  private readonly perMs: number;
+  private readonly burst: number;
 
   constructor(perSecond: number, lastRequestAt: Date | null) {
-    this.spacingMs = 1000 / perSecond;
-    this.last = lastRequestAt?.getTime() ?? 0;
+    this.perMs = perSecond / 1000;
+    this.burst = Math.max(1, Math.floor(perSecond));
+    const now = Date.now();
+    this.lastAt = lastRequestAt?.getTime() ?? 0;
+    this.tokens = lastRequestAt ? Math.min(this.burst, (now - this.lastAt) * this.perMs) : this.burst;
+    this.refilledAt = now;
+  }
+
+  private refill(): void {
+    const now = Date.now();
+    this.tokens = Math.min(this.burst, this.tokens + (now - this.refilledAt) * this.perMs);
+    this.refilledAt = now;
   }
 
   async pass(signal?: AbortSignal): Promise<void> {
-    const wait = this.last + this.spacingMs - Date.now();
-    if (wait > 0) {
+    this.refill();
+    if (this.tokens < 1) {
+      const wait = Math.ceil((1 - this.tokens) / this.perMs);
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(t);
@@ -39,11 +57,13 @@ export class RequestGate {
         const t = setTimeout(done, wait);
         signal?.addEventListener('abort', done, { once: true });
       });
+      this.refill();
     }
-    this.last = Date.now();
+    this.tokens = Math.max(0, this.tokens - 1);
+    this.lastAt = Date.now();
   }
 
   get lastRequestAt(): Date | null {
-    return this.last > 0 ? new Date(this.last) : null;
+    return this.lastAt > 0 ? new Date(this.lastAt) : null;
   }
 }

@@ -62,19 +62,23 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
   const fields = wantedFields(active, fieldsOf);
   const limit = Math.min(SOURCE_PAGE_MAX, Math.max(...members.map((m) => m.page_max_limit ?? cfg.pageSize)));
 
-  const run = await inTransaction(db, async (trx) => {
-    const r = await polling.startRun(trx, stream, cfg.overlapMs);
-    await ctx.runEvents.publish(trx, eventBase(connection, r, 'started'));
+  const initialPending = members.some((m) => m.initial_sync === 'pending');
+  const notify = await ctx.runEvents.listening(db, stream.workspace_id, stream.environment_id);
+  const start = async (q: typeof db) => {
+    const r = await polling.startRun(q, stream, cfg.overlapMs, initialPending);
+    if (notify) await ctx.runEvents.publish(q, eventBase(connection, r, 'started'));
     return r;
-  });
+  };
+  const run = notify || initialPending ? await inTransaction(db, start) : await start(db);
   // startRun moved pending initial syncs to running: read them back only if there were any.
-  const current = members.some((m) => m.initial_sync === 'pending') ? await polling.streamMembers(db, stream.id) : members;
+  const current = initialPending ? await polling.streamMembers(db, stream.id) : members;
   const initial = new Set(current.filter((m) => m.initial_sync === 'running').map((m) => m.id));
   const startedAt = run.run_started_at ?? new Date();
   let cursor = run.run_cursor ?? undefined;
   const since = run.run_since ?? undefined;
   const log = ctx.logger.child({ stream: stream.id, connection: connection.id, object_type: stream.object_type, mode: run.run_mode });
   const totals = { pages: run.run_pages, records: run.run_records, changes: run.run_changes };
+  let final: polling.FinalPage | undefined;
 
   try {
     for (;;) {
@@ -98,6 +102,14 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
         defaultPageSize: cfg.pageSize,
         newId: randomUUID,
       });
+      if (lastPage && deliveries.length === 0 && diff.store.length === 0) {
+        // Nothing to write: the page's progress goes with the run's completion (one statement).
+        final = { pages: 1, records: records.length, changes: 0, maxUpdatedAt: diff.maxUpdatedAt };
+        totals.pages += 1;
+        totals.records += records.length;
+        ctx.stats.pages += 1;
+        break;
+      }
       try {
         await inTransaction(db, (trx) =>
           polling.commitPage(trx, {
@@ -119,7 +131,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       ctx.stats.pages += 1;
       ctx.stats.changes += diff.changes.length;
       ctx.stats.deliveries += deliveries.length;
-      if (!(await input.renewLease())) {
+      if (!lastPage && !(await input.renewLease())) {
         log.warn('lost the connection lease mid-run; another worker resumes the run');
         return { kind: 'lease-lost' };
       }
@@ -129,11 +141,16 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
     }
 
     const next = nextRunAt({ scheduledAt: run.run_scheduled_at, startedAt, intervalMs, jitter: cfg.jitter });
-    await inTransaction(db, async (trx) => {
-      await polling.completeRun(trx, stream.id, next);
-      if (!connection.is_healthy) await polling.setConnectionHealth(trx, connection.id, true);
-      await ctx.runEvents.publish(trx, { ...eventBase(connection, run, 'completed'), ...finished(totals) });
-    });
+    const endInitialSync = initial.size > 0;
+    const restoreHealth = members.some((m) => m.unhealthy_reason?.startsWith('source:'));
+    const complete = async (q: typeof db) => {
+      await polling.completeRun(q, stream.id, next, { final, endInitialSync, restoreHealth });
+      if (!connection.is_healthy) await polling.setConnectionHealth(q, connection.id, true);
+      if (notify) await ctx.runEvents.publish(q, { ...eventBase(connection, run, 'completed'), ...finished(totals) });
+    };
+    // One statement needs no transaction of its own.
+    if (notify || endInitialSync || restoreHealth || !connection.is_healthy) await inTransaction(db, complete);
+    else await complete(db);
     ctx.stats.runs += 1;
     log.debug({ ...totals, next_run_at: next }, 'run completed');
     return { kind: 'completed' };
@@ -160,7 +177,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
         pauseAfterSeconds: cfg.pauseAfterSeconds,
       });
       if (errorClass === 'auth') await polling.setConnectionHealth(trx, connection.id, false);
-      await ctx.runEvents.publish(trx, { ...eventBase(connection, run, 'failed'), ...finished(totals), error: `${errorClass}: ${message}` });
+      if (notify) await ctx.runEvents.publish(trx, { ...eventBase(connection, run, 'failed'), ...finished(totals), error: `${errorClass}: ${message}` });
       return h;
     });
     log.warn({ error_class: errorClass, err: message, ...health }, 'run failed');

@@ -117,12 +117,13 @@ export interface StreamMember {
   is_paused: boolean;
   initial_sync: 'pending' | 'running' | null;
   fields: string | null;
+  unhealthy_reason: string | null;
 }
 
 export async function streamMembers(db: Db, streamId: string): Promise<StreamMember[]> {
   return db
     .selectFrom('webhooks')
-    .select(['id', 'workspace_id', 'event_types', 'page_max_limit', 'interval_minutes', 'is_active', 'is_paused', 'initial_sync', 'fields'])
+    .select(['id', 'workspace_id', 'event_types', 'page_max_limit', 'interval_minutes', 'is_active', 'is_paused', 'initial_sync', 'fields', 'unhealthy_reason'])
     .where('stream_id', '=', streamId)
     .execute();
 }
@@ -142,7 +143,7 @@ export async function dropStream(db: Db, streamId: string): Promise<void> {
  * has never completed a run; else incremental from the high-water mark minus the
  * overlap. Returns the stream as the run sees it.
  */
-export async function startRun(db: Db, stream: PollStreamRow, overlapMs: number): Promise<PollStreamRow> {
+export async function startRun(db: Db, stream: PollStreamRow, overlapMs: number, initialPending: boolean): Promise<PollStreamRow> {
   if (stream.run_mode !== null) {
     return db
       .updateTable('poll_streams')
@@ -151,7 +152,7 @@ export async function startRun(db: Db, stream: PollStreamRow, overlapMs: number)
       .returningAll()
       .executeTakeFirstOrThrow();
   }
-  const initial = await db
+  const initial = !initialPending ? [] : await db
     .updateTable('webhooks')
     .set({ initial_sync: 'running' })
     .where('stream_id', '=', stream.id)
@@ -270,26 +271,49 @@ async function recordRun(db: Db, streamId: string, status: 'completed' | 'failed
   `.execute(db);
 }
 
+/** Progress of a last page that had nothing to write, folded into the run's completion. */
+export interface FinalPage {
+  pages: number;
+  records: number;
+  changes: number;
+  maxUpdatedAt: Date | null;
+}
+
 /**
- * A run finished: record it, move the high-water mark, end initial syncs, schedule the
- * next run, and give back health the source had taken away.
+ * A run finished: record it and move the high-water mark and schedule the next run (one
+ * statement); end initial syncs and give back health the source had taken away, when
+ * there is any to end or give back.
  */
-export async function completeRun(db: Db, streamId: string, nextRunAt: Date): Promise<void> {
-  await recordRun(db, streamId, 'completed', null, null);
+export async function completeRun(
+  db: Db,
+  streamId: string,
+  nextRunAt: Date,
+  o: { final?: FinalPage; endInitialSync?: boolean; restoreHealth?: boolean } = {},
+): Promise<void> {
+  const f = o.final ?? { pages: 0, records: 0, changes: 0, maxUpdatedAt: null };
   await sql`
-    update poll_streams set
-      high_water_mark = greatest(high_water_mark, run_max_updated_at, baseline_at),
+    with old as (select * from poll_streams where id = ${streamId} for update),
+    run as (
+      insert into poll_runs (id, stream_id, trigger, status, scheduled_at, started_at, pages, records_seen, changes, deliveries, error, error_class)
+      select coalesce(run_id, gen_random_uuid()), id, coalesce(run_trigger, 'schedule'), 'completed', coalesce(run_scheduled_at, run_started_at, now()),
+             coalesce(run_started_at, now()), run_pages + ${f.pages}, run_records + ${f.records}, run_changes + ${f.changes}, run_deliveries, null, null
+      from old
+    )
+    update poll_streams s set
+      high_water_mark = greatest(old.high_water_mark, old.run_max_updated_at, ${f.maxUpdatedAt}::timestamptz, old.baseline_at),
       run_id = null, run_started_at = null, run_scheduled_at = null, run_trigger = null, run_mode = null, run_since = null, run_cursor = null,
       run_pages = 0, run_records = 0, run_changes = 0, run_deliveries = 0, run_max_updated_at = null,
       consecutive_failures = 0, failing_since = null, last_error = null, last_error_class = null,
       next_run_at = ${nextRunAt}
-    where id = ${streamId}
+    from old where s.id = old.id
   `.execute(db);
-  await sql`update webhooks set initial_sync = null where stream_id = ${streamId} and initial_sync = 'running'`.execute(db);
-  await sql`
-    update webhooks set is_healthy = true, checked_at = now(), unhealthy_reason = null, consecutive_failures = 0, failing_since = null
-    where stream_id = ${streamId} and unhealthy_reason like 'source:%'
-  `.execute(db);
+  if (o.endInitialSync) await sql`update webhooks set initial_sync = null where stream_id = ${streamId} and initial_sync = 'running'`.execute(db);
+  if (o.restoreHealth) {
+    await sql`
+      update webhooks set is_healthy = true, checked_at = now(), unhealthy_reason = null, consecutive_failures = 0, failing_since = null
+      where stream_id = ${streamId} and unhealthy_reason like 'source:%'
+    `.execute(db);
+  }
 }
 
 export interface RunFailure {
