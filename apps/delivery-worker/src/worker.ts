@@ -65,9 +65,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const adapters = createSourceAdapters({ policy, timeoutMs: config.polling.requestTimeoutMs, maxRetryAfterMs: config.retry.maxRetryAfterSeconds * 1000 });
   const pollStats = emptyPollStats();
   const stopPolling = new AbortController();
+  // The poller has its own pool (it cannot starve deliveries of connections, nor they it),
+  // committing asynchronously: what it writes without `synchronous_commit = on` is redone
+  // after a Postgres crash (see packages/db/src/repositories/polling.ts).
+  const pollDb = createDb({ connectionString: options.databaseUrl, poolMax: 10, applicationName: 'hookpost-poller', synchronousCommit: false });
   const poller = new Poller(
     {
-      db,
+      db: pollDb,
       logger: logger.child({ component: 'poller' }),
       workerId: engine.workerId,
       adapters,
@@ -146,6 +150,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       await listener?.end().catch(() => undefined);
       await sender.close();
       await Promise.all([...adapters.values()].map((a) => a.close()));
+      await pollDb.destroy();
       await db.destroy();
       logger.info({ stats: engine.stats, polling: pollStats }, 'worker stopped');
     },

@@ -111,6 +111,16 @@ describe('source failures', () => {
     expect((await get(`/unified/webhook/${id}`)).is_healthy).toBe(true);
     expect((await kit.runs(id)).filter((r) => r.status === 'failed')).toEqual([]);
   });
+
+  test('a connection without auth.api_url is not a source: never polled, never marked unhealthy', async () => {
+    const res = await kit.stack.call('POST', '/unified/connection', { integration_type: 'hubspot', categories: ['crm'], permissions: [], auth: { access_token: 'x' } });
+    const id = await kit.webhook(res.body.id, '/h/no-source');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await kit.runs(id)).toEqual([]);
+    const c = await get(`/unified/connection/${res.body.id}`);
+    expect(c.last_unhealthy_at).toBeUndefined();
+    expect((await get(`/unified/webhook/${id}`)).is_healthy).toBe(true);
+  });
 });
 
 describe('sync_job_run events', () => {

@@ -41,6 +41,12 @@ export interface CreateDbOptions {
   connectionString: string;
   poolMax?: number;
   applicationName?: string;
+  /**
+   * false: this pool's commits do not wait for the WAL flush (`synchronous_commit=off`).
+   * For writes that may be lost in a Postgres crash without harm (they are redone);
+   * a statement that must be durable runs `set local synchronous_commit = on` first.
+   */
+  synchronousCommit?: boolean;
   onQueryError?: (error: unknown, sql: string) => void;
 }
 
@@ -51,6 +57,7 @@ export function createDb(options: CreateDbOptions): Kysely<Database> {
     max: options.poolMax ?? 10,
     application_name: options.applicationName ?? 'hookpost',
     idleTimeoutMillis: 30_000,
+    ...(options.synchronousCommit === false ? { options: '-c synchronous_commit=off' } : {}),
   });
   // An idle client erroring (server restart) must not crash the process.
   pool.on('error', () => undefined);

@@ -5,7 +5,7 @@ import type { PollContext } from './context.js';
 import { RequestGate } from './schedule.js';
 import { runStream } from './stream-run.js';
 
-/** How long a paused connection is left alone (unpausing it makes it due at once). */
+/** How long a paused (or source-less) connection is left alone (updating it makes it due at once). */
 const PAUSED_CONNECTION_MS = 24 * 3600_000;
 
 /**
@@ -35,6 +35,12 @@ export async function runConnection(ctx: PollContext, claim: ClaimedConnection):
     }
     const auth = connection.auth_encrypted ? (JSON.parse(ctx.box.open(connection.auth_encrypted)) as ConnectionAuth) : null;
     const settings = sourceSettings(auth);
+    if (!settings.apiUrl) {
+      // Not a source (e.g. a connection whose events the host product publishes): nothing to
+      // poll and nothing wrong. Updating its auth makes it due again.
+      notBefore = new Date(Date.now() + PAUSED_CONNECTION_MS);
+      return;
+    }
     for (const stream of await polling.dueStreams(db, connection.id)) {
       if (ctx.signal.aborted) break;
       const outcome = await runStream(ctx, {

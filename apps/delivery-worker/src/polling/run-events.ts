@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { events, polling, type Db } from '@hookpost/db';
+import { sql } from 'kysely';
 
 export type RunEventStatus = 'started' | 'completed' | 'failed';
 
@@ -39,8 +40,9 @@ export class RunEvents {
     return value;
   }
 
-  /** In the caller's transaction: the notice commits with the run state it describes. */
+  /** In the caller's transaction: the notice commits (durably) with the run state it describes. */
   async publish(db: Db, e: RunEventData): Promise<void> {
+    await sql`set local synchronous_commit = on`.execute(db);
     await events.ingestEvents(db, [
       {
         id: randomUUID(),

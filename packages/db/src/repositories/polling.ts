@@ -223,11 +223,14 @@ export interface PageCommit {
 }
 
 /**
- * One source page, in one transaction: its deliveries, the fingerprints they follow
- * from, and the run's progress. A crash before commit re-reads the page; after it,
- * nothing of the page is sent twice.
+ * One source page, in one (durable) transaction: its deliveries, the fingerprints they
+ * follow from, and the run's progress. A crash before commit re-reads the page; after
+ * it, nothing of the page is sent twice. Call it in a transaction.
  */
 export async function commitPage(db: Db, c: PageCommit): Promise<void> {
+  // The poller's pool commits asynchronously (its other writes are redone after a crash);
+  // deliveries and the fingerprints that suppress re-sending them must be durable.
+  await sql`set local synchronous_commit = on`.execute(db);
   for (let i = 0; i < c.deliveries.length; i += 500) {
     await db
       .insertInto('deliveries')
