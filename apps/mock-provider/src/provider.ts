@@ -1,5 +1,5 @@
+import { listenHttp } from '@hookpost/runtime';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { SOURCE_PAGE_DEFAULT, SourceListQuery, sourceListFilters, type SourceListPage, type SourceRecord } from '@hookpost/contract';
 import { z } from 'zod';
 import { seededRng } from './objects.js';
@@ -579,11 +579,6 @@ export function createProvider(options: ProviderOptions = {}): MockProvider {
 /** Starts a provider listening on host:port (port 0: any free port). */
 export async function startProvider(host: string, port: number, options: ProviderOptions = {}): Promise<MockProvider> {
   const provider = createProvider(options);
-  await new Promise<void>((resolve, reject) => {
-    provider.server.once('error', reject);
-    provider.server.listen(port, host, () => resolve());
-  });
-  const addr = provider.server.address() as AddressInfo;
-  provider.url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+  provider.url = await listenHttp(provider.server, host, port);
   return provider;
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { listenHttp } from '@hookpost/runtime';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { verifyStandard, verifyTruto, verifyUnified } from '@hookpost/contract/signing';
 
 /** What the receiver made of one signature: valid, invalid, or not present. */
@@ -226,11 +226,6 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
 /** Starts a receiver listening on host:port (port 0: any free port). */
 export async function startReceiver(host: string, port: number, options: ReceiverOptions = {}): Promise<Receiver> {
   const receiver = createReceiver(options);
-  await new Promise<void>((resolve, reject) => {
-    receiver.server.once('error', reject);
-    receiver.server.listen(port, host, () => resolve());
-  });
-  const addr = receiver.server.address() as AddressInfo;
-  receiver.url = `http://${host}:${addr.port}`;
+  receiver.url = await listenHttp(receiver.server, host, port);
   return receiver;
 }
