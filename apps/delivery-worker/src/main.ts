@@ -1,3 +1,4 @@
+import './heap.js';
 import { createLogger, loadConfig, onShutdown, requireDatabaseUrl } from '@hookpost/runtime';
 import { startWorker } from './worker.js';
 

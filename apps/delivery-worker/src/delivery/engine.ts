@@ -65,6 +65,17 @@ export class DeliveryEngine {
   private loop: Promise<void> | undefined;
   private wakeSignal: (() => void) | undefined;
   private notified = false;
+  /**
+   * Whether due work may be left that the last claim did not take (a full batch, a
+   * webhook cut at its share, claims handed back). When false, a finished send does not
+   * start another claim: it would find nothing and cost two statements per delivery
+   * at a steady trickle. NOTIFY, retry timers and the lease reaper still wake the loop.
+   */
+  private moreDue = true;
+  /** The last claim left out saturated webhooks: a finished send may free one. */
+  private excludedLast = false;
+  /** The loop sleeps until sends finish and make room. */
+  private waitingForRoom = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryAt = Number.POSITIVE_INFINITY;
   private idleResolvers: (() => void)[] = [];
@@ -122,17 +133,22 @@ export class DeliveryEngine {
     const idleMs = this.o.idleCheckMs ?? 30_000;
     while (!this.stopping) {
       if (this.room < Math.min(this.o.batchSize, this.o.concurrency) / 4) {
+        this.waitingForRoom = true;
         await this.sleep(idleMs); // woken when sends finish
+        this.waitingForRoom = false;
         continue;
       }
       this.notified = false;
       let claimed: ClaimedDelivery[];
       const excluded = this.saturated();
+      this.excludedLast = excluded.length > 0;
+      const limit = Math.min(this.room, this.o.batchSize);
+      const perWebhook = this.o.perEndpoint * FAST_ENDPOINT_FACTOR;
       try {
         claimed = await deliveries.claimDue(this.o.db, {
           workerId: this.workerId,
-          limit: Math.min(this.room, this.o.batchSize),
-          perWebhook: this.o.perEndpoint * FAST_ENDPOINT_FACTOR,
+          limit,
+          perWebhook,
           leaseMs: this.o.leaseMs,
           excludeWebhooks: excluded,
         });
@@ -141,6 +157,9 @@ export class DeliveryEngine {
         await this.sleep(1000);
         continue;
       }
+      // Fewer than asked and no webhook at its share: everything due (and not being
+      // claimed by another worker) was taken.
+      this.moreDue = claimed.length >= limit || reachedShare(claimed, perWebhook);
       if (claimed.length > 0) {
         this.stats.claimed += claimed.length;
         await this.dispatchAll(claimed);
@@ -208,6 +227,7 @@ export class DeliveryEngine {
     }
     if (release.length > 0) {
       this.stats.released += release.length;
+      this.moreDue = true;
       await deliveries.releaseClaims(this.o.db, this.workerId, release).catch((err: unknown) =>
         this.o.logger.warn({ err }, 'could not release claims; their leases will expire'),
       );
@@ -237,9 +257,12 @@ export class DeliveryEngine {
         this.inFlight--;
         this.startQueued(lane, delivery.webhook_id);
         if (lane.active === 0 && lane.waiting.length === 0) this.lanes.delete(delivery.webhook_id);
-        // Room freed (and maybe an endpoint we left out of claims): look for more work.
-        this.notified = true;
-        this.wakeSignal?.();
+        // Room freed (and maybe an endpoint we left out of claims): look for more work,
+        // if the last claim may have left some.
+        if (this.moreDue || this.excludedLast || this.waitingForRoom) {
+          this.notified = true;
+          this.wakeSignal?.();
+        }
         if (this.inFlight === 0 && this.queued === 0) for (const r of this.idleResolvers.splice(0)) r();
       });
   }
@@ -257,6 +280,7 @@ export class DeliveryEngine {
       if (this.leaseCovers(next)) this.send(lane, next);
       else expiring.push(next.delivery.id);
     }
+    if (expiring.length > 0) this.moreDue = true;
     if (expiring.length > 0) void deliveries.releaseClaims(this.o.db, this.workerId, expiring).catch(() => undefined);
   }
 
@@ -291,4 +315,16 @@ export class DeliveryEngine {
     }
     await this.completions.flush();
   }
+}
+
+/** Whether some webhook got `share` deliveries in this claim (more of its may be due). */
+function reachedShare(claimed: readonly ClaimedDelivery[], share: number): boolean {
+  if (claimed.length < share) return false;
+  const counts = new Map<string, number>();
+  for (const d of claimed) {
+    const n = (counts.get(d.webhook_id) ?? 0) + 1;
+    if (n >= share) return true;
+    counts.set(d.webhook_id, n);
+  }
+  return false;
 }

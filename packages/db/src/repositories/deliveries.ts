@@ -32,28 +32,36 @@ export async function claimDue(
   const exclude = options.excludeWebhooks ?? [];
   // Not prepared: a generic plan cannot see the batch's size and scans the table.
   const result = await sql<ClaimedDelivery>`
-    with candidates as (
-      -- Lock here, in index order: joining back to deliveries to lock later let the planner
-      -- pick a nested loop that re-ran the window per pending row (quadratic).
+    with candidates as materialized (
+      -- Read, not locked: a batch looks at 4 × limit due rows to pick at most perWebhook per
+      -- webhook, and locking them all wrote a lock record per row (3/4 of them never claimed:
+      -- ~2.5 × the claim's WAL with one busy webhook). Only the picked rows are locked, below.
       select id, webhook_id, next_attempt_at from deliveries
       where status = 'pending' and next_attempt_at <= now()
         ${exclude.length > 0 ? sql`and webhook_id <> all(${exclude}::uuid[])` : sql``}
       order by next_attempt_at
       limit ${options.limit * 4}
+    ),
+    picked as materialized (
+      select id from (
+        select id, next_attempt_at, row_number() over (partition by webhook_id order by next_attempt_at, id) as rn from candidates
+      ) ranked
+      where rn <= ${options.perWebhook} order by next_attempt_at limit ${options.limit}
+    ),
+    locked as (
+      -- By primary key from a materialized list (a join back to deliveries let the planner
+      -- re-run the window per pending row). SKIP LOCKED: another worker's claim in progress;
+      -- the qual is rechecked on the current row version, so a row claimed meanwhile is left.
+      select id from deliveries
+      where id = any(array(select id from picked)) and status = 'pending' and next_attempt_at <= now()
       for update skip locked
-    ),
-    ranked as (
-      select id, next_attempt_at, row_number() over (partition by webhook_id order by next_attempt_at, id) as rn from candidates
-    ),
-    picked as (
-      select id from ranked where rn <= ${options.perWebhook} order by next_attempt_at limit ${options.limit}
     ),
     claimed as (
       update deliveries d
          set status = 'delivering', attempts = d.attempts + 1,
              lease_until = now() + make_interval(secs => ${options.leaseMs / 1000}),
              leased_by = ${options.workerId}, updated_at = now()
-        from picked where d.id = picked.id
+        from locked where d.id = locked.id
       returning d.id, d.webhook_id, d.event_id, d.kind, d.payload, d.attempts, d.created_at
     )
     select c.*, e.type as event_type, e.object_type as event_object_type, e.data as event_data, e.created_at as event_created_at
