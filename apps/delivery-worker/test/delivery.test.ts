@@ -187,7 +187,13 @@ describe('replay, rotation, idempotency', () => {
 
     const all = await stack.call('POST', `/v1/webhooks/${w.id}/replay`, { since });
     expect(all.body.count).toBe(3);
-    for (const id of all.body.deliveries) await eventually(async () => (await stack.call('GET', `/v1/deliveries/${id}`)).body.status === 'succeeded');
+    for (const id of all.body.deliveries) {
+      await eventually(async () => (await stack.call('GET', `/v1/deliveries/${id}`)).body.status === 'succeeded').catch(async (e: unknown) => {
+        // Seen once under load (not reproduced since): say where the delivery stood.
+        const rows = await stack.database.db.selectFrom('deliveries').select(['id', 'status', 'attempts', 'next_attempt_at', 'lease_until']).where('webhook_id', '=', w.id).execute();
+        throw new Error(`${String(e)}; at ${new Date().toISOString()} the webhook's deliveries were ${JSON.stringify(rows)}`);
+      });
+    }
     const ok = at('/replay')().filter((d) => d.status === 200);
     expect(ok).toHaveLength(4);
     expect(ok.every((d) => d.verified)).toBe(true);
