@@ -104,6 +104,8 @@ const cases: Case[] = [
   ['connection missing categories', 'POST', () => '/unified/connection', () => ({ integration_type: 'hubspot', permissions: [] }), 400, 'body.categories'],
   ['connection categories not an array', 'POST', () => '/unified/connection', () => ({ integration_type: 'hubspot', categories: 'crm', permissions: [] }), 400, 'body.categories'],
   ['connection auth not an object', 'POST', () => '/unified/connection', () => ({ integration_type: 'hubspot', categories: [], permissions: [], auth: 'token' }), 400, 'body.auth'],
+  ['connection source URL private', 'POST', () => '/unified/connection', () => ({ integration_type: 'hubspot', categories: [], permissions: [], auth: { api_url: 'http://10.0.0.1/api', access_token: 't' } }), 400, 'body.auth.api_url'],
+  ['connection source URL not http', 'POST', () => '/unified/connection', () => ({ integration_type: 'hubspot', categories: [], permissions: [], auth: { api_url: 'ftp://example.com/x' } }), 400, 'body.auth.api_url'],
   ['connection non-UUID id', 'GET', () => '/unified/connection/123', undefined, 400, 'path.id'],
   ['connection list bad limit', 'GET', () => '/unified/connection?limit=-3', undefined, 400, 'query.limit'],
   // /v1

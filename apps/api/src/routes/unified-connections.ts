@@ -4,6 +4,7 @@ import { initServer } from '@ts-rest/express';
 import { requireScope } from '../http/context.js';
 import { ApiError } from '../http/errors.js';
 import type { ApiContext } from '../services/deps.js';
+import { requireAllowedUrl } from '../services/webhook-delivery.js';
 
 const s = initServer();
 
@@ -48,6 +49,9 @@ export function unifiedConnectionRouter(deps: ApiContext) {
     source_adapter: body.source_adapter ?? 'http',
   });
 
+  /** A source URL goes through the same SSRF guard as hook URLs (and again at connect time). */
+  const checkSource = (auth: ConnectionWrite['auth'] | undefined) => requireAllowedUrl(deps, 'auth.api_url', auth?.api_url);
+
   const show = async (scope: Scope, id: string) => ({ status: 200 as const, body: toConnection(await requireConnection(db, scope, id)) });
 
   return s.router(contract.unified.connection, {
@@ -66,6 +70,7 @@ export function unifiedConnectionRouter(deps: ApiContext) {
     },
     create: async ({ body, req }) => {
       const scope = requireScope(req);
+      await checkSource(body.auth);
       const environmentId = scope.environmentId ?? (await workspaces.getDefaultEnvironment(db, scope.workspaceId)).id;
       const row = await connections.insertConnection(db, {
         ...columns(body),
@@ -79,6 +84,7 @@ export function unifiedConnectionRouter(deps: ApiContext) {
     update: async ({ params, body, req }) => {
       const scope = requireScope(req);
       await requireConnection(db, scope, params.id);
+      await checkSource(body.auth);
       await connections.updateConnection(db, scope, params.id, columns(body));
       await pollStreams.retryConnection(db, params.id);
       return show(scope, params.id);
@@ -86,6 +92,7 @@ export function unifiedConnectionRouter(deps: ApiContext) {
     patch: async ({ params, body, req }) => {
       const scope = requireScope(req);
       await requireConnection(db, scope, params.id);
+      await checkSource(body.auth);
       const set: ConnectionUpdate = {};
       if (body.integration_type !== undefined) set.integration_type = body.integration_type;
       if (body.integration_name !== undefined) set.integration_name = body.integration_name;
