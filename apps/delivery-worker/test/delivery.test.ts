@@ -136,6 +136,21 @@ describe('retries', () => {
     }
   });
 
+  it('interleaved retries each run on their own schedule (none waits for the 30 s idle check)', async () => {
+    // A fails at 0, 100, 300, 600 ms and is dead; B, 50 ms later, retries at 650 ms: a retry
+    // asked for while an earlier one's timer is set must still wake the worker.
+    const w = await stack.trutoWebhook('/retry/interleaved');
+    stack.receiver.setBehaviour('/retry/interleaved', { status: 500 });
+    await stack.call('POST', '/v1/events', { type: 'record:created', data: { n: 'a' } });
+    await new Promise((r) => setTimeout(r, 50));
+    await stack.call('POST', '/v1/events', { type: 'record:created', data: { n: 'b' } });
+    await eventually(async () => {
+      const r = await stack.call('GET', `/v1/webhooks/${w.id}/deliveries?status=dead`);
+      return r.body.result.length === 2;
+    }, 8000, 'both deliveries dead on schedule');
+    stack.receiver.setBehaviour('/retry/interleaved', undefined);
+  });
+
   it('gives up after the last attempt: the delivery is dead and listed as such', async () => {
     const w = await stack.trutoWebhook('/retry/always-500');
     stack.receiver.setBehaviour('/retry/always-500', { status: 500 });

@@ -78,6 +78,7 @@ export class DeliveryEngine {
   private waitingForRoom = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryAt = Number.POSITIVE_INFINITY;
+  private retryFired = false;
   private idleResolvers: (() => void)[] = [];
   readonly stats = { claimed: 0, sent: 0, succeeded: 0, failed: 0, released: 0 };
 
@@ -109,6 +110,9 @@ export class DeliveryEngine {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       this.retryAt = Number.POSITIVE_INFINITY;
+      // Later retries asked for while this timer was set were not scheduled (only the
+      // earliest is): after the claim this wakes, ask the database for the next one.
+      this.retryFired = true;
       this.wake();
     }, Math.max(0, when - Date.now()));
   }
@@ -166,9 +170,10 @@ export class DeliveryEngine {
         if (claimed.length >= Math.min(this.room + claimed.length, this.o.batchSize)) continue; // likely more due
       }
       if (this.notified) continue;
-      if (claimed.length === 0) {
-        // Nothing due for endpoints we can take: sleep until the next one falls due, a
-        // NOTIFY, or a send finishing (which frees an endpoint we left out).
+      if (claimed.length === 0 || this.retryFired) {
+        // Nothing (more) due for endpoints we can take: sleep until the next one falls due,
+        // a NOTIFY, or a send finishing (which frees an endpoint we left out).
+        this.retryFired = false;
         const next = await deliveries.nextDueAt(this.o.db, excluded).catch(() => null);
         if (next) this.wakeAt(next);
       }
