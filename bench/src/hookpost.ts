@@ -28,6 +28,22 @@ interface ApiAnswer {
   body: unknown;
 }
 
+/** The environment of a benchmarked API or worker process (production mode, quiet logs). */
+export function hookpostEnv(databaseUrl: string, adminToken: string): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    DATABASE_URL: databaseUrl,
+    HOOKPOST_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    HOOKPOST_ADMIN_TOKEN: adminToken,
+    HOOKPOST_SSRF_ALLOWLIST: '127.0.0.0/8',
+    LOG_LEVEL: 'warn',
+    NODE_ENV: 'production',
+    // Hookpost's own tuning knobs pass through when set (reported with the results).
+    ...passThrough(),
+  };
+}
+
 export class ApiClient {
   readonly pool: Pool;
   constructor(
@@ -82,18 +98,7 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
   const late: LateTally = { lateDuplicates: 0, stray: 0 };
   const port = await freePort();
   const adminToken = randomBytes(18).toString('base64url');
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    DATABASE_URL: url,
-    HOOKPOST_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-    HOOKPOST_ADMIN_TOKEN: adminToken,
-    HOOKPOST_SSRF_ALLOWLIST: '127.0.0.0/8',
-    LOG_LEVEL: 'warn',
-    NODE_ENV: 'production',
-    // Hookpost's own tuning knobs pass through when set (reported with the results).
-    ...passThrough(),
-  };
+  const env = hookpostEnv(url, adminToken);
   const nodeArgs = (process.env.BENCH_HOOKPOST_NODE_ARGS ?? '').split(' ').filter(Boolean);
   if (nodeArgs.length > 0) result.notes.push(`node flags: ${nodeArgs.join(' ')}`);
   const tuned = Object.entries(passThrough()).map(([k, v]) => `${k}=${v}`);

@@ -1,4 +1,4 @@
-import { listenHttp } from '@hookpost/runtime';
+import { listenHttp, readBodyCapped } from '@hookpost/runtime';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { SOURCE_PAGE_DEFAULT, SourceListQuery, sourceListFilters, type SourceListPage, type SourceRecord } from '@hookpost/contract';
 import { z } from 'zod';
@@ -156,30 +156,16 @@ class HttpError extends Error {
   }
 }
 
-function readJson(req: IncomingMessage, max = 1024 * 1024): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        reject(new HttpError(413, 'payload_too_large', 'body too large'));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8').trim();
-      if (!text) return resolve({});
-      try {
-        resolve(JSON.parse(text));
-      } catch {
-        reject(new HttpError(400, 'invalid_json', 'body is not JSON'));
-      }
-    });
-    req.on('error', reject);
-  });
+async function readJson(req: IncomingMessage, max = 1024 * 1024): Promise<unknown> {
+  const raw = await readBodyCapped(req, max);
+  if (raw === null) throw new HttpError(413, 'payload_too_large', 'body too large');
+  const text = raw.toString('utf8').trim();
+  if (!text) return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new HttpError(400, 'invalid_json', 'body is not JSON');
+  }
 }
 
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {

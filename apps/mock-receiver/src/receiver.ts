@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { listenHttp } from '@hookpost/runtime';
+import { listenHttp, readBodyCapped } from '@hookpost/runtime';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { verifyStandard, verifyTruto, verifyUnified } from '@hookpost/contract/signing';
 
@@ -56,24 +56,6 @@ export interface Receiver {
 }
 
 const RECORDED_HEADERS = ['content-type', 'user-agent', 'webhook-id', 'webhook-timestamp', 'webhook-signature', 'x-truto-signature'];
-
-function readBody(req: IncomingMessage, max: number): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        resolve(null);
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -146,7 +128,7 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
       return json(res, 200, { count: 0 });
     }
     if (req.method === 'POST' && url.pathname === '/_control/behaviour') {
-      const raw = await readBody(req, 64 * 1024);
+      const raw = await readBodyCapped(req, 64 * 1024);
       const body = (raw ? JSON.parse(raw.toString('utf8') || '{}') : {}) as Behaviour & { path?: string; reset?: boolean };
       const { path = '*', reset, ...behaviour } = body;
       if (reset) behaviours.clear();
@@ -154,7 +136,7 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
       return json(res, 200, { behaviours: Object.fromEntries(behaviours) });
     }
     if (req.method === 'POST' && url.pathname === '/_control/secrets') {
-      const raw = await readBody(req, 64 * 1024);
+      const raw = await readBodyCapped(req, 64 * 1024);
       const body = raw ? (JSON.parse(raw.toString('utf8') || '{}') as { secret?: unknown }) : {};
       if (typeof body.secret !== 'string' || body.secret.length === 0) return json(res, 400, { error: { code: 'validation_failed', message: 'secret: required', field: 'body.secret' } });
       if (!secrets.includes(body.secret)) secrets.push(body.secret);
@@ -162,7 +144,7 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
     }
     if (req.method !== 'POST' && req.method !== 'PUT') return json(res, 405, { error: { code: 'method_not_allowed', message: 'deliver with POST' } });
 
-    const raw = await readBody(req, maxBody);
+    const raw = await readBodyCapped(req, maxBody);
     if (raw === null) return json(res, 413, { error: { code: 'payload_too_large', message: 'body too large' } });
     let body: unknown = raw.toString('utf8');
     try {

@@ -1,4 +1,4 @@
 export * from './config.js';
 export * from './logger.js';
 export * from './shutdown.js';
-export * from './listen.js';
+export * from './http.js';

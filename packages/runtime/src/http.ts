@@ -1,0 +1,36 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** Small helpers for the plain node:http servers (mock receiver, mock provider). */
+
+/** Starts `server` on host:port (port 0: any free port) and returns its base URL. */
+export async function listenHttp(server: Server, host: string, port: number): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+}
+
+/** Reads a request body of at most `max` bytes; null (and the request dropped) when larger. */
+export function readBodyCapped(req: IncomingMessage, max: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        resolve(null);
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
