@@ -210,7 +210,7 @@ describe('replay, rotation, idempotency', () => {
       });
     }
     const ok = at('/replay')().filter((d) => d.status === 200);
-    expect(ok).toHaveLength(4);
+    expect(new Set(ok.map((d) => d.webhook_id)).size).toBe(4); // distinct: a retry after a slow answer repeats its id
     expect(ok.every((d) => d.verified)).toBe(true);
   });
 
@@ -267,7 +267,9 @@ describe('replay, rotation, idempotency', () => {
     await stack.trutoWebhook('/group', { event_types: ['integrated_account:active'] });
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => stack.call('POST', '/v1/events', { type: 'integrated_account:active', data: { i } })));
     expect(results.every((r) => r.status === 202 && r.body.deliveries >= 1)).toBe(true);
-    await eventually(() => at('/group')().length === 100, 30_000, '100 group-committed deliveries');
+    // Under load a send can outlast the 1 s test timeout and be retried (same webhook-id):
+    // count distinct deliveries.
+    await eventually(() => new Set(at('/group')().map((d) => d.webhook_id)).size >= 100, 30_000, '100 group-committed deliveries');
     expect(new Set(at('/group')().map((d) => d.webhook_id)).size).toBe(100);
   });
 
