@@ -7,30 +7,26 @@ export function filtersKey(filters: Record<string, string>): string {
   return JSON.stringify(Object.fromEntries(Object.entries(filters).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
 }
 
-/** Wakes pollers: a stream became due (created, triggered, resumed). */
-async function notifyRuns(db: Db, streamId: string): Promise<void> {
-  await sql`select pg_notify('hookpost_runs', ${streamId})`.execute(db);
-}
-
 /**
- * Makes a stream due no later than `at` (a date, or `now`), and its connection with it.
- * A stream already due sooner keeps its time.
+ * Makes a stream due no later than `at` (a date, or `now`), and its connection with it,
+ * and wakes the pollers (one statement). A stream already due sooner keeps its time.
  */
 export async function scheduleStream(db: Db, streamId: string, at: Date | 'now'): Promise<void> {
   const when = at === 'now' ? sql`now()` : sql`${at}::timestamptz`;
-  const row = await sql<{ connection_id: string; next_run_at: Date }>`
-    update poll_streams set next_run_at = least(coalesce(next_run_at, ${when}), ${when})
-    where id = ${streamId}
-    returning connection_id, next_run_at
-  `.execute(db);
-  const s = row.rows[0];
-  if (!s) return;
   await sql`
-    insert into connection_polls (connection_id, next_due_at) values (${s.connection_id}, ${s.next_run_at})
-    on conflict (connection_id) do update
-      set next_due_at = least(coalesce(connection_polls.next_due_at, excluded.next_due_at), excluded.next_due_at)
+    with s as (
+      update poll_streams set next_run_at = least(coalesce(next_run_at, ${when}), ${when})
+      where id = ${streamId}
+      returning connection_id, next_run_at
+    ),
+    c as (
+      insert into connection_polls (connection_id, next_due_at)
+      select connection_id, next_run_at from s
+      on conflict (connection_id) do update
+        set next_due_at = least(coalesce(connection_polls.next_due_at, excluded.next_due_at), excluded.next_due_at)
+    )
+    select pg_notify('hookpost_runs', ${streamId})
   `.execute(db);
-  await notifyRuns(db, streamId);
 }
 
 /** Deletes a stream nobody uses any more (its fingerprints and runs go with it). */
@@ -56,27 +52,28 @@ export async function syncWebhookStream(db: Db, webhookId: string, defaultInterv
   const pollable = w.webhook_type === 'virtual' && w.connection_id !== null && w.object_type !== null && w.hook_url !== null;
   let streamId: string | null = null;
   let created = false;
+  let nextRunAt: Date | null = null;
   if (pollable && w.connection_id !== null && w.object_type !== null) {
     const intervalMs = (w.interval_minutes ?? defaultIntervalMinutes) * 60_000;
-    const row = await sql<{ id: string; created: boolean }>`
+    const row = await sql<{ id: string; created: boolean; next_run_at: Date | null }>`
       insert into poll_streams (workspace_id, environment_id, connection_id, object_type, filters, filters_key, next_run_at)
       values (${w.workspace_id}, ${w.environment_id}, ${w.connection_id}, ${w.object_type}, ${JSON.stringify(w.filters)}::jsonb,
               ${filtersKey(w.filters)}, now() + ${intervalMs} * interval '1 millisecond')
       on conflict (connection_id, object_type, filters_key) do update set environment_id = excluded.environment_id
-      returning id, (xmax = 0) as created
+      returning id, (xmax = 0) as created, next_run_at
     `.execute(db);
     const s = row.rows[0];
     if (!s) throw new Error('stream upsert returned nothing');
     streamId = s.id;
     created = s.created;
+    nextRunAt = s.next_run_at;
   }
   if (w.stream_id !== streamId) await db.updateTable('webhooks').set({ stream_id: streamId }).where('id', '=', w.id).execute();
   if (w.stream_id !== null && w.stream_id !== streamId) await dropIfUnused(db, w.stream_id);
   if (streamId === null) return;
 
   const active = w.is_active && !w.is_paused;
-  const current = await db.selectFrom('poll_streams').select('next_run_at').where('id', '=', streamId).executeTakeFirstOrThrow();
-  if (active && (o.runNow || w.initial_sync === 'pending' || current.next_run_at === null)) await scheduleStream(db, streamId, 'now');
+  if (active && (o.runNow || w.initial_sync === 'pending' || nextRunAt === null)) await scheduleStream(db, streamId, 'now');
   else if (created || active) {
     const intervalMs = (w.interval_minutes ?? defaultIntervalMinutes) * 60_000;
     await scheduleStream(db, streamId, new Date(Date.now() + intervalMs));
