@@ -142,6 +142,8 @@ export interface ConnectionPollsTable {
   lease_until: NullableTimestamp;
   leased_by: string | null;
   last_request_at: NullableTimestamp;
+  /** Generated: greatest(next_due_at, not_before, lease_until), null when nothing is due. */
+  claimable_at: ColumnType<Date | null, never, never>;
 }
 
 export interface PollRecordsTable {

@@ -59,9 +59,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       not_before timestamptz(3),
       lease_until timestamptz(3),
       leased_by text,
-      last_request_at timestamptz(3)
+      last_request_at timestamptz(3),
+      -- When a poller may take it: due, not throttled, not leased (null: nothing scheduled).
+      claimable_at timestamptz(3) generated always as (
+        case when next_due_at is null then null else greatest(next_due_at, not_before, lease_until) end
+      ) stored
     );
-    create index connection_polls_due on connection_polls (next_due_at) where next_due_at is not null;
+    create index connection_polls_claimable on connection_polls (claimable_at) where claimable_at is not null;
 
     -- What each record looked like when last seen (content hash without updated_at).
     create table poll_records (

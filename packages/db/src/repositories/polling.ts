@@ -20,10 +20,8 @@ export async function claimConnections(db: Db, owner: string, limit: number, lea
     set lease_until = now() + ${leaseMs} * interval '1 millisecond', leased_by = ${owner}
     from (
       select connection_id from connection_polls
-      where next_due_at <= now()
-        and (lease_until is null or lease_until < now())
-        and (not_before is null or not_before <= now())
-      order by next_due_at
+      where claimable_at <= now()
+      order by claimable_at
       limit ${limit}
       for update skip locked
     ) due
@@ -35,10 +33,7 @@ export async function claimConnections(db: Db, owner: string, limit: number, lea
 
 /** When the next connection becomes claimable (due, not throttled, not leased), or null. */
 export async function nextClaimableAt(db: Db): Promise<Date | null> {
-  const r = await sql<{ at: Date | null }>`
-    select min(greatest(next_due_at, coalesce(not_before, next_due_at), coalesce(lease_until, next_due_at))) as at
-    from connection_polls where next_due_at is not null
-  `.execute(db);
+  const r = await sql<{ at: Date | null }>`select min(claimable_at) as at from connection_polls where claimable_at is not null`.execute(db);
   return r.rows[0]?.at ?? null;
 }
 
