@@ -131,10 +131,11 @@ try {
     API_PORT: String(config.api.port),
     RECEIVER_PORT: String(config.receiver.port),
     MOCK_PROVIDER_PORT: String(config.mockProvider.port),
-    // The demo source changes a few records every minute.
-    MOCK_PROVIDER_CREATES_PER_MIN: process.env.MOCK_PROVIDER_CREATES_PER_MIN ?? '2',
-    MOCK_PROVIDER_UPDATES_PER_MIN: process.env.MOCK_PROVIDER_UPDATES_PER_MIN ?? '2',
-    MOCK_PROVIDER_DELETES_PER_MIN: process.env.MOCK_PROVIDER_DELETES_PER_MIN ?? '0.5',
+    // The demo source changes records every minute (across its four object types), so the
+    // demo webhook (crm_contact updates) has something to deliver at most polls.
+    MOCK_PROVIDER_CREATES_PER_MIN: process.env.MOCK_PROVIDER_CREATES_PER_MIN ?? '4',
+    MOCK_PROVIDER_UPDATES_PER_MIN: process.env.MOCK_PROVIDER_UPDATES_PER_MIN ?? '8',
+    MOCK_PROVIDER_DELETES_PER_MIN: process.env.MOCK_PROVIDER_DELETES_PER_MIN ?? '1',
   };
   const apiUrl = `http://${config.api.host}:${config.api.port}`;
   const receiverUrl = `http://${config.receiver.host}:${config.receiver.port}`;
