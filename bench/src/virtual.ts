@@ -10,7 +10,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { verifyStandard, verifyUnified } from '@hookpost/contract/signing';
 import { createDatabase, dropDatabase, freePort } from '@hookpost/db';
@@ -19,7 +19,7 @@ import { envInt, log, percentile, sleep } from './common.js';
 import type { Ctx } from './context.js';
 import { ApiClient, hookpostEnv } from './hookpost.js';
 import { BenchFailure, closedLoop } from './load.js';
-import { memoryOf, ServiceProc } from './procs.js';
+import { cpuSeconds, memoryOf, ServiceProc } from './procs.js';
 
 export interface VirtualResult {
   webhooks: number;
@@ -52,13 +52,6 @@ const OBJECTS = [
   { object_type: 'crm_company', event: 'created' },
   { object_type: 'hris_employee', event: 'updated' },
 ] as const;
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
 
 /** Verifies every delivery (Standard Webhooks + unified sig256) and tallies records. */
 class VirtualReceiver {

@@ -1,4 +1,5 @@
-import type { IncomingMessage, Server } from 'node:http';
+import type { Server } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 
 /** Small helpers for the plain node:http servers (mock receiver, mock provider). */
@@ -16,8 +17,8 @@ export async function listenHttp(server: Server, host: string, port: number): Pr
   return `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
 }
 
-/** Reads a request body of at most `max` bytes; null (and the request dropped) when larger. */
-export function readBodyCapped(req: IncomingMessage, max: number): Promise<Buffer | null> {
+/** Reads a body (request or response) of at most `max` bytes; null (and the stream dropped) when larger. */
+export function readBodyCapped(req: Readable, max: number): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -1,6 +1,7 @@
 import { SourceListPage, sourceListSearch } from '@hookpost/contract';
 import { BlockedAddressError, parseRetryAfter, type AddressPolicy } from '@hookpost/delivery';
 import { isIP } from 'node:net';
+import { readBodyCapped } from '@hookpost/runtime';
 import { Agent } from 'undici';
 import { SourceError, type ListRequest, type SourceAdapter, type SourcePage, type SourceSettings } from './adapter.js';
 
@@ -85,9 +86,10 @@ export class HttpSourceAdapter implements SourceAdapter {
       throw new SourceError('read', blocked ? String((e.cause as Error | undefined)?.message ?? e.message) : `${e.code ?? e.name}: ${e.message}`);
     }
     const status = res.statusCode;
-    const body = await readCapped(res.body, this.maxBody).catch((err: unknown) => {
+    const body = await readBodyCapped(res.body, this.maxBody).catch((err: unknown) => {
       throw new SourceError('read', `reading the answer failed: ${(err as Error).message}`, status);
     });
+    if (body === null) throw new SourceError('read', `the answer is larger than ${this.maxBody} bytes`, status);
     if (status === 401 || status === 403) throw new SourceError('auth', `the source refused the credentials (${status})`, status);
     const retryAfterHeader = res.headers['retry-after'];
     const retryAfter = parseRetryAfter(Array.isArray(retryAfterHeader) ? retryAfterHeader[0] : retryAfterHeader);
@@ -118,15 +120,4 @@ export class HttpSourceAdapter implements SourceAdapter {
 
 function snippet(body: Buffer): string {
   return body.subarray(0, 200).toString('utf8').replace(/\s+/g, ' ');
-}
-
-async function readCapped(stream: AsyncIterable<Buffer>, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += chunk.length;
-    if (size > max) throw new Error(`answer larger than ${max} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }

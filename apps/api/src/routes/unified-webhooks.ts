@@ -29,7 +29,7 @@ export function unifiedWebhookRouter(deps: ApiContext) {
   /** A virtual webhook's stream runs now; a webhook that polls nothing gets a test delivery. */
   const trigger = async (scope: Scope, id: string) => {
     const row = await requireUnifiedWebhook(db, scope, id);
-    if (!(await pollStreams.requestRun(db, id))) await queueTestDelivery(deps, row);
+    if (!(await pollStreams.requestRun(db, row.stream_id))) await queueTestDelivery(deps, row);
     return { status: 200 as const, body: undefined };
   };
 

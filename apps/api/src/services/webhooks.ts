@@ -89,7 +89,7 @@ export async function createUnifiedWebhook(
       secret_encrypted: deps.secrets.seal(generateWebhookSecret()),
       initial_sync: includeAll ? 'pending' : null,
     });
-    await pollStreams.syncWebhookStream(trx, row.id, deps.config.polling.defaultIntervalMinutes);
+    await pollStreams.syncWebhookStream(trx, row, deps.config.polling.defaultIntervalMinutes);
     return row.id;
   });
 }
@@ -106,8 +106,9 @@ export async function replaceUnifiedWebhook(deps: ApiContext, scope: Scope, id: 
       environment_id: connection.environment_id,
       integration_type: connection.integration_type,
     });
-    await syncQueueWithState(trx, await requireUnifiedWebhook(trx, scope, id));
-    await pollStreams.syncWebhookStream(trx, id, deps.config.polling.defaultIntervalMinutes);
+    const updated = await requireUnifiedWebhook(trx, scope, id);
+    await syncQueueWithState(trx, updated);
+    await pollStreams.syncWebhookStream(trx, updated, deps.config.polling.defaultIntervalMinutes);
   });
 }
 
@@ -153,8 +154,9 @@ export async function patchUnifiedWebhook(deps: ApiContext, scope: Scope, id: st
     if (!hookUrl && !dbUrl) throw ApiError.invalidField('hook_url', 'a webhook needs a hook_url or a db_url');
     if (!!dbUrl !== !!dbType) throw ApiError.invalidField(dbUrl ? 'db_type' : 'db_url', 'db_type and db_url go together');
     if (Object.keys(set).length > 0) await webhooks.updateWebhook(trx, scope, id, set);
-    if (body.is_paused !== undefined) await syncQueueWithState(trx, await requireUnifiedWebhook(trx, scope, id));
-    await pollStreams.syncWebhookStream(trx, id, deps.config.polling.defaultIntervalMinutes);
+    const updated = await requireUnifiedWebhook(trx, scope, id);
+    if (body.is_paused !== undefined) await syncQueueWithState(trx, updated);
+    await pollStreams.syncWebhookStream(trx, updated, deps.config.polling.defaultIntervalMinutes);
   });
 }
 
@@ -163,8 +165,9 @@ export async function resumeUnifiedWebhook(deps: ApiContext, scope: Scope, id: s
   await inTransaction(deps.db, async (trx) => {
     await requireUnifiedWebhook(trx, scope, id);
     await webhooks.resumeWebhook(trx, scope, id);
-    await syncQueueWithState(trx, await requireUnifiedWebhook(trx, scope, id));
-    await pollStreams.syncWebhookStream(trx, id, deps.config.polling.defaultIntervalMinutes, { runNow: true });
+    const resumed = await requireUnifiedWebhook(trx, scope, id);
+    await syncQueueWithState(trx, resumed);
+    await pollStreams.syncWebhookStream(trx, resumed, deps.config.polling.defaultIntervalMinutes, { runNow: true });
   });
 }
 

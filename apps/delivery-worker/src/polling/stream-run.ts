@@ -31,10 +31,9 @@ class DispatchError extends Error {
 }
 
 /** Fields the source may limit itself to: the union of every webhook's, unless one wants all. */
-function wantedFields(members: readonly StreamMember[], fieldsOf: ReadonlyMap<string, string | null>): string[] | undefined {
-  const sets = members.map((m) => fieldsOf.get(m.id) ?? null);
-  if (sets.length === 0 || sets.some((f) => !f)) return undefined;
-  return [...new Set(sets.flatMap((f) => (f ?? '').split(',').map((x) => x.trim()).filter(Boolean)))];
+function wantedFields(members: readonly StreamMember[]): string[] | undefined {
+  if (members.length === 0 || members.some((m) => !m.fields)) return undefined;
+  return [...new Set(members.flatMap((m) => (m.fields ?? '').split(',').map((x) => x.trim()).filter(Boolean)))];
 }
 
 /**
@@ -58,8 +57,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
     return { kind: 'dormant' };
   }
   const intervalMs = streamIntervalMs(active.map((m) => m.interval_minutes), cfg.defaultIntervalMinutes, cfg.minIntervalMinutes);
-  const fieldsOf = new Map(members.map((m) => [m.id, m.fields]));
-  const fields = wantedFields(active, fieldsOf);
+  const fields = wantedFields(active);
   const limit = Math.min(SOURCE_PAGE_MAX, Math.max(...members.map((m) => m.page_max_limit ?? cfg.pageSize)));
 
   const initialPending = members.some((m) => m.initial_sync === 'pending');
@@ -102,12 +100,15 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
         defaultPageSize: cfg.pageSize,
         newId: randomUUID,
       });
+      totals.pages += 1;
+      totals.records += records.length;
+      totals.changes += diff.changes.length;
+      ctx.stats.pages += 1;
+      ctx.stats.changes += diff.changes.length;
+      ctx.stats.deliveries += deliveries.length;
       if (lastPage && deliveries.length === 0 && diff.store.length === 0) {
         // Nothing to write: the page's progress goes with the run's completion (one statement).
         final = { pages: 1, records: records.length, changes: 0, maxUpdatedAt: diff.maxUpdatedAt };
-        totals.pages += 1;
-        totals.records += records.length;
-        ctx.stats.pages += 1;
         break;
       }
       try {
@@ -125,12 +126,6 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       } catch (err) {
         throw new DispatchError(err);
       }
-      totals.pages += 1;
-      totals.records += records.length;
-      totals.changes += diff.changes.length;
-      ctx.stats.pages += 1;
-      ctx.stats.changes += diff.changes.length;
-      ctx.stats.deliveries += deliveries.length;
       if (!lastPage && !(await input.renewLease())) {
         log.warn('lost the connection lease mid-run; another worker resumes the run');
         return { kind: 'lease-lost' };

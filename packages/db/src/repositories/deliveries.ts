@@ -189,6 +189,26 @@ export async function releaseHeld(db: Db, webhookId: string): Promise<number> {
   return n;
 }
 
+export interface NewDelivery {
+  id: string;
+  workspace_id: string;
+  webhook_id: string;
+  kind: DeliveryKind;
+  payload: unknown;
+  status: 'pending' | 'held';
+}
+
+/** Queues many deliveries (virtual pages) in as few statements as it can; wakes the workers. */
+export async function insertDeliveries(db: Db, rows: readonly NewDelivery[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += 500) {
+    await db
+      .insertInto('deliveries')
+      .values(rows.slice(i, i + 500).map((d) => ({ ...d, payload: JSON.stringify(d.payload) })))
+      .execute();
+  }
+  if (rows.some((d) => d.status === 'pending')) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+}
+
 /** Queues a delivery outside the event path (test sends, virtual pages, replays). */
 export async function insertDelivery(
   db: Db,

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../client.js';
-import type { PollRunRow } from '../schema.js';
+import type { PollRunRow, WebhookRow } from '../schema.js';
 
 /** Canonical text of a filters map (sorted keys): webhooks with equal filters share a stream. */
 export function filtersKey(filters: Record<string, string>): string {
@@ -30,31 +30,31 @@ export async function scheduleStream(db: Db, streamId: string, at: Date | 'now')
 }
 
 /** Deletes a stream nobody uses any more (its fingerprints and runs go with it). */
-async function dropIfUnused(db: Db, streamId: string): Promise<void> {
+export async function dropIfUnused(db: Db, streamId: string): Promise<void> {
   await sql`delete from poll_streams s where s.id = ${streamId} and not exists (select 1 from webhooks w where w.stream_id = s.id)`.execute(db);
 }
 
 /**
- * Puts a webhook in the stream its connection + object_type + filters name (creating
- * the stream), or takes it out when it is no longer a virtual webhook. Call it in the
- * transaction that changed the webhook. A new stream first runs one interval from now
+ * Puts a webhook (as it now is) in the stream its connection + object_type + filters
+ * name (creating the stream), or takes it out when it is no longer a virtual webhook.
+ * Call it in the transaction that changed the webhook. A new stream first runs one interval from now
  * (changes from creation on are news); an `include_all` webhook, or a dormant stream
  * that gets an active webhook back, makes its stream due at once (as does `runNow`:
  * a resume continues from the stored cursor straight away).
  */
-export async function syncWebhookStream(db: Db, webhookId: string, defaultIntervalMinutes: number, o: { runNow?: boolean } = {}): Promise<void> {
-  const w = await db
-    .selectFrom('webhooks')
-    .select(['id', 'workspace_id', 'environment_id', 'connection_id', 'object_type', 'filters', 'webhook_type', 'interval_minutes', 'stream_id', 'initial_sync', 'is_active', 'is_paused', 'hook_url'])
-    .where('id', '=', webhookId)
-    .executeTakeFirst();
-  if (!w) return;
+/** The webhook columns stream membership depends on. */
+export type StreamableWebhook = Pick<
+  WebhookRow,
+  'id' | 'workspace_id' | 'environment_id' | 'connection_id' | 'object_type' | 'filters' | 'webhook_type' | 'interval_minutes' | 'stream_id' | 'initial_sync' | 'is_active' | 'is_paused' | 'hook_url'
+>;
+
+export async function syncWebhookStream(db: Db, w: StreamableWebhook, defaultIntervalMinutes: number, o: { runNow?: boolean } = {}): Promise<void> {
+  const intervalMs = (w.interval_minutes ?? defaultIntervalMinutes) * 60_000;
   const pollable = w.webhook_type === 'virtual' && w.connection_id !== null && w.object_type !== null && w.hook_url !== null;
   let streamId: string | null = null;
   let created = false;
   let nextRunAt: Date | null = null;
   if (pollable && w.connection_id !== null && w.object_type !== null) {
-    const intervalMs = (w.interval_minutes ?? defaultIntervalMinutes) * 60_000;
     const row = await sql<{ id: string; created: boolean; next_run_at: Date | null }>`
       insert into poll_streams (workspace_id, environment_id, connection_id, object_type, filters, filters_key, next_run_at)
       values (${w.workspace_id}, ${w.environment_id}, ${w.connection_id}, ${w.object_type}, ${JSON.stringify(w.filters)}::jsonb,
@@ -74,21 +74,17 @@ export async function syncWebhookStream(db: Db, webhookId: string, defaultInterv
 
   const active = w.is_active && !w.is_paused;
   if (active && (o.runNow || w.initial_sync === 'pending' || nextRunAt === null)) await scheduleStream(db, streamId, 'now');
-  else if (created || active) {
-    const intervalMs = (w.interval_minutes ?? defaultIntervalMinutes) * 60_000;
-    await scheduleStream(db, streamId, new Date(Date.now() + intervalMs));
-  }
+  else if (created || active) await scheduleStream(db, streamId, new Date(Date.now() + intervalMs));
 }
 
 /**
  * Trigger: the webhook's stream runs now (recorded as a manual run). False when the
- * webhook polls nothing (not virtual, or no stream yet).
+ * webhook polls nothing (`stream_id` null: not virtual, or no source).
  */
-export async function requestRun(db: Db, webhookId: string): Promise<boolean> {
-  const w = await db.selectFrom('webhooks').select('stream_id').where('id', '=', webhookId).executeTakeFirst();
-  if (!w?.stream_id) return false;
-  await db.updateTable('poll_streams').set({ manual_requested: true }).where('id', '=', w.stream_id).execute();
-  await scheduleStream(db, w.stream_id, 'now');
+export async function requestRun(db: Db, streamId: string | null): Promise<boolean> {
+  if (!streamId) return false;
+  await db.updateTable('poll_streams').set({ manual_requested: true }).where('id', '=', streamId).execute();
+  await scheduleStream(db, streamId, 'now');
   return true;
 }
 

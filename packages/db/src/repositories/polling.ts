@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../client.js';
 import type { PollStreamRow, RunTrigger, SourceFailureClass } from '../schema.js';
+import { holdPending, insertDeliveries, type NewDelivery } from './deliveries.js';
 
 /**
  * The worker's side of virtual webhooks: claiming connections to poll (one poll at a
@@ -128,9 +129,8 @@ export async function setDormant(db: Db, streamId: string): Promise<void> {
   await db.updateTable('poll_streams').set({ next_run_at: null }).where('id', '=', streamId).execute();
 }
 
-export async function dropStream(db: Db, streamId: string): Promise<void> {
-  await sql`delete from poll_streams s where s.id = ${streamId} and not exists (select 1 from webhooks w where w.stream_id = s.id)`.execute(db);
-}
+/** A stream whose last webhook went away is deleted (shared with the API side). */
+export { dropIfUnused as dropStream } from './poll-streams.js';
 
 /**
  * Starts (or resumes) the stream's run. A fresh run is `full` (every record) when a
@@ -198,13 +198,8 @@ export async function loadFingerprints(db: Db, streamId: string, recordIds: read
   return out;
 }
 
-export interface PageDelivery {
-  id: string;
-  workspace_id: string;
-  webhook_id: string;
-  payload: unknown;
-  status: 'pending' | 'held';
-}
+/** A delivery a source page makes (always of kind `virtual`). */
+export type PageDelivery = Omit<NewDelivery, 'kind'>;
 
 export interface PageCommit {
   streamId: string;
@@ -226,21 +221,7 @@ export async function commitPage(db: Db, c: PageCommit): Promise<void> {
   // The poller's pool commits asynchronously (its other writes are redone after a crash);
   // deliveries and the fingerprints that suppress re-sending them must be durable.
   await sql`set local synchronous_commit = on`.execute(db);
-  for (let i = 0; i < c.deliveries.length; i += 500) {
-    await db
-      .insertInto('deliveries')
-      .values(
-        c.deliveries.slice(i, i + 500).map((d) => ({
-          id: d.id,
-          workspace_id: d.workspace_id,
-          webhook_id: d.webhook_id,
-          kind: 'virtual' as const,
-          payload: JSON.stringify(d.payload),
-          status: d.status,
-        })),
-      )
-      .execute();
-  }
+  await insertDeliveries(db, c.deliveries.map((d) => ({ ...d, kind: 'virtual' as const })));
   if (c.records.length > 0) {
     await sql`
       insert into poll_records (stream_id, record_id, fingerprint, deleted)
@@ -256,18 +237,22 @@ export async function commitPage(db: Db, c: PageCommit): Promise<void> {
       run_max_updated_at = greatest(run_max_updated_at, ${c.maxUpdatedAt}::timestamptz)
     where id = ${c.streamId}
   `.execute(db);
-  if (c.deliveries.some((d) => d.status === 'pending')) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
 }
 
-/** The run record written when a run ends. */
-async function recordRun(db: Db, streamId: string, status: 'completed' | 'failed', error: string | null, errorClass: SourceFailureClass | null): Promise<void> {
-  await sql`
+/**
+ * The run record written when a run ends, as a data-modifying CTE reading the stream's
+ * row (`old`, locked) before the statement resets it.
+ */
+function runRecord(status: 'completed' | 'failed', f: FinalPage, error: string | null, errorClass: SourceFailureClass | null) {
+  return sql`
     insert into poll_runs (id, stream_id, trigger, status, scheduled_at, started_at, pages, records_seen, changes, deliveries, error, error_class)
-    select coalesce(run_id, gen_random_uuid()), id, coalesce(run_trigger, 'schedule'), ${status}, coalesce(run_scheduled_at, run_started_at, now()), coalesce(run_started_at, now()),
-           run_pages, run_records, run_changes, run_deliveries, ${error}, ${errorClass}
-    from poll_streams where id = ${streamId}
-  `.execute(db);
+    select coalesce(run_id, gen_random_uuid()), id, coalesce(run_trigger, 'schedule'), ${status}, coalesce(run_scheduled_at, run_started_at, now()),
+           coalesce(run_started_at, now()), run_pages + ${f.pages}, run_records + ${f.records}, run_changes + ${f.changes}, run_deliveries,
+           ${error}, ${errorClass}
+    from old`;
 }
+
+const NO_FINAL_PAGE: FinalPage = { pages: 0, records: 0, changes: 0, maxUpdatedAt: null };
 
 /** Progress of a last page that had nothing to write, folded into the run's completion. */
 export interface FinalPage {
@@ -288,15 +273,10 @@ export async function completeRun(
   nextRunAt: Date,
   o: { final?: FinalPage; endInitialSync?: boolean; restoreHealth?: boolean } = {},
 ): Promise<void> {
-  const f = o.final ?? { pages: 0, records: 0, changes: 0, maxUpdatedAt: null };
+  const f = o.final ?? NO_FINAL_PAGE;
   await sql`
     with old as (select * from poll_streams where id = ${streamId} for update),
-    run as (
-      insert into poll_runs (id, stream_id, trigger, status, scheduled_at, started_at, pages, records_seen, changes, deliveries, error, error_class)
-      select coalesce(run_id, gen_random_uuid()), id, coalesce(run_trigger, 'schedule'), 'completed', coalesce(run_scheduled_at, run_started_at, now()),
-             coalesce(run_started_at, now()), run_pages + ${f.pages}, run_records + ${f.records}, run_changes + ${f.changes}, run_deliveries, null, null
-      from old
-    )
+    run as (${runRecord('completed', f, null, null)})
     update poll_streams s set
       high_water_mark = greatest(old.high_water_mark, old.run_max_updated_at, ${f.maxUpdatedAt}::timestamptz, old.baseline_at),
       run_id = null, run_started_at = null, run_scheduled_at = null, run_trigger = null, run_mode = null, run_since = null, run_cursor = null,
@@ -332,22 +312,24 @@ export interface RunFailure {
  * them (their queued deliveries are held). Returns the webhooks newly paused.
  */
 export async function failRun(db: Db, streamId: string, f: RunFailure): Promise<{ unhealthy: string[]; paused: string[] }> {
-  await recordRun(db, streamId, 'failed', f.error.slice(0, 2000), f.errorClass);
   const keep = f.resume;
+  const error = f.error.slice(0, 2000);
   const s = await sql<{ consecutive_failures: number; failing_seconds: number }>`
-    update poll_streams set
+    with old as (select * from poll_streams where id = ${streamId} for update),
+    run as (${runRecord('failed', NO_FINAL_PAGE, error, f.errorClass)})
+    update poll_streams s set
       run_id = null, run_started_at = null, run_scheduled_at = null, run_pages = 0, run_records = 0, run_changes = 0, run_deliveries = 0,
-      run_trigger = case when ${keep} then run_trigger else null end,
-      run_mode = case when ${keep} then run_mode else null end,
-      run_since = case when ${keep} then run_since else null end,
-      run_cursor = case when ${keep} then run_cursor else null end,
-      run_max_updated_at = case when ${keep} then run_max_updated_at else null end,
-      consecutive_failures = consecutive_failures + case when ${f.countsAgainstWebhooks} then 1 else 0 end,
-      failing_since = coalesce(failing_since, now()),
-      last_error = ${f.error.slice(0, 2000)}, last_error_class = ${f.errorClass},
+      run_trigger = case when ${keep} then old.run_trigger else null end,
+      run_mode = case when ${keep} then old.run_mode else null end,
+      run_since = case when ${keep} then old.run_since else null end,
+      run_cursor = case when ${keep} then old.run_cursor else null end,
+      run_max_updated_at = case when ${keep} then old.run_max_updated_at else null end,
+      consecutive_failures = old.consecutive_failures + case when ${f.countsAgainstWebhooks} then 1 else 0 end,
+      failing_since = coalesce(old.failing_since, now()),
+      last_error = ${error}, last_error_class = ${f.errorClass},
       next_run_at = ${f.nextRunAt}
-    where id = ${streamId}
-    returning consecutive_failures, extract(epoch from now() - failing_since)::float8 as failing_seconds
+    from old where s.id = old.id
+    returning s.consecutive_failures, extract(epoch from now() - s.failing_since)::float8 as failing_seconds
   `.execute(db);
   if (!keep) await sql`update webhooks set initial_sync = 'pending' where stream_id = ${streamId} and initial_sync = 'running'`.execute(db);
   const state = s.rows[0];
@@ -362,9 +344,7 @@ export async function failRun(db: Db, streamId: string, f: RunFailure): Promise<
     returning w.id, (not old.is_paused and w.is_paused) as paused_now, old.is_healthy as unhealthy_now
   `.execute(db);
   const paused = changed.rows.filter((r) => r.paused_now).map((r) => r.id);
-  if (paused.length > 0) {
-    await sql`update deliveries set status = 'held', updated_at = now() where webhook_id = any(${paused}::uuid[]) and status = 'pending'`.execute(db);
-  }
+  await holdPending(db, paused);
   return { unhealthy: changed.rows.filter((r) => r.unhealthy_now).map((r) => r.id), paused };
 }
 
