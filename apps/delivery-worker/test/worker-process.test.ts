@@ -1,9 +1,8 @@
 /** The worker as a real process: connects, idles on LISTEN, wakes on NOTIFY, stops cleanly on SIGTERM. */
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createTestDatabase, type TestDatabase } from '@hookpost/testkit';
+import { createTestDatabase, spawnLogged, type TestDatabase } from '@hookpost/testkit';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
@@ -16,28 +15,7 @@ beforeAll(async () => {
 afterAll(async () => database.drop());
 
 function startWorker() {
-  const child = spawn(process.execPath, [entry], {
-    env: { ...process.env, DATABASE_URL: database.url, LOG_LEVEL: 'trace' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: Record<string, unknown>[] = [];
-  let buffer = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    buffer += chunk.toString();
-    const parts = buffer.split('\n');
-    buffer = parts.pop() ?? '';
-    for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>);
-  });
-  const waitFor = async (msg: string, timeoutMs = 15_000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const hit = lines.find((l) => l.msg === msg);
-      if (hit) return hit;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`worker never logged "${msg}": ${JSON.stringify(lines)}`);
-  };
-  return { child, lines, waitFor };
+  return spawnLogged(entry, { DATABASE_URL: database.url, LOG_LEVEL: 'trace' });
 }
 
 it('waits on LISTEN, wakes on NOTIFY, and exits 0 on SIGTERM', async () => {

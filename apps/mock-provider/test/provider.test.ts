@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SourceListPage, SourceRecord, sourceListSearch, type SourceListQuery } from '@hookpost/contract';
+import { spawnLogged } from '@hookpost/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProvider, type MockProvider } from '../src/provider.js';
 
@@ -325,24 +325,9 @@ describe('behaviour, request log and statistics', () => {
 describe('process', () => {
   it('runs as `node dist/main.js`, logs its URL, answers, and exits 0 on SIGTERM', async () => {
     const entry = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/main.js');
-    const child = spawn(process.execPath, [entry], {
-      env: { ...process.env, MOCK_PROVIDER_PORT: '0', MOCK_PROVIDER_RECORDS: '5', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const { child, lines, waitFor } = spawnLogged(entry, { MOCK_PROVIDER_PORT: '0', MOCK_PROVIDER_RECORDS: '5', LOG_LEVEL: 'info' });
     try {
-      const lines: Record<string, unknown>[] = [];
-      let buffer = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        buffer += chunk.toString();
-        const parts = buffer.split('\n');
-        buffer = parts.pop() ?? '';
-        for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>);
-      });
-      let url: string | undefined;
-      for (let i = 0; i < 600 && !url; i++) {
-        url = lines.find((l) => l.msg === 'mock provider listening')?.url as string | undefined;
-        if (!url) await new Promise((r) => setTimeout(r, 25));
-      }
+      const url = (await waitFor('mock provider listening')).url as string | undefined;
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       const { page } = await list('proc', 'hris_employee', {}, url);
       expect(page?.data).toHaveLength(5);
