@@ -10,7 +10,7 @@ import { Pool } from 'undici';
 import { eventData, log, nowUs, sleep, type PhaseConfig } from './common.js';
 import type { Ctx, SystemResult } from './context.js';
 import { BenchFailure, closedLoop, describe, latencyOf, measurePhase, openLoop, tail, throughputOf, type LateTally } from './load.js';
-import { memoryOf, ServiceProc } from './procs.js';
+import { CpuMeter, memoryOf, ServiceProc } from './procs.js';
 import { autoExplain, SlowQuerySampler } from './slow-queries.js';
 
 /** Hookpost settings taken from the bench's environment; node flags (e.g. --cpu-prof) via BENCH_HOOKPOST_NODE_ARGS. */
@@ -134,6 +134,7 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
     worker = ServiceProc.spawnNode('hookpost-worker', workerMain, env, ctx.logDir, repoRoot, nodeArgs);
     const w = worker;
     const alive = () => a.alive() ?? w.alive();
+    const meter = () => CpuMeter.start({ api: a.pid, worker: w.pid, receiver: receiver.child.pid ?? 0 }, ctx.serverUrl);
 
     const hook = await client.expect(201, 'POST', '/webhook', key, { target_url: `${receiver.url}/h` });
     const webhookId = String(hook.id);
@@ -170,7 +171,9 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
     if (cfg.phases.has('a')) {
       sampler.setPhase('a');
       log(`Hookpost: (a) ${cfg.events} events in batches of ${cfg.batchSize}, ${cfg.batchConcurrency} requests in flight`);
+      const cpuA = await meter();
       const ra = await measurePhase(receiver, phaseCfg('hp-batch', cfg.events), limits, () => batches('hp-batch', cfg.events), late);
+      log(`Hookpost: (a) ${await cpuA.report()}`);
       result.batch = throughputOf(cfg.events, ra);
       log(`Hookpost: (a) drained in ${ra.drainSeconds.toFixed(2)} s = ${Math.round(result.batch.deliveredPerSec)}/s; ingest ${Math.round(result.batch.ingestPerSec)}/s (${describe(ra.stats)})`);
     }
@@ -179,7 +182,9 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
     if (cfg.phases.has('b')) {
       sampler.setPhase('b');
       log(`Hookpost: (b) ${cfg.singleEvents} events, one per request, ${cfg.clients} clients`);
+      const cpuB = await meter();
       const rb = await measurePhase(receiver, phaseCfg('hp-single', cfg.singleEvents), limits, () => closedLoop(cfg.singleEvents, cfg.clients, single('hp-single')), late);
+      log(`Hookpost: (b) ${await cpuB.report()}`);
       result.single = throughputOf(cfg.singleEvents, rb);
       log(`Hookpost: (b) drained in ${rb.drainSeconds.toFixed(2)} s = ${Math.round(result.single.deliveredPerSec)}/s; ingest ${Math.round(result.single.ingestPerSec)}/s (${describe(rb.stats)})`);
     }
@@ -194,8 +199,10 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
       const steady = async () => {
         ol = await openLoop(cfg.rate, cfg.steadySeconds, (i, scheduledUs) => fire(i, scheduledUs));
       };
+      const cpuC = await meter();
       const rc = await measurePhase(receiver, phaseCfg('hp-steady', n, true), limits, steady, late);
       if (!ol) throw new Error('open loop did not run');
+      log(`Hookpost: (c) ${await cpuC.report()}`);
       result.latency = latencyOf(cfg.rate, ol, rc);
       log(`Hookpost: (c) p50 ${result.latency.p50.toFixed(1)} ms, p99 ${result.latency.p99.toFixed(1)} ms, max ${result.latency.max.toFixed(1)} ms (${describe(rc.stats)})`);
     }

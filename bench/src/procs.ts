@@ -3,9 +3,10 @@
  * worker, the pg-boss worker. Every wait is bounded; every child is stopped at exit.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync, type WriteStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import pg from 'pg';
 import { log, nowUs, sleep, type PhaseConfig, type ReceiverStats } from './common.js';
 
 const children = new Set<ChildProcess>();
@@ -210,6 +211,94 @@ export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** CPU seconds used so far by every PostgreSQL process on this machine, by pid. */
+function postgresCpu(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/comm`, 'utf8').trim() !== 'postgres') continue;
+      out.set(Number(name), cpuSeconds(Number(name)));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
+/** What each postgres process is: its application_name, else its backend type (walwriter, autovacuum worker…). */
+async function postgresLabels(serverUrl: string): Promise<Map<number, string>> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    const r = await client.query<{ pid: number; label: string }>(
+      "select pid, coalesce(nullif(application_name, ''), backend_type) as label from pg_stat_activity",
+    );
+    return new Map(r.rows.map((row) => [row.pid, row.label]));
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Where a phase's CPU went: the named processes, the postgres processes by what they
+ * serve (backends that started meanwhile count whole) and this driver. Diagnostics for the log.
+ */
+export class CpuMeter {
+  private readonly startUs = nowUs();
+  private readonly own = process.cpuUsage();
+  private readonly pg = postgresCpu();
+  private readonly named: Record<string, number>;
+  private labels = new Map<number, string>();
+  private constructor(
+    private readonly pids: Record<string, number>,
+    private readonly serverUrl: string,
+  ) {
+    this.named = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, safeCpu(pid)]));
+  }
+
+  static async start(pids: Record<string, number>, serverUrl: string): Promise<CpuMeter> {
+    const m = new CpuMeter(pids, serverUrl);
+    m.labels = await postgresLabels(serverUrl).catch(() => new Map<number, string>());
+    return m;
+  }
+
+  /** CPU seconds of each process and the total, over the wall time since the start. */
+  async report(): Promise<string> {
+    const wall = (nowUs() - this.startUs) / 1e6;
+    const pgNow = postgresCpu();
+    const own = process.cpuUsage(this.own);
+    const named: Record<string, number> = {};
+    for (const [k, pid] of Object.entries(this.pids)) named[k] = safeCpu(pid) - (this.named[k] ?? 0);
+    named.driver = (own.user + own.system) / 1e6;
+    const labels = new Map([...this.labels, ...(await postgresLabels(this.serverUrl).catch(() => new Map<number, string>()))]);
+    const pgBy: Record<string, number> = {};
+    let pgTotal = 0;
+    for (const [pid, s] of pgNow) {
+      const used = s - (this.pg.get(pid) ?? 0);
+      if (used <= 0) continue;
+      const label = labels.get(pid) ?? 'postgres (other)';
+      pgBy[label] = (pgBy[label] ?? 0) + used;
+      pgTotal += used;
+    }
+    const total = Object.values(named).reduce((a, b) => a + b, 0) + pgTotal;
+    const fmt = (o: Record<string, number>) =>
+      Object.entries(o)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+        .join(', ');
+    return `CPU s over ${wall.toFixed(1)} s wall: ${fmt(named)}; postgres ${pgTotal.toFixed(1)} [${fmt(pgBy)}]; total ${total.toFixed(1)} (${(total / wall).toFixed(2)} cores)`;
+  }
+}
+
+function safeCpu(pid: number): number {
+  try {
+    return cpuSeconds(pid);
+  } catch {
+    return 0;
+  }
 }
 
 export { nowUs };

@@ -20,6 +20,10 @@ export async function autoExplain(serverUrl: string, database: string): Promise<
     await adminQuery(serverUrl, `alter database ${db} set session_preload_libraries = 'auto_explain'`);
     await adminQuery(serverUrl, `alter database ${db} set auto_explain.log_min_duration = ${ms}`);
     await adminQuery(serverUrl, `alter database ${db} set auto_explain.log_nested_statements = on`);
+    if (process.env.BENCH_AUTO_EXPLAIN_ANALYZE === '1') {
+      await adminQuery(serverUrl, `alter database ${db} set auto_explain.log_analyze = on`);
+      await adminQuery(serverUrl, `alter database ${db} set auto_explain.log_buffers = on`);
+    }
   } catch (err) {
     log(`auto_explain not set up: ${String((err as Error)?.message ?? err)}`);
   }

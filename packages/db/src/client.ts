@@ -47,17 +47,21 @@ export interface CreateDbOptions {
    * a statement that must be durable runs `set local synchronous_commit = on` first.
    */
   synchronousCommit?: boolean;
+  /** Server settings for every session of this pool (`-c name=value`). */
+  settings?: Record<string, string>;
   onQueryError?: (error: unknown, sql: string) => void;
 }
 
 export function createDb(options: CreateDbOptions): Kysely<Database> {
+  const settings = { ...options.settings, ...(options.synchronousCommit === false ? { synchronous_commit: 'off' } : {}) };
+  const flags = Object.entries(settings).map(([name, value]) => `-c ${name}=${value}`);
   const pool = new pg.Pool({
     Client: PreparingClient,
     connectionString: options.connectionString,
     max: options.poolMax ?? 10,
     application_name: options.applicationName ?? 'hookpost',
     idleTimeoutMillis: 30_000,
-    ...(options.synchronousCommit === false ? { options: '-c synchronous_commit=off' } : {}),
+    ...(flags.length > 0 ? { options: flags.join(' ') } : {}),
   });
   // An idle client erroring (server restart) must not crash the process.
   pool.on('error', () => undefined);

@@ -87,7 +87,7 @@ export async function releaseClaims(db: Db, workerId: string, ids: readonly stri
        set status = case when w.is_active and not w.is_paused then 'pending' else 'held' end,
            attempts = d.attempts - 1, lease_until = null, leased_by = null, updated_at = now()
       from webhooks w
-     where w.id = d.webhook_id and d.id = any(${ids}::uuid[]) and d.status = 'delivering' and d.leased_by = ${workerId}
+     where w.id = d.webhook_id and d.id = any(${ids}::uuid[]) and d.leased_by = ${workerId} -- still ours, so delivering (0005)
   `.execute(db);
 }
 
@@ -150,7 +150,9 @@ export async function completeBatch(
                     ${completions.map((c) => c.nextAttemptAt)}::timestamptz[], ${completions.map((c) => c.statusCode)}::int[],
                     ${completions.map((c) => c.error)}::text[]) as c(id, status, next_at, code, error),
              webhooks w
-       where d.id = c.id and w.id = d.webhook_id and d.status = 'delivering' and d.leased_by = ${workerId}
+       -- By primary key: \`leased_by\` implies status 'delivering' (migration 0005); naming the
+       -- status would let the planner walk the dead entries of deliveries_leased instead.
+       where d.id = c.id and w.id = d.webhook_id and d.leased_by = ${workerId}
       returning d.id
     ),
     logged as (
