@@ -1,4 +1,4 @@
-import { createDb, createSecretBox, migrateToLatest } from '@hookpost/db';
+import { createDb, createSecretBox, migrateToLatest, QUEUE_SESSION_SETTINGS } from '@hookpost/db';
 import { createAddressPolicy, retryPolicyFrom, Sender, TargetLoader } from '@hookpost/delivery';
 import type { Config, Logger } from '@hookpost/runtime';
 import pg from 'pg';
@@ -35,12 +35,7 @@ export interface RunningWorker {
  */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const { logger, config } = options;
-  // No bitmap scans: the queue's partial indexes hold many dead entries between vacuums
-  // (every claim and completion adds one), and a bitmap scan reads them all, where an
-  // ordered index scan stops at its LIMIT and marks the dead ones it passes. With stale
-  // statistics (a table that grew from empty in seconds) the planner otherwise chose
-  // bitmap scan + sort for the claim: ~10 ms per claim of 128 at a 35,000-row backlog.
-  const db = createDb({ connectionString: options.databaseUrl, poolMax: 8, applicationName: 'hookpost-worker', settings: { enable_bitmapscan: 'off' } });
+  const db = createDb({ connectionString: options.databaseUrl, poolMax: 8, applicationName: 'hookpost-worker', settings: QUEUE_SESSION_SETTINGS });
   await migrateToLatest(db);
 
   const policy = createAddressPolicy(config.ssrfAllowlist);

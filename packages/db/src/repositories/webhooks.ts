@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../client.js';
+import { PREPARE, type Db } from '../client.js';
 import type { NewWebhook, WebhookRow, WebhookUpdate } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
 
@@ -122,12 +122,13 @@ export async function getWebhooksForDelivery(
   ids: readonly string[],
 ): Promise<(WebhookWithEnv & { external_xref: string | null })[]> {
   if (ids.length === 0) return [];
-  return db
-    .selectFrom('webhooks as w')
-    .innerJoin('environments as e', 'e.id', 'w.environment_id')
-    .leftJoin('connections as c', 'c.id', 'w.connection_id')
-    .selectAll('w')
-    .select(['e.name as environment_name', 'c.external_xref'])
-    .where('w.id', 'in', ids)
-    .execute();
+  // Prepared (one array parameter): the worker runs this for every claimed batch.
+  const r = await sql<WebhookWithEnv & { external_xref: string | null }>`${sql.raw(PREPARE)}
+    select w.*, e.name as environment_name, c.external_xref
+    from webhooks w
+    join environments e on e.id = w.environment_id
+    left join connections c on c.id = w.connection_id
+    where w.id = any(${ids}::uuid[])
+  `.execute(db);
+  return r.rows;
 }
