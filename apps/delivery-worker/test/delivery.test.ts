@@ -184,6 +184,34 @@ describe('retries', () => {
   });
 });
 
+describe('deletion', () => {
+  const stored = async (webhookId: string) => {
+    const db = stack.database.db;
+    const deliveries = await db.selectFrom('deliveries').select((eb) => eb.fn.countAll<string>().as('n')).where('webhook_id', '=', webhookId).executeTakeFirstOrThrow();
+    const attempts = await db.selectFrom('delivery_attempts').select((eb) => eb.fn.countAll<string>().as('n')).where('webhook_id', '=', webhookId).executeTakeFirstOrThrow();
+    return { deliveries: Number(deliveries.n), attempts: Number(attempts.n) };
+  };
+
+  it('deleting a webhook, or its connection, deletes its deliveries and their attempt log', async () => {
+    const truto = await stack.trutoWebhook('/deleted/truto', { event_types: ['record:updated'] });
+    const conn = await stack.call('POST', '/unified/connection', { integration_type: 'hubspot', categories: ['crm'], permissions: [] });
+    const unified = await stack.call('POST', '/unified/webhook', { connection_id: conn.body.id, object_type: 'crm_contact', event: 'updated', hook_url: `${stack.receiver.url}/deleted/unified` });
+    expect(unified.status).toBe(200);
+    await stack.call('POST', '/v1/events', { type: 'record:updated', object_type: 'crm_contact', connection_id: conn.body.id, data: { id: 'del-1' } });
+    await eventually(async () => {
+      const [a, b] = await Promise.all([stored(truto.id), stored(unified.body.id)]);
+      return a.attempts === 1 && b.attempts === 1;
+    });
+
+    expect((await stack.call('DELETE', `/webhook/${truto.id}`)).status).toBeLessThan(300);
+    expect(await stored(truto.id)).toEqual({ deliveries: 0, attempts: 0 });
+    expect(await stored(unified.body.id)).toEqual({ deliveries: 1, attempts: 1 });
+
+    expect((await stack.call('DELETE', `/unified/connection/${conn.body.id}`)).status).toBeLessThan(300);
+    expect(await stored(unified.body.id)).toEqual({ deliveries: 0, attempts: 0 });
+  });
+});
+
 describe('replay, rotation, idempotency', () => {
   it('replays one delivery, and all failed ones of a webhook since a time', async () => {
     const w = await stack.trutoWebhook('/replay');

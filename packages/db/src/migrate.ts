@@ -3,7 +3,7 @@ import * as m0001 from './migrations/2026_11_22_0001_tenancy_and_webhooks.js';
 import * as m0002 from './migrations/2026_11_22_0002_events_and_deliveries.js';
 import * as m0003 from './migrations/2026_12_01_0003_virtual_polling.js';
 import * as m0004 from './migrations/2026_12_01_0004_deliveries_drop_workspace_fk.js';
-import * as m0005 from './migrations/2026_12_01_0005_delivery_lease_invariant.js';
+import * as m0005 from './migrations/2026_12_01_0005_queue_hot_path.js';
 
 /** Every migration, in order. Static imports: no runtime file scanning. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -11,7 +11,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '2026_11_22_0002_events_and_deliveries': m0002,
   '2026_12_01_0003_virtual_polling': m0003,
   '2026_12_01_0004_deliveries_drop_workspace_fk': m0004,
-  '2026_12_01_0005_delivery_lease_invariant': m0005,
+  '2026_12_01_0005_queue_hot_path': m0005,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

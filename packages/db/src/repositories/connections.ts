@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
-import type { Db } from '../client.js';
+import { inTransaction, type Db } from '../client.js';
+import { deleteAttemptsOfWebhooks } from './deliveries.js';
 import type { ConnectionRow, ConnectionUpdate, NewConnection } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
 
@@ -32,14 +33,19 @@ export async function updateConnection(db: Db, scope: Scope, id: string, values:
   return r.numUpdatedRows > 0n;
 }
 
-/** Deletes the connection; its webhooks go with it (ON DELETE CASCADE). */
+/** Deletes the connection; its webhooks and their deliveries go with it (ON DELETE CASCADE), and their attempt log. */
 export async function deleteConnection(db: Db, scope: Scope, id: string): Promise<boolean> {
-  const r = await db
-    .deleteFrom('connections')
-    .where(inScope(scope))
-    .where('id', '=', id)
-    .executeTakeFirst();
-  return r.numDeletedRows > 0n;
+  return inTransaction(db, async (trx) => {
+    const row = await trx.selectFrom('connections').select('id').where(inScope(scope)).where('id', '=', id).forUpdate().executeTakeFirst();
+    if (!row) return false;
+    const hooks = await trx.selectFrom('webhooks').select('id').where('connection_id', '=', row.id).execute();
+    await deleteAttemptsOfWebhooks(
+      trx,
+      hooks.map((h) => h.id),
+    );
+    await trx.deleteFrom('connections').where('id', '=', row.id).execute();
+    return true;
+  });
 }
 
 export interface ConnectionListFilter {

@@ -178,6 +178,19 @@ export async function completeBatch(
   `.execute(db);
 }
 
+/**
+ * Deletes the attempt log of these webhooks' deliveries. Attempts have no foreign key to
+ * their delivery (migration 0005), so deleting a webhook (or its connection) calls this
+ * first; the deliveries themselves go by cascade.
+ */
+export async function deleteAttemptsOfWebhooks(db: Db, webhookIds: readonly string[]): Promise<void> {
+  if (webhookIds.length === 0) return;
+  await sql`
+    delete from delivery_attempts a using deliveries d
+    where d.webhook_id = any(${webhookIds}::uuid[]) and a.delivery_id = d.id
+  `.execute(db);
+}
+
 /** Takes a webhook's pending deliveries out of the queue (paused or disabled). */
 export async function holdPending(db: Db, webhookIds: readonly string[]): Promise<void> {
   if (webhookIds.length === 0) return;

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
-import { PREPARE, type Db } from '../client.js';
+import { inTransaction, PREPARE, type Db } from '../client.js';
+import { deleteAttemptsOfWebhooks } from './deliveries.js';
 import type { NewWebhook, WebhookRow, WebhookUpdate } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
 
@@ -33,13 +34,15 @@ export async function updateWebhook(db: Db, scope: Scope, id: string, values: We
   return r.numUpdatedRows > 0n;
 }
 
+/** Deletes the webhook, its deliveries (cascade) and their attempt log. */
 export async function deleteWebhook(db: Db, scope: Scope, id: string): Promise<boolean> {
-  const r = await db
-    .deleteFrom('webhooks')
-    .where(inScope(scope))
-    .where('id', '=', id)
-    .executeTakeFirst();
-  return r.numDeletedRows > 0n;
+  return inTransaction(db, async (trx) => {
+    const row = await trx.selectFrom('webhooks').select('id').where(inScope(scope)).where('id', '=', id).forUpdate().executeTakeFirst();
+    if (!row) return false;
+    await deleteAttemptsOfWebhooks(trx, [row.id]);
+    await trx.deleteFrom('webhooks').where('id', '=', row.id).execute();
+    return true;
+  });
 }
 
 /** Clears unhealthy, paused and disabled, and the failure streak, as `resume` promises. */
