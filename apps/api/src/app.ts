@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiKeyCache, requireApiKey } from './http/auth.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
+import { withFastIngest, type FastIngestHandler } from './http/fast-ingest.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { hookpostRouter } from './routes/hookpost.js';
 import { systemRouter } from './routes/system.js';
@@ -21,6 +22,8 @@ export type { ApiDeps } from './services/deps.js';
 
 export interface Api {
   app: Express;
+  /** What the HTTP server runs: the app, with the fast path of event ingest in front (http/fast-ingest.ts). */
+  handler: FastIngestHandler;
   /** Releases what the app holds (HTTP client pools); the caller owns the database. */
   close(): Promise<void>;
 }
@@ -104,5 +107,13 @@ export function createApi(deps: ApiDeps): Api {
 
   app.use(notFoundHandler());
   app.use(errorHandler(deps.logger));
-  return { app, close: () => ctx.sender.close() };
+  const handler = withFastIngest(app, {
+    ingestor: ctx.ingestor,
+    apiKeyCache: ctx.apiKeyCache,
+    logger: deps.logger,
+    bodyLimitBytes: deps.config.api.bodyLimitBytes,
+    batchBodyLimitBytes: deps.config.ingest.batchBodyLimitBytes,
+    requestId: genReqId,
+  });
+  return { app, handler, close: () => ctx.sender.close() };
 }

@@ -1,5 +1,6 @@
 import { createDb, createSecretBox, migrateToLatest } from '@hookpost/db';
 import { createLogger, loadConfig, onShutdown, requireDatabaseUrl } from '@hookpost/runtime';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApi } from './app.js';
 
@@ -15,8 +16,8 @@ const db = createDb({
 });
 await migrateToLatest(db);
 
-const { app, close } = createApi({ db, config, logger, secrets: createSecretBox(config.encryptionKey) });
-const server = app.listen(config.api.port, config.api.host, () => {
+const { handler, close } = createApi({ db, config, logger, secrets: createSecretBox(config.encryptionKey) });
+const server = createServer(handler).listen(config.api.port, config.api.host, () => {
   const { port } = server.address() as AddressInfo;
   logger.info({ url: `http://${config.api.host}:${port}` }, 'api listening');
 });

@@ -5,6 +5,7 @@ import { createLogger, loadConfig } from '@hookpost/runtime';
 import { createTestDatabase, type TestDatabase } from '@hookpost/testkit';
 import { sql, type Kysely } from 'kysely';
 import { createApi } from '../src/app.js';
+import { createServer } from 'node:http';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -12,26 +13,29 @@ export interface TestApi {
   url: string;
   db: Kysely<Database>;
   database: TestDatabase;
+  /** Requests served by the fast ingest path so far. */
+  fastIngestServed(): number;
   close(): Promise<void>;
 }
 
-/** The real Express app on a random loopback port, over this file's own database. */
+/** The real API (the app behind its fast ingest path, as main.ts serves it) on a random loopback port, over this file's own database. */
 export async function startTestApi(env: Record<string, string> = {}): Promise<TestApi> {
   const database = await createTestDatabase();
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', HOOKPOST_ADMIN_TOKEN: ADMIN_TOKEN, HOOKPOST_SSRF_ALLOWLIST: '127.0.0.0/8', ...env });
-  const { app, close } = createApi({
+  const { handler, close } = createApi({
     db: database.db,
     config,
     logger: createLogger('api-test', 'silent'),
     secrets: createSecretBox(config.encryptionKey),
   });
-  const server = app.listen(0, '127.0.0.1');
+  const server = createServer(handler).listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     db: database.db,
     database,
+    fastIngestServed: () => handler.served(),
     async close() {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import { apiKeys, type Db } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
@@ -9,7 +10,7 @@ import { ApiError } from './errors.js';
  * The key from `Authorization: Bearer <key>` or the bare `Authorization: <key>` that
  * the unified.to SDKs send.
  */
-export function credentialFrom(req: Request): string | undefined {
+export function credentialFrom(req: { headers: IncomingHttpHeaders }): string | undefined {
   const raw = req.headers.authorization?.trim();
   if (!raw) return undefined;
   const match = /^bearer\s+(.+)$/i.exec(raw);

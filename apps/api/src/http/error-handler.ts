@@ -13,27 +13,27 @@ interface BodyParserError {
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, next) => {
     if (res.headersSent) return next(err);
-    let apiError: ApiError;
-    if (err instanceof ApiError) {
-      apiError = err;
-    } else if (err instanceof RequestValidationError) {
-      apiError = validationError([
-        ...(err.pathParams ? zodIssues('path', err.pathParams) : []),
-        ...(err.headers ? zodIssues('header', err.headers) : []),
-        ...(err.query ? zodIssues('query', err.query) : []),
-        ...(err.body ? zodIssues('body', err.body) : []),
-      ]);
-    } else if (isBodyParserError(err)) {
-      apiError = bodyParserError(err);
-    } else if (err instanceof URIError || clientStatus(err) !== undefined) {
-      // Express's own 4xx, e.g. a path parameter with broken percent-encoding.
-      apiError = new ApiError('validation_failed', 'malformed request path', 'path');
-    } else {
-      logger.error({ err, method: req.method, url: req.originalUrl }, 'unhandled error');
-      apiError = new ApiError('internal_error', 'internal error');
-    }
+    const apiError = toApiError(err, logger, req.method, req.originalUrl);
     res.status(apiError.status).json(apiError.toEnvelope(req.id === undefined ? undefined : String(req.id)));
   };
+}
+
+/** The client-facing error for anything thrown while serving a request (shared with the fast ingest path). */
+export function toApiError(err: unknown, logger: Logger, method: string, url: string): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof RequestValidationError) {
+    return validationError([
+      ...(err.pathParams ? zodIssues('path', err.pathParams) : []),
+      ...(err.headers ? zodIssues('header', err.headers) : []),
+      ...(err.query ? zodIssues('query', err.query) : []),
+      ...(err.body ? zodIssues('body', err.body) : []),
+    ]);
+  }
+  if (isBodyParserError(err)) return bodyParserError(err);
+  // Express's own 4xx, e.g. a path parameter with broken percent-encoding.
+  if (err instanceof URIError || clientStatus(err) !== undefined) return new ApiError('validation_failed', 'malformed request path', 'path');
+  logger.error({ err, method, url }, 'unhandled error');
+  return new ApiError('internal_error', 'internal error');
 }
 
 function clientStatus(err: unknown): number | undefined {
