@@ -38,7 +38,11 @@ export function createApi(deps: ApiDeps): Api {
     ...deps,
     addressPolicy,
     apiKeyCache: new ApiKeyCache(deps.config.api.keyCacheMs),
-    ingestor: new EventIngestor(deps.db, deps.logger, deps.config.ingest.groupCommitMs, deps.config.ingest.groupCommitMax),
+    ingestor: new EventIngestor(deps.db, deps.logger, {
+      windowMs: deps.config.ingest.groupCommitMs,
+      maxEvents: deps.config.ingest.groupCommitMax,
+      maxInFlight: deps.config.ingest.commitsInFlight,
+    }),
     sender: new Sender({
       policy: addressPolicy,
       timeoutMs: deps.config.delivery.timeoutMs,

@@ -49,8 +49,12 @@ export const EnvSchema = z.object({
   /** CIDRs deliveries may reach although private/loopback (e.g. `127.0.0.0/8,::1/128` locally). */
   HOOKPOST_SSRF_ALLOWLIST: z.string().optional(),
 
-  /** Ingest: requests arriving within this window share one transaction. */
-  INGEST_GROUP_COMMIT_MS: z.coerce.number().min(0).max(100).default(2),
+  /**
+   * Ingest group commit: at most this many ingest transactions run at once; requests
+   * arriving meanwhile share the next one. A fixed wait before each group (ms) can be added.
+   */
+  INGEST_COMMITS_IN_FLIGHT: z.coerce.number().int().min(1).max(64).default(4),
+  INGEST_GROUP_COMMIT_MS: z.coerce.number().min(0).max(100).default(0),
   INGEST_GROUP_COMMIT_MAX: z.coerce.number().int().min(1).max(5000).default(500),
   /** Body cap for POST /v1/events/batch (up to 1000 events). */
   EVENTS_BATCH_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(256 * 1024 * 1024).default(16 * 1024 * 1024),
@@ -147,7 +151,7 @@ export interface Config {
   minIntervalMinutes: number;
   supervisorPid: number | undefined;
   ssrfAllowlist: string[];
-  ingest: { groupCommitMs: number; groupCommitMax: number; batchBodyLimitBytes: number };
+  ingest: { groupCommitMs: number; groupCommitMax: number; commitsInFlight: number; batchBodyLimitBytes: number };
   delivery: {
     concurrency: number;
     perEndpointConcurrency: number;
@@ -221,6 +225,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     ingest: {
       groupCommitMs: e.INGEST_GROUP_COMMIT_MS,
       groupCommitMax: e.INGEST_GROUP_COMMIT_MAX,
+      commitsInFlight: e.INGEST_COMMITS_IN_FLIGHT,
       batchBodyLimitBytes: e.EVENTS_BATCH_BODY_LIMIT_BYTES,
     },
     delivery: {

@@ -27,22 +27,25 @@ interface Pending {
 }
 
 /**
- * Accepts events. Concurrent requests are group-committed: those arriving within a
- * short window share one transaction (events, fan-out rows, idempotency records), and
- * each gets its 202 only after that transaction commits. No in-memory queue stands
- * between acceptance and durability: a request is answered after its rows are in
- * Postgres, never before.
+ * Accepts events. Concurrent requests are group-committed: requests that arrive while
+ * `maxInFlight` commits are already running wait and then share one transaction
+ * (events, fan-out rows, idempotency records); each gets its 202 only after that
+ * transaction commits. A request arriving when a commit slot is free starts one at
+ * once (after the current I/O turn, which gathers requests read together), so a lone
+ * request waits for nothing and a busy API batches by itself. `windowMs` > 0 adds a
+ * fixed wait before each group. No in-memory queue stands between acceptance and
+ * durability: a request is answered after its rows are in Postgres, never before.
  */
 export class EventIngestor {
   private batch: Pending[] = [];
   private batchEvents = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private scheduled = false;
+  private inFlight = 0;
 
   constructor(
     private readonly db: Kysely<Database>,
     private readonly logger: Logger,
-    private readonly windowMs: number,
-    private readonly maxEvents: number,
+    private readonly options: { windowMs: number; maxEvents: number; maxInFlight: number },
   ) {}
 
   submit(request: IngestRequest): Promise<IngestAnswer> {
@@ -50,18 +53,33 @@ export class EventIngestor {
     return new Promise<IngestAnswer>((resolve, reject) => {
       this.batch.push({ request, requestHash, resolve, reject });
       this.batchEvents += request.events.length;
-      if (this.batchEvents >= this.maxEvents) this.flushNow();
-      else if (!this.timer) this.timer = setTimeout(() => this.flushNow(), this.windowMs);
+      if (this.batchEvents >= this.options.maxEvents) this.flush();
+      else this.schedule();
     });
   }
 
-  private flushNow(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+  /** Starts a group soon if a commit slot is free; otherwise the next finishing commit does. */
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= this.options.maxInFlight) return;
+    this.scheduled = true;
+    const go = () => {
+      this.scheduled = false;
+      this.flush();
+    };
+    if (this.options.windowMs > 0) setTimeout(go, this.options.windowMs);
+    else setImmediate(go);
+  }
+
+  private flush(): void {
     const batch = this.batch;
+    if (batch.length === 0) return;
     this.batch = [];
     this.batchEvents = 0;
-    if (batch.length > 0) void this.commit(batch);
+    this.inFlight++;
+    void this.commit(batch).finally(() => {
+      this.inFlight--;
+      if (this.batch.length > 0) this.schedule();
+    });
   }
 
   /** Idempotency keys need their records written with the events: a transaction. Otherwise one statement is atomic alone. */
