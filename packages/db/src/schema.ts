@@ -178,6 +178,8 @@ export interface EventsTable {
   object_type: string | null;
   connection_id: string | null;
   data: JSONColumnType<Record<string, unknown>, string, string>;
+  /** Deliveries it fanned out to when accepted. */
+  deliveries: Generated<number>;
   created_at: CreatedAt;
 }
 

@@ -57,13 +57,24 @@ export function createAddressPolicy(allowlist: readonly string[] = []): AddressP
     allowed.addSubnet(address, prefix, family);
   }
 
-  const allows = (raw: string): boolean => {
+  const decide = (raw: string): boolean => {
     const address = unmapped(raw);
     const version = isIP(address);
     if (version === 0) return false;
     const family = version === 4 ? 'ipv4' : 'ipv6';
     if (allowed.check(address, family)) return true;
     return !blocked.check(address, family);
+  };
+  // The lists never change: remember answers (every send to an IP-literal URL asks).
+  const decided = new Map<string, boolean>();
+  const allows = (raw: string): boolean => {
+    let answer = decided.get(raw);
+    if (answer === undefined) {
+      answer = decide(raw);
+      if (decided.size >= 10_000) decided.clear();
+      decided.set(raw, answer);
+    }
+    return answer;
   };
 
   const lookup: LookupFunction = (hostname, options, callback) => {

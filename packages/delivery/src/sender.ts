@@ -38,6 +38,7 @@ export class Sender {
   private readonly maxSnippet: number;
   private readonly maxDrain: number;
   private readonly policy: AddressPolicy;
+  private readonly targets = new Map<string, { origin: string; path: string } | { failure: NonNullable<SendResult['failure']> }>();
 
   constructor(options: SenderOptions) {
     this.policy = options.policy;
@@ -56,23 +57,13 @@ export class Sender {
   async send(url: string, delivery: RenderedDelivery): Promise<SendResult> {
     const started = performance.now();
     const elapsed = () => Math.round(performance.now() - started);
-    let target: URL;
-    try {
-      target = new URL(url);
-      if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new Error('scheme');
-    } catch {
-      return { durationMs: 0, failure: { class: 'invalid_url', message: `not an http(s) URL: ${url}` } };
-    }
-    // IP literals skip DNS, so the lookup guard never sees them: check here.
-    const literal = target.hostname.replace(/^\[|\]$/g, '');
-    if (isIP(literal) && !this.policy.allows(literal)) {
-      return { durationMs: 0, failure: { class: 'blocked_address', message: new BlockedAddressError(literal, literal).message } };
-    }
+    const target = this.targetOf(url);
+    if ('failure' in target) return { durationMs: 0, failure: target.failure };
     const signal = AbortSignal.timeout(this.timeoutMs);
     try {
       const res = await this.agent.request({
         origin: target.origin,
-        path: target.pathname + target.search,
+        path: target.path,
         method: 'POST',
         headers: delivery.headers,
         body: delivery.body,
@@ -93,6 +84,16 @@ export class Sender {
     } catch (err) {
       return { durationMs: elapsed(), failure: classify(err, signal.aborted) };
     }
+  }
+
+  /** Where a URL sends to, or why it cannot be sent to; parsed once per URL (webhook URLs repeat). */
+  private targetOf(url: string): { origin: string; path: string } | { failure: NonNullable<SendResult['failure']> } {
+    let known = this.targets.get(url);
+    if (known) return known;
+    known = parseTarget(url, this.policy);
+    if (this.targets.size >= 10_000) this.targets.clear();
+    this.targets.set(url, known);
+    return known;
   }
 
   /** Keeps the first bytes, drains a little more for keep-alive, drops the rest. */
@@ -142,4 +143,20 @@ function classify(err: unknown, aborted: boolean): { class: FailureClass; messag
     return { class: 'connect_error', message: `${code}: ${message}` };
   }
   return { class: 'network_error', message: code ? `${code}: ${message}` : message };
+}
+
+function parseTarget(url: string, policy: AddressPolicy): { origin: string; path: string } | { failure: NonNullable<SendResult['failure']> } {
+  let target: URL;
+  try {
+    target = new URL(url);
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new Error('scheme');
+  } catch {
+    return { failure: { class: 'invalid_url', message: `not an http(s) URL: ${url}` } };
+  }
+  // IP literals skip DNS, so the lookup guard never sees them: check here.
+  const literal = target.hostname.replace(/^\[|\]$/g, '');
+  if (isIP(literal) && !policy.allows(literal)) {
+    return { failure: { class: 'blocked_address', message: new BlockedAddressError(literal, literal).message } };
+  }
+  return { origin: target.origin, path: target.pathname + target.search };
 }

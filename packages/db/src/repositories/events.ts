@@ -26,10 +26,7 @@ export interface IngestedEvent {
 /**
  * Stores events and fans each out to every matching webhook, in the caller's
  * transaction: one INSERT … SELECT, so an event reaching 10,000 webhooks is one
- * statement. Matching: same workspace and environment; the webhook's connection and
- * object type when it has them; its event types (empty = all); its `filters` as
- * string equality on the record's fields. Paused and inactive webhooks are skipped.
- * One statement, so atomic on its own: callers need no transaction unless they write
+ * statement (matching rules: the `matched` step below). One statement, so atomic on its own: callers need no transaction unless they write
  * more. Returns one entry per input, in input order.
  */
 export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise<IngestedEvent[]> {
@@ -43,33 +40,42 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
         ${col('connectionId')}::uuid[], ${events.map((e) => JSON.stringify(e.data))}::jsonb[]
       ) as t(id, workspace_id, environment_id, external_id, type, object_type, connection_id, data)
     ),
-    ins as (
-      insert into events (id, workspace_id, environment_id, external_id, type, object_type, connection_id, data)
-      select * from input
-      on conflict (workspace_id, external_id) where external_id is not null do nothing
-      returning id, workspace_id, environment_id, type, object_type, connection_id, data
-    ),
-    fan as (
-      insert into deliveries (id, workspace_id, webhook_id, event_id, kind, status)
-      select gen_random_uuid(), e.workspace_id, w.id, e.id, 'event', 'pending'
-      from ins e
+    -- Who each event fans out to. Matching: same workspace and environment; the webhook's
+    -- connection and object type when it has them; its event types (empty = all); its
+    -- filters as string equality on the record's fields; active, unpaused, with a URL.
+    matched as (
+      select i.id as event_id, i.workspace_id, w.id as webhook_id
+      from input i
       join webhooks w
-        on w.workspace_id = e.workspace_id
-       and w.environment_id = e.environment_id
+        on w.workspace_id = i.workspace_id
+       and w.environment_id = i.environment_id
        and w.is_active and not w.is_paused
       where w.hook_url is not null
-        and (w.connection_id is null or w.connection_id = e.connection_id)
-        and (w.object_type is null or w.object_type = e.object_type)
-        and (cardinality(w.event_types) = 0 or e.type = any(w.event_types))
+        and (w.connection_id is null or w.connection_id = i.connection_id)
+        and (w.object_type is null or w.object_type = i.object_type)
+        and (cardinality(w.event_types) = 0 or i.type = any(w.event_types))
         and (w.filters = '{}'::jsonb or not exists (
-              select 1 from jsonb_each_text(w.filters) f where (e.data ->> f.key) is distinct from f.value))
-      returning event_id
+              select 1 from jsonb_each_text(w.filters) f where (i.data ->> f.key) is distinct from f.value))
+    ),
+    -- The event keeps its fan-out count: a repeat answers with it, without counting
+    -- deliveries (which need no index on event_id for it).
+    ins as (
+      insert into events (id, workspace_id, environment_id, external_id, type, object_type, connection_id, data, deliveries)
+      select i.*, coalesce(c.n, 0)
+      from input i left join (select event_id, count(*)::int as n from matched group by event_id) c on c.event_id = i.id
+      on conflict (workspace_id, external_id) where external_id is not null do nothing
+      returning id, deliveries
+    ),
+    -- Only events actually inserted fan out (a repeat of an external id creates nothing).
+    fan as (
+      insert into deliveries (id, workspace_id, webhook_id, event_id, kind, status)
+      select gen_random_uuid(), m.workspace_id, m.webhook_id, m.event_id, 'event', 'pending'
+      from matched m join ins on ins.id = m.event_id
+      returning 1
     ),
     -- Wake the workers (delivered at commit), in the same statement: no extra round trip.
     woken as (select pg_notify('hookpost_deliveries', '') from (select 1 from fan limit 1) any_fan)
-    select ins.id, coalesce(f.n, 0)::int as deliveries
-    from ins left join (select event_id, count(*) as n from fan group by event_id) f on f.event_id = ins.id
-    cross join (select count(*) from woken) w
+    select ins.id, ins.deliveries from ins cross join (select count(*) from woken) w
   `.execute(db);
 
   const byId = new Map(inserted.rows.map((r) => [r.id, r.deliveries]));
@@ -79,8 +85,7 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
   if (missing.length > 0) {
     // Repeats of an external id: answer with the first event, as it was stored.
     const rows = await sql<{ id: string; workspace_id: string; external_id: string; deliveries: number }>`
-      select e.id, e.workspace_id, e.external_id,
-             (select count(*) from deliveries d where d.event_id = e.id and d.replay_of is null)::int as deliveries
+      select e.id, e.workspace_id, e.external_id, e.deliveries
       from events e
       join unnest(${missing.map((m) => m.workspaceId)}::uuid[], ${missing.map((m) => m.externalId)}::text[]) as k(workspace_id, external_id)
         on e.workspace_id = k.workspace_id and e.external_id = k.external_id
