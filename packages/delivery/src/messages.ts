@@ -12,15 +12,23 @@ export interface StoredPayload {
 /** The message a claimed delivery carries, whatever its kind. */
 export function messageOf(d: ClaimedDelivery): OutgoingMessage {
   if (d.kind === 'event') {
-    const data = d.event_data ?? {};
+    const json = d.event_data_json ?? '{}';
+    let parsed: Record<string, unknown> | undefined;
+    const data = () => (parsed ??= JSON.parse(json) as Record<string, unknown>);
     return {
       deliveryId: d.id,
       eventId: d.event_id ?? d.id,
       type: d.event_type ?? 'unknown',
       createdAt: d.event_created_at ?? d.created_at,
       unifiedType: 'NATIVE',
-      records: [data],
-      payload: data,
+      // Parsed only when a face needs the object (unified bodies, projections).
+      get records() {
+        return [data()];
+      },
+      get payload() {
+        return data();
+      },
+      payloadJson: { text: json, hasRaw: d.event_has_raw === true },
     };
   }
   const stored = (d.payload ?? {}) as StoredPayload;

@@ -36,6 +36,11 @@ export interface OutgoingMessage {
   records: readonly Record<string, unknown>[];
   /** The Truto envelope's `payload`. */
   payload: unknown;
+  /**
+   * `payload` as JSON text, when the message has it (events: the stored jsonb). Embedded
+   * as is when nothing is to be projected out of it, saving a parse and a re-serialisation.
+   */
+  payloadJson?: { text: string; hasRaw: boolean };
 }
 
 export const USER_AGENT = 'Hookpost/0.1 (+https://github.com/hookpost)';
@@ -81,18 +86,18 @@ export function renderDelivery(target: DeliveryTarget, message: OutgoingMessage,
       ...(target.externalXref ? { external_xref: target.externalXref } : {}),
     });
   } else {
-    const payload =
-      message.payload !== null && typeof message.payload === 'object' && !Array.isArray(message.payload)
-        ? projectRecord(message.payload as Record<string, unknown>, target.fields, target.includeRaw)
-        : message.payload;
-    body = JSON.stringify({
-      id: message.eventId,
-      event: message.type,
-      payload,
-      environment_id: target.environmentId,
-      created_at: message.createdAt.toISOString(),
-      webhook_id: target.id,
-    });
+    const head = `{"id":${JSON.stringify(message.eventId)},"event":${JSON.stringify(message.type)},"payload":`;
+    const tail = `,"environment_id":${JSON.stringify(target.environmentId)},"created_at":"${message.createdAt.toISOString()}","webhook_id":${JSON.stringify(target.id)}}`;
+    const asStored = message.payloadJson && !target.fields && (target.includeRaw || !message.payloadJson.hasRaw);
+    if (asStored && message.payloadJson) {
+      body = head + message.payloadJson.text + tail;
+    } else {
+      const payload =
+        message.payload !== null && typeof message.payload === 'object' && !Array.isArray(message.payload)
+          ? projectRecord(message.payload as Record<string, unknown>, target.fields, target.includeRaw)
+          : message.payload;
+      body = head + JSON.stringify(payload ?? null) + tail;
+    }
     headers['x-truto-signature'] = trutoSignature(secret, body);
   }
   Object.assign(headers, signStandardHeaders(target.secrets, message.deliveryId, nowSeconds, body));

@@ -14,7 +14,13 @@ export interface ClaimedDelivery {
   created_at: Date;
   event_type: string | null;
   event_object_type: string | null;
-  event_data: Record<string, unknown> | null;
+  /**
+   * The event's data as stored (jsonb text), not parsed: the Truto and Hookpost envelopes
+   * embed it as is when nothing is projected out of it (see @hookpost/delivery messages.ts).
+   */
+  event_data_json: string | null;
+  /** Whether the event's data has a top-level `raw` (dropped unless the webhook includes it). */
+  event_has_raw: boolean | null;
   event_created_at: Date | null;
 }
 
@@ -68,7 +74,7 @@ export async function claimDue(
         from locked where d.id = locked.id
       returning d.id, d.webhook_id, d.event_id, d.kind, d.payload, d.attempts, d.created_at
     )
-    select c.*, e.type as event_type, e.object_type as event_object_type, e.data as event_data, e.created_at as event_created_at
+    select c.*, e.type as event_type, e.object_type as event_object_type, e.data::text as event_data_json, e.data ? 'raw' as event_has_raw, e.created_at as event_created_at
     from claimed c left join events e on e.id = c.event_id
   `.execute(db);
   return result.rows;

@@ -1,0 +1,82 @@
+/**
+ * Rendering from a claimed event: the Truto/Hookpost envelope embeds the stored JSON as
+ * is when nothing is projected out of it, and parses it when something is (fields, raw);
+ * either way the body is the same JSON and every signature verifies.
+ */
+import { generateWebhookSecret, verifyStandard, verifyTruto, verifyUnified } from '@hookpost/contract/signing';
+import type { ClaimedDelivery } from '@hookpost/db';
+import { describe, expect, it } from 'vitest';
+import { messageOf } from '../src/messages.js';
+import { renderDelivery, type DeliveryTarget } from '../src/payloads.js';
+
+const secret = generateWebhookSecret();
+const data = { id: 'c-1', name: 'Ada', big: 12345678901234567890, nested: { a: [1, 2] }, raw: { vendor: true } };
+
+function claimed(json: unknown): ClaimedDelivery {
+  const text = JSON.stringify(json);
+  return {
+    id: '0b2c4a57-6f4e-4c1e-9d7a-1f2e3d4c5b6a',
+    webhook_id: 'w-1',
+    event_id: 'e-1',
+    kind: 'event',
+    payload: null,
+    attempts: 1,
+    created_at: new Date('2026-12-01T00:00:00Z'),
+    event_type: 'record:created',
+    event_object_type: 'crm_contact',
+    // As Postgres prints jsonb: spaces after separators.
+    event_data_json: text.replace(/":/g, '": ').replace(/,"/g, ', "'),
+    event_has_raw: typeof json === 'object' && json !== null && 'raw' in json,
+    event_created_at: new Date('2026-12-01T00:00:01Z'),
+  };
+}
+
+function target(over: Partial<DeliveryTarget> = {}): DeliveryTarget {
+  return { id: 'w-1', origin: 'truto', hookUrl: 'http://127.0.0.1:9/h', environmentId: 'env-1', fields: null, includeRaw: false, secrets: [secret], ...over };
+}
+
+function render(t: DeliveryTarget, json: unknown = data) {
+  const message = messageOf(claimed(json));
+  const r = renderDelivery(t, message, Math.floor(Date.now() / 1000));
+  expect(verifyStandard([secret], r.headers, r.body).ok).toBe(true);
+  if (t.origin !== 'unified') expect(verifyTruto([secret], r.headers['x-truto-signature'], r.body).ok).toBe(true);
+  return { ...r, parsed: JSON.parse(r.body) as Record<string, unknown> };
+}
+
+describe('renderDelivery from a stored event', () => {
+  it('embeds the stored JSON as is when the webhook keeps raw and all fields', () => {
+    const r = render(target({ includeRaw: true }));
+    expect(r.body).toContain('"payload":{"id": "c-1", "name": "Ada"');
+    expect(r.parsed).toEqual({
+      id: 'e-1',
+      event: 'record:created',
+      payload: data,
+      environment_id: 'env-1',
+      created_at: '2026-12-01T00:00:01.000Z',
+      webhook_id: 'w-1',
+    });
+  });
+
+  it('drops raw (parsing the record) unless the webhook includes it', () => {
+    const r = render(target());
+    const { raw: _raw, ...withoutRaw } = data;
+    expect(r.parsed.payload).toEqual(withoutRaw);
+  });
+
+  it('embeds as is when there is no raw to drop', () => {
+    const { raw: _raw, ...plain } = data;
+    const r = render(target(), plain);
+    expect(r.body).toContain('"payload":{"id": "c-1"');
+    expect(r.parsed.payload).toEqual(plain);
+  });
+
+  it('projects fields', () => {
+    expect(render(target({ fields: 'name' })).parsed.payload).toEqual({ id: 'c-1', name: 'Ada' });
+  });
+
+  it('unified bodies parse the record and sign JSON.stringify(data) + nonce', () => {
+    const r = render(target({ origin: 'unified', fields: 'name,nested' }));
+    expect(r.parsed.data).toEqual([{ id: 'c-1', name: 'Ada', nested: { a: [1, 2] } }]);
+    expect(verifyUnified([secret], r.parsed).ok).toBe(true);
+  });
+});
