@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createDatabase, dropDatabase, freePort } from '@hookpost/db';
+import { SERVICE_NODE_FLAGS } from '@hookpost/runtime';
 import { Pool } from 'undici';
 import { eventData, log, nowUs, sleep, type PhaseConfig } from './common.js';
 import type { Ctx, SystemResult } from './context.js';
@@ -99,8 +100,10 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
   const port = await freePort();
   const adminToken = randomBytes(18).toString('base64url');
   const env = hookpostEnv(url, adminToken);
-  const nodeArgs = (process.env.BENCH_HOOKPOST_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  if (nodeArgs.length > 0) result.notes.push(`node flags: ${nodeArgs.join(' ')}`);
+  // As deployed (SERVICE_NODE_FLAGS, which the launcher and `npm start` use), plus any extra.
+  const extraArgs = (process.env.BENCH_HOOKPOST_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const nodeArgs = [...SERVICE_NODE_FLAGS, ...extraArgs];
+  result.notes.push(`node flags: ${nodeArgs.join(' ')}`);
   const tuned = Object.entries(passThrough()).map(([k, v]) => `${k}=${v}`);
   if (tuned.length > 0) result.notes.push(`tuning from the environment: ${tuned.join(' ')}`);
   let api: ServiceProc | undefined;

@@ -14,6 +14,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { verifyStandard, verifyUnified } from '@hookpost/contract/signing';
 import { createDatabase, dropDatabase, freePort } from '@hookpost/db';
+import { SERVICE_NODE_FLAGS } from '@hookpost/runtime';
 import pg from 'pg';
 import { envInt, log, percentile, sleep } from './common.js';
 import type { Ctx } from './context.js';
@@ -158,7 +159,7 @@ export async function runVirtual(ctx: Ctx): Promise<VirtualResult | { skipped: s
     }
     if (!providerUrl) throw new BenchFailure(`mock provider did not start: ${provider.lastLines()}`);
 
-    const api = ServiceProc.spawnNode('virtual-api', apiMain, { ...env, API_PORT: String(port) }, ctx.logDir, repoRoot);
+    const api = ServiceProc.spawnNode('virtual-api', apiMain, { ...env, API_PORT: String(port) }, ctx.logDir, repoRoot, [...SERVICE_NODE_FLAGS]);
     procs.push(api);
     for (let i = 0; ; i++) {
       if (api.alive()) throw new BenchFailure(`API did not start: ${api.alive()}`);
@@ -168,7 +169,7 @@ export async function runVirtual(ctx: Ctx): Promise<VirtualResult | { skipped: s
     }
     const ws = await client.expect(201, 'POST', '/v1/admin/workspaces', adminToken, { name: 'bench-virtual' });
     const key = String((ws.api_key as { key: string }).key);
-    const worker = ServiceProc.spawnNode('virtual-worker', workerMain, env, ctx.logDir, repoRoot);
+    const worker = ServiceProc.spawnNode('virtual-worker', workerMain, env, ctx.logDir, repoRoot, [...SERVICE_NODE_FLAGS]);
     procs.push(worker);
 
     // Setup (not measured): connections, then webhooks, then their secrets.

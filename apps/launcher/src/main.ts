@@ -19,7 +19,7 @@ import {
   workspaces,
   type RunningPostgres,
 } from '@hookpost/db';
-import { createLogger, loadConfig } from '@hookpost/runtime';
+import { createLogger, loadConfig, SERVICE_NODE_FLAGS } from '@hookpost/runtime';
 import { ensureDemo } from './demo.js';
 import { formatLogLine } from './log-lines.js';
 import { newEncryptionKey, persistentValue } from './local-state.js';
@@ -46,8 +46,8 @@ async function databaseUrl(): Promise<string> {
   return withDatabase(postgres.url, 'hookpost');
 }
 
-function startChild(name: string, entry: string, env: NodeJS.ProcessEnv): ChildProcess {
-  const child = spawn(process.execPath, [path.join(repoRoot, entry)], {
+function startChild(name: string, entry: string, env: NodeJS.ProcessEnv, nodeFlags: readonly string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...nodeFlags, path.join(repoRoot, entry)], {
     env: { ...process.env, ...env, HOOKPOST_SUPERVISOR_PID: String(process.pid) },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // own process group: Ctrl-C reaches the launcher, which stops children in order
@@ -140,8 +140,8 @@ try {
   const apiUrl = `http://${config.api.host}:${config.api.port}`;
   const receiverUrl = `http://${config.receiver.host}:${config.receiver.port}`;
   const providerUrl = `http://${config.mockProvider.host}:${config.mockProvider.port}`;
-  startChild('api', 'apps/api/dist/main.js', env);
-  startChild('worker', 'apps/delivery-worker/dist/main.js', env);
+  startChild('api', 'apps/api/dist/main.js', env, SERVICE_NODE_FLAGS);
+  startChild('worker', 'apps/delivery-worker/dist/main.js', env, SERVICE_NODE_FLAGS);
   startChild('receiver', 'apps/mock-receiver/dist/main.js', env);
   startChild('provider', 'apps/mock-provider/dist/main.js', env);
   await Promise.all([

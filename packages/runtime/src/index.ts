@@ -2,3 +2,4 @@ export * from './config.js';
 export * from './logger.js';
 export * from './shutdown.js';
 export * from './http.js';
+export * from './node-flags.js';
