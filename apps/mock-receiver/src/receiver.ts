@@ -14,7 +14,10 @@ export interface ReceivedDelivery {
   /** The `webhook-id` header: stable across retries of one delivery. */
   webhook_id: string | null;
   headers: Record<string, string>;
+  /** The body parsed as JSON (else its text). */
   body: unknown;
+  /** The body exactly as received: what signatures are computed over. */
+  raw_body: string;
   signatures: { standard: SignatureCheck; unified: SignatureCheck; truto: SignatureCheck };
   /** True when every signature present verified and at least one was present. */
   verified: boolean;
@@ -146,9 +149,10 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
 
     const raw = await readBodyCapped(req, maxBody);
     if (raw === null) return json(res, 413, { error: { code: 'payload_too_large', message: 'body too large' } });
-    let body: unknown = raw.toString('utf8');
+    const text = raw.toString('utf8');
+    let body: unknown = text;
     try {
-      body = JSON.parse(raw.toString('utf8'));
+      body = JSON.parse(text);
     } catch {
       /* not JSON: keep the text */
     }
@@ -166,6 +170,7 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
       webhook_id: typeof req.headers['webhook-id'] === 'string' ? req.headers['webhook-id'] : null,
       headers,
       body,
+      raw_body: text,
       signatures,
       verified,
       status: answer.status,
