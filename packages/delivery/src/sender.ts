@@ -4,7 +4,7 @@
  * made only to an address the policy allows (checked on the address actually used).
  */
 import { isIP } from 'node:net';
-import { Agent, errors as undiciErrors } from 'undici';
+import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { BlockedAddressError, type AddressPolicy } from './address-policy.js';
 import type { RenderedDelivery } from './payloads.js';
 import { parseRetryAfter } from './retry-policy.js';
@@ -59,31 +59,78 @@ export class Sender {
     const elapsed = () => Math.round(performance.now() - started);
     const target = this.targetOf(url);
     if ('failure' in target) return { durationMs: 0, failure: target.failure };
-    const signal = AbortSignal.timeout(this.timeoutMs);
-    try {
-      const res = await this.agent.request({
-        origin: target.origin,
-        path: target.path,
-        method: 'POST',
-        headers: delivery.headers,
-        body: delivery.body,
-        signal,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-      });
-      const snippet = await this.readCapped(res.body);
-      const retryAfter = res.headers['retry-after'];
-      return {
-        statusCode: res.statusCode,
-        durationMs: elapsed(),
-        ...(snippet ? { responseSnippet: snippet } : {}),
-        ...(res.statusCode === 429 || res.statusCode === 503
-          ? { retryAfterSeconds: parseRetryAfter(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter) }
-          : {}),
+    return new Promise<SendResult>((resolve) => {
+      const maxSnippet = this.maxSnippet;
+      const maxRead = this.maxSnippet + this.maxDrain;
+      let controller: Dispatcher.DispatchController | undefined;
+      let statusCode = 0;
+      let retryAfter: string | undefined;
+      let kept: Buffer[] | undefined;
+      let keptBytes = 0;
+      let seen = 0;
+      let timedOut = false;
+      let settled = false;
+      const answered = () => {
+        const snippet = kept ? Buffer.concat(kept).toString('utf8') : '';
+        finish({
+          statusCode,
+          durationMs: elapsed(),
+          ...(snippet ? { responseSnippet: snippet } : {}),
+          ...(statusCode === 429 || statusCode === 503 ? { retryAfterSeconds: parseRetryAfter(retryAfter) } : {}),
+        });
       };
-    } catch (err) {
-      return { durationMs: elapsed(), failure: classify(err, signal.aborted) };
-    }
+      const finish = (result: SendResult) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(result);
+      };
+      // The whole request (connect, send, headers, the capped body) within timeoutMs.
+      const timer = setTimeout(() => {
+        timedOut = true;
+        controller?.abort(new TimeoutError());
+        finish({ durationMs: elapsed(), failure: { class: 'timeout', message: 'timed out' } });
+      }, this.timeoutMs);
+      // The dispatcher API, not agent.request(): no response stream, abort signal or
+      // promise per send (the worker's largest per-delivery cost after the syscalls).
+      try {
+        this.agent.dispatch(
+        { origin: target.origin, path: target.path, method: 'POST', headers: delivery.headers, body: delivery.body, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs },
+        {
+          onRequestStart(c) {
+            controller = c;
+            if (timedOut) c.abort(new TimeoutError());
+          },
+          onResponseStart(_c, code, headers) {
+            statusCode = code;
+            const ra = headers['retry-after'];
+            retryAfter = Array.isArray(ra) ? ra[0] : ra;
+          },
+          onResponseData(c, chunk) {
+            seen += chunk.length;
+            if (keptBytes < maxSnippet) {
+              const part = chunk.subarray(0, maxSnippet - keptBytes);
+              (kept ??= []).push(part);
+              keptBytes += part.length;
+            }
+            // Past the drain allowance: answer with what was kept and drop the connection.
+            if (seen > maxRead) {
+              answered();
+              c.abort(new Error('response body too large; connection dropped'));
+            }
+          },
+          onResponseEnd() {
+            answered();
+          },
+          onResponseError(_c, err) {
+            finish({ durationMs: elapsed(), failure: classify(err, timedOut) });
+          },
+        },
+        );
+      } catch (err) {
+        finish({ durationMs: elapsed(), failure: classify(err, false) });
+      }
+    });
   }
 
   /** Where a URL sends to, or why it cannot be sent to; parsed once per URL (webhook URLs repeat). */
@@ -96,28 +143,15 @@ export class Sender {
     return known;
   }
 
-  /** Keeps the first bytes, drains a little more for keep-alive, drops the rest. */
-  private async readCapped(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<string> {
-    const kept: Buffer[] = [];
-    let keptBytes = 0;
-    let seen = 0;
-    for await (const chunk of body) {
-      seen += chunk.length;
-      if (keptBytes < this.maxSnippet) {
-        const part = chunk.subarray(0, this.maxSnippet - keptBytes);
-        kept.push(part);
-        keptBytes += part.length;
-      }
-      if (seen > this.maxSnippet + this.maxDrain) {
-        body.destroy();
-        break;
-      }
-    }
-    return Buffer.concat(kept).toString('utf8');
-  }
-
   close(): Promise<void> {
     return this.agent.close();
+  }
+}
+
+class TimeoutError extends Error {
+  override readonly name = 'TimeoutError';
+  constructor() {
+    super('timed out');
   }
 }
 
