@@ -4,6 +4,7 @@
  * not yet cached, goes through Express (which caches it); the repeat takes the fast path.
  * Status, body (but ids and request ids) and what is stored must be the same.
  */
+import { connect } from 'node:net';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client, newWorkspace, startTestApi, type TestApi } from './helpers.js';
@@ -69,5 +70,26 @@ describe('fast ingest path', () => {
     expect((await call('POST', '/v1/events?x=1', { type: 'record:created', data: {} })).status).toBe(202);
     expect((await client(api.url, 'hp_not_a_key')('POST', '/v1/events', { type: 'record:created', data: {} })).status).toBe(401);
     expect(api.fastIngestServed()).toBe(served);
+  });
+
+  it('survives a client that drops its upload midway', async () => {
+    const ws = await newWorkspace(api.db);
+    const call = client(api.url, ws.key);
+    expect((await call('GET', '/webhook')).status).toBe(200); // caches the key: the fast path serves the next
+    const served = api.fastIngestServed();
+    const { port } = new URL(api.url);
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.write(
+          `POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ws.key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":"rec`,
+          () => setTimeout(() => (socket.destroy(), resolve()), 50),
+        );
+      });
+      socket.on('error', reject);
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(api.fastIngestServed()).toBe(served + 1);
+    expect(await storedEvents(ws.workspaceId)).toBe(0);
+    expect((await call('POST', '/v1/events', { type: 'record:created', data: {} })).status).toBe(202);
   });
 });

@@ -69,6 +69,7 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
       res.end(text);
     };
     const fail = (err: unknown) => {
+      if (res.destroyed) return; // the client went away (an aborted upload): nobody to answer
       const apiError = toApiError(err, o.logger, req.method ?? 'POST', req.url ?? '');
       reply(apiError.status, apiError.toEnvelope(id));
     };
@@ -89,7 +90,11 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
         setAuth(req, auth);
         return o.ingestor.submit({ scope: requireScope(req), events, single: route.single, idempotencyKey: headers.data['idempotency-key'] });
       })
-      .then((answer) => reply(answer.status, answer.body), fail);
+      .then((answer) => reply(answer.status, answer.body), fail)
+      .catch((err: unknown) => {
+        o.logger.error({ err, method: req.method, url: req.url }, 'could not answer an ingest request');
+        res.destroy();
+      });
   };
   return Object.assign(handler, { served: () => served });
 }
@@ -107,6 +112,11 @@ function readBody(req: IncomingMessage, length: number): Promise<string> {
       if (received !== length) reject(new ApiError('validation_failed', 'request body length does not match Content-Length', 'body'));
       else resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8'));
     });
-    req.on('error', reject);
+    // As body-parser reports it, so the answer (if the client still listens) is Express's.
+    const aborted = (err?: Error) => reject(Object.assign(err ?? new Error('request aborted'), { type: 'request.aborted', status: 400 }));
+    req.on('error', aborted);
+    req.on('close', () => {
+      if (!req.complete) aborted();
+    });
   });
 }

@@ -53,7 +53,7 @@ export class EventIngestor {
     return new Promise<IngestAnswer>((resolve, reject) => {
       this.batch.push({ request, requestHash, resolve, reject });
       this.batchEvents += request.events.length;
-      if (this.batchEvents >= this.options.maxEvents) this.flush();
+      if (this.batchEvents >= this.options.maxEvents && this.inFlight < this.options.maxInFlight) this.flush();
       else this.schedule();
     });
   }
@@ -64,22 +64,29 @@ export class EventIngestor {
     this.scheduled = true;
     const go = () => {
       this.scheduled = false;
-      this.flush();
+      if (this.inFlight < this.options.maxInFlight) this.flush();
     };
     if (this.options.windowMs > 0) setTimeout(go, this.options.windowMs);
     else setImmediate(go);
   }
 
+  /** Commits the waiting requests, oldest first, up to `maxEvents` events (always at least one request). */
   private flush(): void {
-    const batch = this.batch;
-    if (batch.length === 0) return;
-    this.batch = [];
-    this.batchEvents = 0;
+    if (this.batch.length === 0) return;
+    let take = 0;
+    let events = 0;
+    while (take < this.batch.length && (take === 0 || events + (this.batch[take] as Pending).request.events.length <= this.options.maxEvents)) {
+      events += (this.batch[take] as Pending).request.events.length;
+      take++;
+    }
+    const group = this.batch.splice(0, take);
+    this.batchEvents -= events;
     this.inFlight++;
-    void this.commit(batch).finally(() => {
+    void this.commit(group).finally(() => {
       this.inFlight--;
       if (this.batch.length > 0) this.schedule();
     });
+    if (this.batch.length > 0) this.schedule();
   }
 
   /** Idempotency keys need their records written with the events: a transaction. Otherwise one statement is atomic alone. */

@@ -172,7 +172,10 @@ export class DeliveryEngine {
       this.moreDue = claimed.length >= limit || reachedShare(claimed, perWebhook);
       if (claimed.length > 0) {
         this.stats.claimed += claimed.length;
-        await this.dispatchAll(claimed);
+        if (!(await this.dispatchAll(claimed))) {
+          await this.sleep(1000);
+          continue;
+        }
         if (claimed.length >= Math.min(this.room + claimed.length, this.o.batchSize)) continue; // likely more due
       }
       if (this.notified) continue;
@@ -214,9 +217,23 @@ export class DeliveryEngine {
     return out;
   }
 
-  private async dispatchAll(claimed: ClaimedDelivery[]): Promise<void> {
+  /** Starts or queues the claimed deliveries; false when their webhooks could not be read (all handed back). */
+  private async dispatchAll(claimed: ClaimedDelivery[]): Promise<boolean> {
     const claimedAt = Date.now();
-    const targets = await this.o.targets.load([...new Set(claimed.map((d) => d.webhook_id))]);
+    let targets: Map<string, DeliveryTarget>;
+    try {
+      targets = await this.o.targets.load([...new Set(claimed.map((d) => d.webhook_id))]);
+    } catch (err) {
+      this.o.logger.error({ err, deliveries: claimed.length }, 'could not load the claimed deliveries\' webhooks; handing them back');
+      this.stats.released += claimed.length;
+      this.moreDue = true;
+      await deliveries.releaseClaims(
+        this.o.db,
+        this.workerId,
+        claimed.map((d) => d.id),
+      ).catch(() => undefined);
+      return false;
+    }
     const release: string[] = [];
     for (const delivery of claimed) {
       const target = targets.get(delivery.webhook_id);
@@ -243,6 +260,7 @@ export class DeliveryEngine {
         this.o.logger.warn({ err }, 'could not release claims; their leases will expire'),
       );
     }
+    return true;
   }
 
   /** Whether a send started now still ends (timeout included) inside the claim's lease. */

@@ -120,6 +120,23 @@ export async function listWebhooksAfter(db: Db, scope: Scope, f: CursorListFilte
 }
 
 /** What the delivery worker needs of webhooks: the rows, their environment name and their connection's external_xref. */
+/**
+ * Every column of `webhooks`, named: a prepared statement selecting `w.*` fails on every
+ * pooled connection once a migration adds a column ("cached plan must not change result
+ * type"). The type check below makes a column added to the schema a compile error here.
+ */
+const WEBHOOK_COLUMNS = [
+  'id', 'workspace_id', 'environment_id', 'connection_id', 'origin', 'integration_type', 'object_type', 'event_types',
+  'legacy_events', 'hook_url', 'db_type', 'db_url_encrypted', 'db_url_redacted', 'db_schema', 'db_name_prefix',
+  'webhook_type', 'interval_minutes', 'page_max_limit', 'filters', 'fields', 'include_raw', 'is_active', 'is_paused',
+  'is_healthy', 'is_beta', 'checked_at', 'subscriptions', 'meta', 'secret_encrypted', 'previous_secret_encrypted',
+  'previous_secret_expires_at', 'consecutive_failures', 'failing_since', 'disabled_reason', 'stream_id', 'initial_sync',
+  'unhealthy_reason', 'created_at', 'updated_at',
+] as const satisfies readonly (keyof WebhookRow)[];
+const allWebhookColumnsNamed: Exclude<keyof WebhookRow, (typeof WEBHOOK_COLUMNS)[number]> extends never ? true : never = true;
+void allWebhookColumnsNamed;
+const WEBHOOK_SELECT = sql.raw(WEBHOOK_COLUMNS.map((c) => `w.${c}`).join(', '));
+
 export async function getWebhooksForDelivery(
   db: Db,
   ids: readonly string[],
@@ -127,7 +144,7 @@ export async function getWebhooksForDelivery(
   if (ids.length === 0) return [];
   // Prepared (one array parameter): the worker runs this for every claimed batch.
   const r = await sql<WebhookWithEnv & { external_xref: string | null }>`${sql.raw(PREPARE)}
-    select w.*, e.name as environment_name, c.external_xref
+    select ${WEBHOOK_SELECT}, e.name as environment_name, c.external_xref
     from webhooks w
     join environments e on e.id = w.environment_id
     left join connections c on c.id = w.connection_id
