@@ -144,7 +144,7 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
     const secret = String(hook.secret);
     if (!secret.startsWith('whsec_')) result.notes.push(`webhook secret does not start with whsec_: ${secret.slice(0, 10)}…`);
     const secrets = { [webhookId]: secret };
-    const limits = { timeoutMs: cfg.drainTimeoutMs, stallMs: cfg.stallMs, isAlive: alive };
+    const limits = { timeoutMs: cfg.drainTimeoutMs, stallMs: cfg.stallMs, isAlive: alive, cpu: meter };
     const phaseCfg = (phase: string, expected: number, collectLatency = false): PhaseConfig => ({ phase, run, secrets, requireTruto: true, expected, collectLatency });
     const event = (phase: string, seq: number, sentUs = nowUs()) => ({ type: 'record:created', object_type: 'crm_contact', data: eventData(run, phase, seq, sentUs) });
 
@@ -174,9 +174,7 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
     if (cfg.phases.has('a')) {
       sampler.setPhase('a');
       log(`Hookpost: (a) ${cfg.events} events in batches of ${cfg.batchSize}, ${cfg.batchConcurrency} requests in flight`);
-      const cpuA = await meter();
       const ra = await measurePhase(receiver, phaseCfg('hp-batch', cfg.events), limits, () => batches('hp-batch', cfg.events), late);
-      log(`Hookpost: (a) ${await cpuA.report()}`);
       result.batch = throughputOf(cfg.events, ra);
       log(`Hookpost: (a) drained in ${ra.drainSeconds.toFixed(2)} s = ${Math.round(result.batch.deliveredPerSec)}/s; ingest ${Math.round(result.batch.ingestPerSec)}/s (${describe(ra.stats)})`);
     }
@@ -185,9 +183,7 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
     if (cfg.phases.has('b')) {
       sampler.setPhase('b');
       log(`Hookpost: (b) ${cfg.singleEvents} events, one per request, ${cfg.clients} clients`);
-      const cpuB = await meter();
       const rb = await measurePhase(receiver, phaseCfg('hp-single', cfg.singleEvents), limits, () => closedLoop(cfg.singleEvents, cfg.clients, single('hp-single')), late);
-      log(`Hookpost: (b) ${await cpuB.report()}`);
       result.single = throughputOf(cfg.singleEvents, rb);
       log(`Hookpost: (b) drained in ${rb.drainSeconds.toFixed(2)} s = ${Math.round(result.single.deliveredPerSec)}/s; ingest ${Math.round(result.single.ingestPerSec)}/s (${describe(rb.stats)})`);
     }
@@ -202,10 +198,8 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
       const steady = async () => {
         ol = await openLoop(cfg.rate, cfg.steadySeconds, (i, scheduledUs) => fire(i, scheduledUs));
       };
-      const cpuC = await meter();
       const rc = await measurePhase(receiver, phaseCfg('hp-steady', n, true), limits, steady, late);
       if (!ol) throw new Error('open loop did not run');
-      log(`Hookpost: (c) ${await cpuC.report()}`);
       result.latency = latencyOf(cfg.rate, ol, rc);
       log(`Hookpost: (c) p50 ${result.latency.p50.toFixed(1)} ms, p99 ${result.latency.p99.toFixed(1)} ms, max ${result.latency.max.toFixed(1)} ms (${describe(rc.stats)})`);
     }

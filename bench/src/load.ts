@@ -3,7 +3,7 @@
  */
 import { log, nowUs, percentile, sleep, type PhaseConfig, type ReceiverStats } from './common.js';
 import type { Latency, Throughput } from './context.js';
-import type { ReceiverProc } from './procs.js';
+import type { CpuMeter, ReceiverProc } from './procs.js';
 
 /** `concurrency` loops take indexes 0..n-1 in order; the first error stops all and is thrown. */
 export async function closedLoop(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
@@ -104,6 +104,8 @@ export interface PhaseLimits {
   timeoutMs: number;
   stallMs: number;
   isAlive?: () => string | null;
+  /** Starts a CPU meter for the phase; its report (where the phase's CPU went) is logged at the end. */
+  cpu?: () => Promise<CpuMeter>;
 }
 
 /**
@@ -120,6 +122,7 @@ export async function measurePhase(
   settleMs = 500,
 ): Promise<DrainResult> {
   await receiver.reset(cfg);
+  const meter = await limits.cpu?.();
   const startUs = nowUs();
   await produce();
   const ingestDoneUs = nowUs();
@@ -128,6 +131,7 @@ export async function measurePhase(
   await sleep(settleMs);
   const stats = await receiver.stats(cfg.collectLatency);
   assertClean(cfg.phase, stats);
+  if (meter) log(`${cfg.phase}: ${await meter.report()}`);
   if (tally) {
     tally.lateDuplicates += stats.lateDuplicates;
     tally.stray += stats.stray;

@@ -77,7 +77,7 @@ export async function runPgBoss(ctx: Ctx): Promise<SystemResult> {
     log(`pg-boss: worker ready ${JSON.stringify(workerConfig)}`);
 
     const meter = () => CpuMeter.start({ worker: w.pid, receiver: receiver.child.pid ?? 0 }, ctx.serverUrl);
-    const limits = { timeoutMs: cfg.drainTimeoutMs, stallMs: cfg.stallMs, isAlive: w.alive };
+    const limits = { timeoutMs: cfg.drainTimeoutMs, stallMs: cfg.stallMs, isAlive: w.alive, cpu: meter };
     const phaseCfg = (phase: string, expected: number, collectLatency = false): PhaseConfig => ({
       phase,
       run,
@@ -108,9 +108,7 @@ export async function runPgBoss(ctx: Ctx): Promise<SystemResult> {
     if (cfg.phases.has('a')) {
       sampler.setPhase('a');
       log(`pg-boss: (a) ${cfg.events} events, insert ${cfg.batchSize} per call, ${cfg.batchConcurrency} calls in flight`);
-      const cpuA = await meter();
       const a = await measurePhase(receiver, phaseCfg('pgboss-bulk', cfg.events), limits, () => bulk('pgboss-bulk', cfg.events), late);
-      log(`pg-boss: (a) ${await cpuA.report()}`);
       result.batch = throughputOf(cfg.events, a);
       log(`pg-boss: (a) drained in ${a.drainSeconds.toFixed(2)} s = ${Math.round(result.batch.deliveredPerSec)}/s (${describe(a.stats)})`);
     }
@@ -119,7 +117,6 @@ export async function runPgBoss(ctx: Ctx): Promise<SystemResult> {
     if (cfg.phases.has('b')) {
       sampler.setPhase('b');
       log(`pg-boss: (b) ${cfg.singleEvents} events, one send per event, ${cfg.clients} producers`);
-      const cpuB = await meter();
       const b = await measurePhase(
         receiver,
         phaseCfg('pgboss-single', cfg.singleEvents),
@@ -131,7 +128,6 @@ export async function runPgBoss(ctx: Ctx): Promise<SystemResult> {
           }),
         late,
       );
-      log(`pg-boss: (b) ${await cpuB.report()}`);
       result.single = throughputOf(cfg.singleEvents, b);
       log(`pg-boss: (b) drained in ${b.drainSeconds.toFixed(2)} s = ${Math.round(result.single.deliveredPerSec)}/s (${describe(b.stats)})`);
     }
@@ -148,10 +144,8 @@ export async function runPgBoss(ctx: Ctx): Promise<SystemResult> {
           if (!id) throw new Error('pg-boss send returned no id');
         });
       };
-      const cpuC = await meter();
       const c = await measurePhase(receiver, phaseCfg('pgboss-steady', n, true), limits, steady, late);
       if (!ol) throw new Error('open loop did not run');
-      log(`pg-boss: (c) ${await cpuC.report()}`);
       result.latency = latencyOf(cfg.pgbossRate, ol, c);
       log(`pg-boss: (c) p50 ${result.latency.p50.toFixed(1)} ms, p99 ${result.latency.p99.toFixed(1)} ms (${describe(c.stats)})`);
     }

@@ -88,9 +88,9 @@ export function renderDelivery(target: DeliveryTarget, message: OutgoingMessage,
   } else {
     const head = `{"id":${JSON.stringify(message.eventId)},"event":${JSON.stringify(message.type)},"payload":`;
     const tail = `,"environment_id":${JSON.stringify(target.environmentId)},"created_at":"${message.createdAt.toISOString()}","webhook_id":${JSON.stringify(target.id)}}`;
-    const asStored = message.payloadJson && !target.fields && (target.includeRaw || !message.payloadJson.hasRaw);
-    if (asStored && message.payloadJson) {
-      body = head + message.payloadJson.text + tail;
+    const stored = message.payloadJson;
+    if (stored && !target.fields && (target.includeRaw || !stored.hasRaw)) {
+      body = head + stored.text + tail;
     } else {
       const payload =
         message.payload !== null && typeof message.payload === 'object' && !Array.isArray(message.payload)

@@ -93,10 +93,9 @@ export class Sender {
       }, this.timeoutMs);
       // The dispatcher API, not agent.request(): no response stream, abort signal or
       // promise per send (the worker's largest per-delivery cost after the syscalls).
+      const options = { origin: target.origin, path: target.path, method: 'POST' as const, headers: delivery.headers, body: delivery.body, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs };
       try {
-        this.agent.dispatch(
-        { origin: target.origin, path: target.path, method: 'POST', headers: delivery.headers, body: delivery.body, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs },
-        {
+        this.agent.dispatch(options, {
           onRequestStart(c) {
             controller = c;
             if (timedOut) c.abort(new TimeoutError());
@@ -125,8 +124,7 @@ export class Sender {
           onResponseError(_c, err) {
             finish({ durationMs: elapsed(), failure: classify(err, timedOut) });
           },
-        },
-        );
+        });
       } catch (err) {
         finish({ durationMs: elapsed(), failure: classify(err, false) });
       }

@@ -17,7 +17,10 @@ export async function listenHttp(server: Server, host: string, port: number): Pr
   return `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
 }
 
-/** Reads a body (request or response) of at most `max` bytes; null (and the stream dropped) when larger. */
+/**
+ * Reads a body (request or response) of at most `max` bytes; null (and the stream dropped)
+ * when larger. Rejects when the stream fails or closes before its end (an aborted upload).
+ */
 export function readBodyCapped(req: Readable, max: number): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -33,5 +36,6 @@ export function readBodyCapped(req: Readable, max: number): Promise<Buffer | nul
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
+    req.on('close', () => reject(new Error('the body ended early: its stream closed'))); // no-op once settled
   });
 }

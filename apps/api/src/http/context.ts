@@ -15,9 +15,14 @@ export function setAuth(req: object, auth: AuthContext): void {
   contexts.set(req, auth);
 }
 
+/** What a caller may reach: its workspace, and its key's environment if limited to one. */
+export function scopeOf(auth: AuthContext): Scope {
+  return { workspaceId: auth.workspaceId, environmentId: auth.environmentId };
+}
+
 /** The caller's scope; every route behind the auth middleware has one. */
 export function requireScope(req: object): Scope {
   const auth = contexts.get(req);
   if (!auth) throw new Error('route is not behind the API key middleware');
-  return { workspaceId: auth.workspaceId, environmentId: auth.environmentId };
+  return scopeOf(auth);
 }

@@ -13,9 +13,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { contract, type EventIn } from '@hookpost/contract';
-import type { Logger } from '@hookpost/runtime';
+import { readBodyCapped, type Logger } from '@hookpost/runtime';
 import { credentialFrom, type ApiKeyCache } from './auth.js';
-import { requireScope, setAuth } from './context.js';
+import { scopeOf } from './context.js';
 import { toApiError } from './error-handler.js';
 import { ApiError, validationError, zodIssues } from './errors.js';
 import type { EventIngestor } from '../services/ingest.js';
@@ -77,7 +77,7 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
       .then((raw) => {
         let json: unknown;
         try {
-          json = JSON.parse(raw);
+          json = JSON.parse(raw.toString('utf8'));
         } catch {
           throw new ApiError('malformed_json', 'request body is not valid JSON', 'body');
         }
@@ -87,8 +87,7 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
           throw validationError([...(headers.success ? [] : zodIssues('header', headers.error)), ...(body.success ? [] : zodIssues('body', body.error))]);
         }
         const events: EventIn[] = route.single ? [body.data as EventIn] : (body.data as { events: EventIn[] }).events;
-        setAuth(req, auth);
-        return o.ingestor.submit({ scope: requireScope(req), events, single: route.single, idempotencyKey: headers.data['idempotency-key'] });
+        return o.ingestor.submit({ scope: scopeOf(auth), events, single: route.single, idempotencyKey: headers.data['idempotency-key'] });
       })
       .then((answer) => reply(answer.status, answer.body), fail)
       .catch((err: unknown) => {
@@ -99,24 +98,15 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
   return Object.assign(handler, { served: () => served });
 }
 
-/** The body as text: exactly `length` bytes (Content-Length), or a 400 when it says otherwise. */
-function readBody(req: IncomingMessage, length: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let received = 0;
-    req.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (received <= length) chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (received !== length) reject(new ApiError('validation_failed', 'request body length does not match Content-Length', 'body'));
-      else resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8'));
-    });
-    // As body-parser reports it, so the answer (if the client still listens) is Express's.
-    const aborted = (err?: Error) => reject(Object.assign(err ?? new Error('request aborted'), { type: 'request.aborted', status: 400 }));
-    req.on('error', aborted);
-    req.on('close', () => {
-      if (!req.complete) aborted();
-    });
+/**
+ * The body: exactly `length` bytes (Node's parser delivers no more than Content-Length).
+ * An aborted upload is reported as body-parser reports it, so the answer (if the client
+ * still listens) is Express's.
+ */
+async function readBody(req: IncomingMessage, length: number): Promise<Buffer> {
+  const raw = await readBodyCapped(req, length).catch((err: Error) => {
+    throw Object.assign(err, { type: 'request.aborted', status: 400 });
   });
+  if (raw === null || raw.length !== length) throw new ApiError('validation_failed', 'request body length does not match Content-Length', 'body');
+  return raw;
 }

@@ -227,11 +227,8 @@ export class DeliveryEngine {
       this.o.logger.error({ err, deliveries: claimed.length }, 'could not load the claimed deliveries\' webhooks; handing them back');
       this.stats.released += claimed.length;
       this.moreDue = true;
-      await deliveries.releaseClaims(
-        this.o.db,
-        this.workerId,
-        claimed.map((d) => d.id),
-      ).catch(() => undefined);
+      const ids = claimed.map((d) => d.id);
+      await deliveries.releaseClaims(this.o.db, this.workerId, ids).catch(() => undefined);
       return false;
     }
     const release: string[] = [];

@@ -119,7 +119,6 @@ export async function listWebhooksAfter(db: Db, scope: Scope, f: CursorListFilte
     .execute();
 }
 
-/** What the delivery worker needs of webhooks: the rows, their environment name and their connection's external_xref. */
 /**
  * Every column of `webhooks`, named: a prepared statement selecting `w.*` fails on every
  * pooled connection once a migration adds a column ("cached plan must not change result
@@ -137,6 +136,7 @@ const allWebhookColumnsNamed: Exclude<keyof WebhookRow, (typeof WEBHOOK_COLUMNS)
 void allWebhookColumnsNamed;
 const WEBHOOK_SELECT = sql.raw(WEBHOOK_COLUMNS.map((c) => `w.${c}`).join(', '));
 
+/** What the delivery worker needs of webhooks: the rows, their environment name and their connection's external_xref. */
 export async function getWebhooksForDelivery(
   db: Db,
   ids: readonly string[],
