@@ -30,6 +30,8 @@ export interface BenchConfig {
   only: Set<string>;
   /** Which measurements run: a, b, c, d. */
   phases: Set<string>;
+  /** (a) and (b) are measured this many times, the systems taking turns. */
+  rounds: number;
 }
 
 export function loadBenchConfig(): BenchConfig {
@@ -61,6 +63,7 @@ export function loadBenchConfig(): BenchConfig {
     },
     only: new Set(only),
     phases: new Set(phases),
+    rounds: envInt('BENCH_ROUNDS', 3, 1, 20),
   };
 }
 
@@ -116,8 +119,11 @@ export interface Fanout {
 export interface SystemResult {
   name: string;
   skipped?: string;
+  /** (a) and (b): the median round, and every round in the order run. */
   batch?: Throughput;
+  batchRounds?: Throughput[];
   single?: Throughput;
+  singleRounds?: Throughput[];
   latency?: Latency;
   fanout?: Fanout;
   workerHwmMb?: number;
@@ -129,4 +135,23 @@ export interface SystemResult {
   /** Statements seen running > 500 ms in this system's database (diagnostics). */
   slowStatements?: SlowStatement[];
   notes: string[];
+}
+
+/**
+ * A system under test, started and warmed up. Each call is one measurement; the driver
+ * decides the order (the systems take turns, so a machine that slows down or speeds up
+ * during the run affects both alike).
+ */
+export interface Contender {
+  readonly result: SystemResult;
+  /** (a) one round. */
+  batch(round: number): Promise<Throughput>;
+  /** (b) one round. */
+  single(round: number): Promise<Throughput>;
+  /** (c) */
+  steady(): Promise<Latency>;
+  /** (d) */
+  fanout(): Promise<Fanout>;
+  /** After the last measurement (and on failure): late deliveries, memory, then stops the system. */
+  finish(): Promise<void>;
 }

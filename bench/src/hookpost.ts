@@ -9,7 +9,7 @@ import { createDatabase, dropDatabase, freePort } from '@hookpost/db';
 import { SERVICE_NODE_FLAGS } from '@hookpost/runtime';
 import { Pool } from 'undici';
 import { eventData, log, nowUs, sleep, type PhaseConfig } from './common.js';
-import type { Ctx, SystemResult } from './context.js';
+import type { Contender, Ctx, SystemResult } from './context.js';
 import { BenchFailure, closedLoop, describe, latencyOf, measurePhase, openLoop, tail, throughputOf, type LateTally } from './load.js';
 import { CpuMeter, memoryOf, ServiceProc } from './procs.js';
 import { autoExplain, SlowQuerySampler } from './slow-queries.js';
@@ -82,15 +82,15 @@ export class ApiClient {
   }
 }
 
-export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
+/** Hookpost started and warmed up, or why it could not be measured. */
+export async function startHookpost(ctx: Ctx): Promise<Contender | { skipped: string }> {
   const { cfg, receiver, run, repoRoot } = ctx;
   const result: SystemResult = { name: 'Hookpost', notes: [] };
   const apiMain = path.join(repoRoot, 'apps/api/dist/main.js');
   const workerMain = path.join(repoRoot, 'apps/delivery-worker/dist/main.js');
-  for (const f of [apiMain, workerMain]) {
-    if (!existsSync(f)) return { ...result, skipped: `${path.relative(repoRoot, f)} is missing (run \`pnpm build\`)` };
+  if (!existsSync(apiMain) || !existsSync(workerMain)) {
+    return { skipped: `not built (${path.relative(repoRoot, apiMain)} / ${path.relative(repoRoot, workerMain)} missing; run pnpm build)` };
   }
-
   const dbName = `bench_hookpost_${randomBytes(4).toString('hex')}`;
   const url = await createDatabase(ctx.serverUrl, dbName);
   await autoExplain(ctx.serverUrl, dbName);
@@ -109,6 +109,17 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
   let api: ServiceProc | undefined;
   let worker: ServiceProc | undefined;
   const client = new ApiClient(`http://127.0.0.1:${port}`, Math.max(cfg.clients, 64));
+  const stop = async () => {
+    await client.pool.close().catch(() => undefined);
+    await worker?.stop();
+    await api?.stop();
+    result.logProblems = {
+      ...(api ? { 'hookpost-api': api.problems() } : {}),
+      ...(worker ? { 'hookpost-worker': worker.problems() } : {}),
+    };
+    result.slowStatements = await sampler.stop();
+    await dropDatabase(ctx.serverUrl, dbName).catch((err: unknown) => log(`could not drop ${dbName}: ${String(err)}`));
+  };
   try {
     await sampler.start();
     sampler.setPhase('setup');
@@ -130,7 +141,8 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
     // Is the ingest API there at all?
     const probe = await client.call('POST', '/v1/events', key, { type: 'record:created', object_type: 'crm_contact', data: { probe: true } });
     if (probe.status === 404) {
-      return { ...result, skipped: 'POST /v1/events answers 404: the delivery pipeline has not landed yet' };
+      await stop();
+      return { skipped: 'POST /v1/events answers 404: the delivery pipeline has not landed yet' };
     }
     if (probe.status !== 202) throw new BenchFailure(`Hookpost probe POST /v1/events: expected 202, got ${probe.status}: ${JSON.stringify(probe.body).slice(0, 300)}`);
 
@@ -170,96 +182,95 @@ export async function runHookpost(ctx: Ctx): Promise<SystemResult> {
       await measurePhase(receiver, phaseCfg('hp-warmup-single', cfg.warmup), limits, () => closedLoop(cfg.warmup, cfg.clients, single('hp-warmup-single')), late);
     }
 
-    // (a) batch ingest → drained
-    if (cfg.phases.has('a')) {
-      sampler.setPhase('a');
-      log(`Hookpost: (a) ${cfg.events} events in batches of ${cfg.batchSize}, ${cfg.batchConcurrency} requests in flight`);
-      const ra = await measurePhase(receiver, phaseCfg('hp-batch', cfg.events), limits, () => batches('hp-batch', cfg.events), late);
-      result.batch = throughputOf(cfg.events, ra);
-      log(`Hookpost: (a) drained in ${ra.drainSeconds.toFixed(2)} s = ${Math.round(result.batch.deliveredPerSec)}/s; ingest ${Math.round(result.batch.ingestPerSec)}/s (${describe(ra.stats)})`);
-    }
-
-    // (b) one event per request, 32 clients
-    if (cfg.phases.has('b')) {
-      sampler.setPhase('b');
-      log(`Hookpost: (b) ${cfg.singleEvents} events, one per request, ${cfg.clients} clients`);
-      const rb = await measurePhase(receiver, phaseCfg('hp-single', cfg.singleEvents), limits, () => closedLoop(cfg.singleEvents, cfg.clients, single('hp-single')), late);
-      result.single = throughputOf(cfg.singleEvents, rb);
-      log(`Hookpost: (b) drained in ${rb.drainSeconds.toFixed(2)} s = ${Math.round(result.single.deliveredPerSec)}/s; ingest ${Math.round(result.single.ingestPerSec)}/s (${describe(rb.stats)})`);
-    }
-
-    // (c) steady rate latency
-    if (cfg.phases.has('c')) {
-      sampler.setPhase('c');
-      const n = Math.round(cfg.rate * cfg.steadySeconds);
-      log(`Hookpost: (c) ${cfg.rate}/s for ${cfg.steadySeconds} s (open loop, one event per request)`);
-      let ol: Awaited<ReturnType<typeof openLoop>> | undefined;
-      const fire = single('hp-steady');
-      const steady = async () => {
-        ol = await openLoop(cfg.rate, cfg.steadySeconds, (i, scheduledUs) => fire(i, scheduledUs));
-      };
-      const rc = await measurePhase(receiver, phaseCfg('hp-steady', n, true), limits, steady, late);
-      if (!ol) throw new Error('open loop did not run');
-      result.latency = latencyOf(cfg.rate, ol, rc);
-      log(`Hookpost: (c) p50 ${result.latency.p50.toFixed(1)} ms, p99 ${result.latency.p99.toFixed(1)} ms, max ${result.latency.max.toFixed(1)} ms (${describe(rc.stats)})`);
-    }
-    result.workerHwmBeforeFanoutMb = memoryOf(w.pid)?.hwmMb;
-
-    // (d) one event → N webhooks (own workspace, so earlier phases never see them)
-    if (cfg.fanout > 0 && cfg.phases.has('d')) {
-      sampler.setPhase('d');
-      log(`Hookpost: (d) creating ${cfg.fanout} webhooks (${cfg.fanoutCreateConcurrency} concurrent requests; setup, not measured)`);
-      const setupStart = Date.now();
-      const fws = await client.expect(201, 'POST', '/v1/admin/workspaces', adminToken, { name: 'bench-fanout' });
-      const fkey = (fws.api_key as { key?: string } | undefined)?.key as string;
-      const fanSecrets: Record<string, string> = {};
-      await closedLoop(cfg.fanout, cfg.fanoutCreateConcurrency, async () => {
-        const h = await client.expect(201, 'POST', '/webhook', fkey, { target_url: `${receiver.url}/h` });
-        fanSecrets[String(h.id)] = String(h.secret);
-      });
-      const setupSeconds = (Date.now() - setupStart) / 1000;
-      log(`Hookpost: (d) ${cfg.fanout} webhooks created in ${setupSeconds.toFixed(1)} s`);
-      let commitMs = Number.NaN;
-      const rd = await measurePhase(
-        receiver,
-        { phase: 'hp-fanout', run, secrets: fanSecrets, requireTruto: true, expected: cfg.fanout, collectLatency: false },
-        limits,
-        async () => {
-          const t0 = nowUs();
-          const r = await client.expect(202, 'POST', '/v1/events', fkey, event('hp-fanout', 0));
-          commitMs = (nowUs() - t0) / 1000;
-          if (r.deliveries !== cfg.fanout) throw new BenchFailure(`Hookpost fan-out: the event fanned out to ${String(r.deliveries)} webhooks, expected ${cfg.fanout}`);
-        },
-        late,
-      );
-      if (rd.stats.distinctWebhooks !== cfg.fanout) {
-        throw new BenchFailure(`Hookpost fan-out: deliveries reached ${rd.stats.distinctWebhooks} distinct webhooks, expected ${cfg.fanout}`);
-      }
-      result.fanout = {
-        webhooks: cfg.fanout,
-        setupSeconds,
-        commitMs,
-        deliverAllMs: rd.drainSeconds * 1000,
-        duplicates: rd.stats.duplicateIds + rd.stats.duplicateEvents,
-        lateDuplicates: rd.stats.lateDuplicates,
-      };
-      log(`Hookpost: (d) commit ${commitMs.toFixed(0)} ms, all ${cfg.fanout} delivered in ${(rd.drainSeconds * 1000).toFixed(0)} ms (${describe(rd.stats)})`);
-    }
-
-    await tail(receiver, run, 'hookpost', late);
-    result.late = late;
-    result.workerHwmMb = memoryOf(w.pid)?.hwmMb;
-    result.apiHwmMb = memoryOf(a.pid)?.hwmMb;
-    return result;
-  } finally {
-    await client.pool.close().catch(() => undefined);
-    await worker?.stop();
-    await api?.stop();
-    result.logProblems = {
-      ...(api ? { 'hookpost-api': api.problems() } : {}),
-      ...(worker ? { 'hookpost-worker': worker.problems() } : {}),
+    return {
+      result,
+      batch: async (round) => {
+        sampler.setPhase(`a${round}`);
+        const phase = `hp-batch-${round}`;
+        log(`Hookpost: (a) round ${round}: ${cfg.events} events in batches of ${cfg.batchSize}, ${cfg.batchConcurrency} requests in flight`);
+        const ra = await measurePhase(receiver, phaseCfg(phase, cfg.events), limits, () => batches(phase, cfg.events), late);
+        const t = throughputOf(cfg.events, ra);
+        log(`Hookpost: (a) round ${round} drained in ${ra.drainSeconds.toFixed(2)} s = ${Math.round(t.deliveredPerSec)}/s; ingest ${Math.round(t.ingestPerSec)}/s (${describe(ra.stats)})`);
+        return t;
+      },
+      single: async (round) => {
+        sampler.setPhase(`b${round}`);
+        const phase = `hp-single-${round}`;
+        log(`Hookpost: (b) round ${round}: ${cfg.singleEvents} events, one per request, ${cfg.clients} clients`);
+        const rb = await measurePhase(receiver, phaseCfg(phase, cfg.singleEvents), limits, () => closedLoop(cfg.singleEvents, cfg.clients, single(phase)), late);
+        const t = throughputOf(cfg.singleEvents, rb);
+        log(`Hookpost: (b) round ${round} drained in ${rb.drainSeconds.toFixed(2)} s = ${Math.round(t.deliveredPerSec)}/s; ingest ${Math.round(t.ingestPerSec)}/s (${describe(rb.stats)})`);
+        return t;
+      },
+      steady: async () => {
+        sampler.setPhase('c');
+        const n = Math.round(cfg.rate * cfg.steadySeconds);
+        log(`Hookpost: (c) ${cfg.rate}/s for ${cfg.steadySeconds} s (open loop, one event per request)`);
+        let ol: Awaited<ReturnType<typeof openLoop>> | undefined;
+        const fire = single('hp-steady');
+        const steady = async () => {
+          ol = await openLoop(cfg.rate, cfg.steadySeconds, (i, scheduledUs) => fire(i, scheduledUs));
+        };
+        const rc = await measurePhase(receiver, phaseCfg('hp-steady', n, true), limits, steady, late);
+        if (!ol) throw new Error('open loop did not run');
+        const l = latencyOf(cfg.rate, ol, rc);
+        log(`Hookpost: (c) p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(1)} ms (${describe(rc.stats)})`);
+        return l;
+      },
+      // One event → N webhooks (own workspace, so other measurements never see them).
+      fanout: async () => {
+        result.workerHwmBeforeFanoutMb = memoryOf(w.pid)?.hwmMb;
+        sampler.setPhase('d');
+        log(`Hookpost: (d) creating ${cfg.fanout} webhooks (${cfg.fanoutCreateConcurrency} concurrent requests; setup, not measured)`);
+        const setupStart = Date.now();
+        const fws = await client.expect(201, 'POST', '/v1/admin/workspaces', adminToken, { name: 'bench-fanout' });
+        const fkey = (fws.api_key as { key?: string } | undefined)?.key as string;
+        const fanSecrets: Record<string, string> = {};
+        await closedLoop(cfg.fanout, cfg.fanoutCreateConcurrency, async () => {
+          const h = await client.expect(201, 'POST', '/webhook', fkey, { target_url: `${receiver.url}/h` });
+          fanSecrets[String(h.id)] = String(h.secret);
+        });
+        const setupSeconds = (Date.now() - setupStart) / 1000;
+        log(`Hookpost: (d) ${cfg.fanout} webhooks created in ${setupSeconds.toFixed(1)} s`);
+        let commitMs = Number.NaN;
+        const rd = await measurePhase(
+          receiver,
+          { phase: 'hp-fanout', run, secrets: fanSecrets, requireTruto: true, expected: cfg.fanout, collectLatency: false },
+          limits,
+          async () => {
+            const t0 = nowUs();
+            const r = await client.expect(202, 'POST', '/v1/events', fkey, event('hp-fanout', 0));
+            commitMs = (nowUs() - t0) / 1000;
+            if (r.deliveries !== cfg.fanout) throw new BenchFailure(`Hookpost fan-out: the event fanned out to ${String(r.deliveries)} webhooks, expected ${cfg.fanout}`);
+          },
+          late,
+        );
+        if (rd.stats.distinctWebhooks !== cfg.fanout) {
+          throw new BenchFailure(`Hookpost fan-out: deliveries reached ${rd.stats.distinctWebhooks} distinct webhooks, expected ${cfg.fanout}`);
+        }
+        log(`Hookpost: (d) commit ${commitMs.toFixed(0)} ms, all ${cfg.fanout} delivered in ${(rd.drainSeconds * 1000).toFixed(0)} ms (${describe(rd.stats)})`);
+        return {
+          webhooks: cfg.fanout,
+          setupSeconds,
+          commitMs,
+          deliverAllMs: rd.drainSeconds * 1000,
+          duplicates: rd.stats.duplicateIds + rd.stats.duplicateEvents,
+          lateDuplicates: rd.stats.lateDuplicates,
+        };
+      },
+      finish: async () => {
+        try {
+          await tail(receiver, run, 'hookpost', late);
+          result.late = late;
+          result.workerHwmMb = memoryOf(w.pid)?.hwmMb;
+          result.apiHwmMb = memoryOf(a.pid)?.hwmMb;
+        } finally {
+          await stop();
+        }
+      },
     };
-    result.slowStatements = await sampler.stop();
-    await dropDatabase(ctx.serverUrl, dbName).catch((err: unknown) => log(`could not drop ${dbName}: ${String(err)}`));
+  } catch (err) {
+    await stop();
+    throw err;
   }
 }

@@ -4,11 +4,14 @@
  * Truto-style envelope, sign it (Standard Webhooks), POST it over a keep-alive undici
  * Pool, complete the job. Tuned the usual way: several `work()` loops, each fetching a
  * batch and sending the whole batch concurrently, sharing one connection pool.
+ *
+ * The driver tells it over IPC when to work (`{type: 'work', queue}`) and when to stop
+ * polling (`queue: null`, while the other system is measured).
  */
 import { signStandardHeaders } from '@hookpost/contract/signing';
 import PgBoss from 'pg-boss';
 import { Pool } from 'undici';
-import { envelope, envInt, envNum, PGBOSS_QUEUE as QUEUE, type DeliveryJob } from './common.js';
+import { envelope, envInt, envNum, type DeliveryJob } from './common.js';
 
 const databaseUrl = process.env.BOSS_DATABASE_URL as string;
 const receiverUrl = process.env.RECEIVER_URL as string;
@@ -36,12 +39,33 @@ async function deliver(job: PgBoss.Job<DeliveryJob>): Promise<void> {
   if (res.statusCode < 200 || res.statusCode >= 300) throw new Error(`receiver answered ${res.statusCode}`);
 }
 
-await boss.start();
-for (let i = 0; i < workers; i++) {
-  await boss.work<DeliveryJob>(QUEUE, { batchSize, pollingIntervalSeconds }, async (jobs) => {
-    await Promise.all(jobs.map(deliver));
-  });
+let working: string | null = null;
+
+/**
+ * Stops the work loops of the current queue (jobs in hand finish) and starts them on
+ * `queue`, spread over one polling interval: loops started together would all poll at
+ * once, and an idle queue would be looked at every 0.5 s instead of every 0.5 s / workers.
+ */
+async function workOn(queue: string | null): Promise<void> {
+  if (working) await boss.offWork(working);
+  working = queue;
+  if (!queue) return;
+  for (let i = 0; i < workers; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, (pollingIntervalSeconds * 1000) / workers));
+    await boss.work<DeliveryJob>(queue, { batchSize, pollingIntervalSeconds }, async (jobs) => {
+      await Promise.all(jobs.map(deliver));
+    });
+  }
 }
+
+await boss.start();
+process.on('message', (m: { type?: string; req?: number; queue?: string | null }) => {
+  if (m.type !== 'work') return;
+  workOn(m.queue ?? null).then(
+    () => process.send?.({ type: 'ok', req: m.req }),
+    (err: unknown) => process.send?.({ type: 'error', req: m.req, message: String((err as Error)?.message ?? err) }),
+  );
+});
 process.send?.({ type: 'ready', config: { workers, batchSize, pollingIntervalSeconds, connections, poolMax } });
 
 let stopping = false;

@@ -31,12 +31,14 @@ export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-export class ReceiverProc {
+/** Request/answer over a child's IPC channel: each message carries `req`, its answer the same. */
+export class IpcChannel {
   private nextReq = 1;
-  private waiters = new Map<number, (m: Record<string, unknown>) => void>();
-  private constructor(
+  private readonly waiters = new Map<number, (m: Record<string, unknown>) => void>();
+
+  constructor(
     readonly child: ChildProcess,
-    readonly port: number,
+    private readonly name: string,
   ) {
     child.on('message', (m: Record<string, unknown>) => {
       const w = this.waiters.get(m.req as number);
@@ -47,31 +49,12 @@ export class ReceiverProc {
     });
   }
 
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  static async start(): Promise<ReceiverProc> {
-    const child = fork(path.join(here, 'receiver.js'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    children.add(child);
-    const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('receiver did not start within 10 s')), 10_000);
-      child.once('message', (m: { type?: string; port?: number }) => {
-        clearTimeout(timer);
-        if (m.type === 'ready' && m.port) resolve(m.port);
-        else reject(new Error(`receiver: unexpected first message ${JSON.stringify(m)}`));
-      });
-      child.once('exit', (code) => reject(new Error(`receiver exited with ${code} during start`)));
-    });
-    return new ReceiverProc(child, port);
-  }
-
-  private rpc(msg: Record<string, unknown>, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+  call(msg: Record<string, unknown>, timeoutMs = 30_000): Promise<Record<string, unknown>> {
     const req = this.nextReq++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(req);
-        reject(new Error(`receiver did not answer ${String(msg.type)} within ${timeoutMs} ms`));
+        reject(new Error(`${this.name} did not answer ${String(msg.type)} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiters.set(req, (m) => {
         clearTimeout(timer);
@@ -79,6 +62,45 @@ export class ReceiverProc {
       });
       this.child.send({ ...msg, req });
     });
+  }
+}
+
+/** Waits for a forked child's first message, `{type: 'ready', …}`, and returns it. */
+export function readyMessage<T extends Record<string, unknown>>(child: ChildProcess, name: string, timeoutMs = 30_000, detail = () => ''): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} not ready within ${timeoutMs / 1000} s${detail()}`)), timeoutMs);
+    child.once('message', (m: T) => {
+      clearTimeout(timer);
+      if (m.type === 'ready') resolve(m);
+      else reject(new Error(`${name}: unexpected first message ${JSON.stringify(m)}`));
+    });
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code} during start${detail()}`)));
+  });
+}
+
+export class ReceiverProc {
+  private readonly ipc: IpcChannel;
+  private constructor(
+    readonly child: ChildProcess,
+    readonly port: number,
+  ) {
+    this.ipc = new IpcChannel(child, 'receiver');
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<ReceiverProc> {
+    const execArgv = (process.env.BENCH_RECEIVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = fork(path.join(here, 'receiver.js'), [], { execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    children.add(child);
+    const { port } = await readyMessage<{ port: number }>(child, 'receiver', 10_000);
+    return new ReceiverProc(child, port);
+  }
+
+  private rpc(msg: Record<string, unknown>, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    return this.ipc.call(msg, timeoutMs);
   }
 
   async reset(cfg: PhaseConfig | null): Promise<void> {
@@ -126,7 +148,7 @@ export class ReceiverProc {
 
   async stop(): Promise<void> {
     await this.rpc({ type: 'stop' }, 10_000).catch(() => undefined);
-    await stopChild(this.child, 5000);
+    await stopChild(this.child, 15_000);
   }
 }
 

@@ -204,3 +204,5 @@ process.on('disconnect', () => process.exit(0));
 server.listen(0, '127.0.0.1', () => {
   process.send?.({ type: 'ready', port: (server.address() as AddressInfo).port, pid: process.pid });
 });
+// Exit normally when stopped by signal (so --cpu-prof and the like can write their files).
+process.on('SIGTERM', () => process.exit(0));

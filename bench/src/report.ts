@@ -1,5 +1,6 @@
-import type { BenchConfig, SystemResult } from './context.js';
+import type { BenchConfig, SystemResult, Throughput } from './context.js';
 import type { DrainResult } from './load.js';
+import { medianRatio } from './turns.js';
 
 export interface Environment {
   started: string;
@@ -34,11 +35,13 @@ function table(rows: string[][]): string {
 export function renderReport(
   env: Environment,
   cfg: BenchConfig,
-  r: { raw?: DrainResult; pgboss?: SystemResult; hookpost?: SystemResult },
+  r: { raw?: DrainResult; relay?: DrainResult; pgboss?: SystemResult; hookpost?: SystemResult },
 ): { text: string; missed: string[] } {
   const hp = r.hookpost?.skipped ? undefined : r.hookpost;
   const pb = r.pgboss;
   const rawRate = r.raw ? r.raw.expected / r.raw.drainSeconds : undefined;
+  const relayRate = r.relay ? r.relay.expected / r.relay.drainSeconds : undefined;
+  const shareOf = (a: number | undefined, ceiling: number | undefined) => (a !== undefined && ceiling ? `${((a / ceiling) * 100).toFixed(0)}%` : '—');
   const missed: string[] = [];
   const verdict = (ok: boolean | undefined, what: string) => {
     if (ok === undefined) return '—';
@@ -47,8 +50,15 @@ export function renderReport(
   };
   const div = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
 
-  const aRatio = div(hp?.batch?.deliveredPerSec, pb?.batch?.deliveredPerSec);
-  const bRatio = div(hp?.single?.deliveredPerSec, pb?.single?.deliveredPerSec);
+  const aRatio = medianRatio(hp?.batchRounds, pb?.batchRounds);
+  const bRatio = medianRatio(hp?.singleRounds, pb?.singleRounds);
+  const spread = (rounds: readonly Throughput[] | undefined) =>
+    rounds && rounds.length > 1 ? `${int(Math.min(...rounds.map((t) => t.deliveredPerSec)))}–${int(Math.max(...rounds.map((t) => t.deliveredPerSec)))}` : '';
+  const ratioSpread = (a: readonly Throughput[] | undefined, b: readonly Throughput[] | undefined) => {
+    if (!a || !b || a.length < 2) return '';
+    const r = a.slice(0, b.length).map((x, i) => x.deliveredPerSec / (b[i] as Throughput).deliveredPerSec);
+    return `${times(Math.min(...r))}–${times(Math.max(...r))}`;
+  };
   const p99Ratio = div(pb?.latency?.p99, hp?.latency?.p99);
   const p50Ratio = div(pb?.latency?.p50, hp?.latency?.p50);
   const rssRatio = div(pb?.workerHwmMb, hp?.workerHwmMb);
@@ -65,16 +75,18 @@ export function renderReport(
       '≥ 2× pg-boss bulk',
       verdict(aRatio === undefined ? undefined : aRatio >= 2, '(a) batch drain ≥ 2× pg-boss bulk'),
     ],
+    [`    ${cfg.rounds} rounds, lowest–highest`, spread(hp?.batchRounds), spread(pb?.batchRounds), '', ratioSpread(hp?.batchRounds, pb?.batchRounds), '', ''],
     ['    ingest accepted, events/s', int(hp?.batch?.ingestPerSec), int(pb?.batch?.ingestPerSec), '', times(div(hp?.batch?.ingestPerSec, pb?.batch?.ingestPerSec)), '', ''],
     [
       `(b) 1 event/request, ${cfg.clients} clients → delivered/s`,
       int(hp?.single?.deliveredPerSec),
       `${int(pb?.single?.deliveredPerSec)} 1 insert/event`,
-      '',
+      relayRate === undefined ? '' : `${int(relayRate)} relay`,
       times(bRatio),
       '≥ 5× pg-boss 1/event',
       verdict(bRatio === undefined ? undefined : bRatio >= 5, '(b) one-per-request ≥ 5× pg-boss one-insert-per-event'),
     ],
+    [`    ${cfg.rounds} rounds, lowest–highest`, spread(hp?.singleRounds), spread(pb?.singleRounds), '', ratioSpread(hp?.singleRounds, pb?.singleRounds), '', ''],
     ['    ingest accepted, events/s', int(hp?.single?.ingestPerSec), int(pb?.single?.ingestPerSec), '', times(div(hp?.single?.ingestPerSec, pb?.single?.ingestPerSec)), '', ''],
     [`(c) latency @ ${cfg.rate}/s${pbRateNote}, p50 ms`, ms(hp?.latency?.p50), ms(pb?.latency?.p50), '', times(p50Ratio), '', ''],
     [
@@ -127,7 +139,10 @@ export function renderReport(
     ],
     ['    before fan-out / API process', `${mb(hp?.workerHwmBeforeFanoutMb)} / ${mb(hp?.apiHwmMb)}`, '', '', '', '', ''],
     [`(f) raw signed POSTs, no DB, ${cfg.rawConnections} conns, /s`, '', '', int(rawRate), '', '', ''],
-    ['    (a) as share of raw ceiling', hp?.batch && rawRate ? `${((hp.batch.deliveredPerSec / rawRate) * 100).toFixed(0)}%` : '—', pb?.batch && rawRate ? `${((pb.batch.deliveredPerSec / rawRate) * 100).toFixed(0)}%` : '—', '', '', '', ''],
+    ['    (a) as share of raw ceiling', shareOf(hp?.batch?.deliveredPerSec, rawRate), shareOf(pb?.batch?.deliveredPerSec, rawRate), '', '', '', ''],
+    [`(f) relay: 1 event/request, ${cfg.clients} clients, 202 + signed forward, no DB, /s`, '', '', int(relayRate), '', '', ''],
+    ['    (b) as share of relay ceiling', shareOf(hp?.single?.deliveredPerSec, relayRate), shareOf(pb?.single?.deliveredPerSec, relayRate), '', '', '', ''],
+    ['    (b) target (5× pg-boss) as share of relay ceiling', shareOf(pb?.single ? pb.single.deliveredPerSec * 5 : undefined, relayRate), '', '', '', '', ''],
     [
       'duplicates within each phase (a/b/c/d)',
       hp ? [hp.batch?.duplicates, hp.single?.duplicates, hp.latency?.duplicates, hp.fanout?.duplicates].map((d) => int(d)).join('/') : '—',
@@ -156,7 +171,7 @@ export function renderReport(
   out.push(`Load avg: ${env.loadStart} at start, ${env.loadEnd} at end (1/5/15 min; other work on the machine skews results)`);
   out.push(`Baseline: pg-boss ${env.pgBoss}, undici ${env.undici}   Repo: ${env.git}`);
   out.push(
-    `Workload: (a) ${int(cfg.events)} events, (b) ${int(cfg.singleEvents)} events, (c) ${cfg.steadySeconds} s open loop, (d) ${int(cfg.fanout)} webhooks, ` +
+    `Workload: (a) ${int(cfg.events)} events, (b) ${int(cfg.singleEvents)} events (each ${cfg.rounds} rounds, the systems taking turns; median shown), (c) ${cfg.steadySeconds} s open loop, (d) ${int(cfg.fanout)} webhooks, ` +
       `(f) ${int(cfg.rawEvents)} POSTs; ${int(cfg.warmup)} warm-up events per system; 1 webhook in (a)–(c)`,
   );
   if (pb) out.push(`pg-boss : ${pb.notes.join('; ')}`);

@@ -16,13 +16,14 @@ import { fileURLToPath } from 'node:url';
 import { adminQuery, startEmbeddedPostgres, type RunningPostgres } from '@hookpost/db';
 import pg from 'pg';
 import { log } from './common.js';
-import { loadBenchConfig, type Ctx, type SystemResult } from './context.js';
-import { runHookpost } from './hookpost.js';
+import { loadBenchConfig, type Contender, type Ctx, type SystemResult } from './context.js';
+import { startHookpost } from './hookpost.js';
 import { BenchFailure, type DrainResult } from './load.js';
-import { runPgBoss } from './pgboss.js';
+import { startPgBoss } from './pgboss.js';
 import { ReceiverProc, stopAll } from './procs.js';
-import { runRaw } from './raw.js';
+import { runRaw, runRelay } from './raw.js';
 import { renderReport, type Environment } from './report.js';
+import { measureInTurns } from './turns.js';
 import { renderVirtual, runVirtual, type VirtualResult } from './virtual.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -107,21 +108,41 @@ async function main(): Promise<number> {
 
   const receiver = await ReceiverProc.start();
   const ctx: Ctx = { run, serverUrl, receiver, logDir, repoRoot, cfg };
-  const results: { raw?: DrainResult; pgboss?: SystemResult; hookpost?: SystemResult; virtual?: VirtualResult | { skipped: string } } = {};
+  const results: { raw?: DrainResult; relay?: DrainResult; pgboss?: SystemResult; hookpost?: SystemResult; virtual?: VirtualResult | { skipped: string } } = {};
   let failure: unknown;
   try {
     if (cfg.only.has('raw')) {
       log(`raw ceiling: ${cfg.rawEvents} signed POSTs, ${cfg.rawConnections} connections`);
       results.raw = await runRaw(ctx);
+      log(`relay ceiling: ${cfg.singleEvents} events, one per request, ${cfg.clients} clients, no database`);
+      results.relay = await runRelay(ctx);
     }
-    if (cfg.only.has('pgboss')) {
-      await checkpoint(serverUrl);
-      results.pgboss = await runPgBoss(ctx);
-    }
-    if (cfg.only.has('hookpost')) {
-      await checkpoint(serverUrl);
-      results.hookpost = await runHookpost(ctx);
-      if (results.hookpost.skipped) log(`Hookpost SKIPPED: ${results.hookpost.skipped}`);
+    const contenders: Contender[] = [];
+    try {
+      if (cfg.only.has('pgboss')) {
+        await checkpoint(serverUrl);
+        const pb = await startPgBoss(ctx);
+        contenders.push(pb);
+        results.pgboss = pb.result;
+      }
+      if (cfg.only.has('hookpost')) {
+        await checkpoint(serverUrl);
+        const hp = await startHookpost(ctx);
+        if ('skipped' in hp) {
+          results.hookpost = { name: 'Hookpost', notes: [], skipped: hp.skipped };
+          log(`Hookpost SKIPPED: ${hp.skipped}`);
+        } else {
+          contenders.push(hp);
+          results.hookpost = hp.result;
+        }
+      }
+      await measureInTurns(cfg, contenders, () => checkpoint(serverUrl));
+    } finally {
+      for (const c of contenders) {
+        await c.finish().catch((err: unknown) => {
+          failure ??= err;
+        });
+      }
     }
     if (cfg.only.has('virtual')) {
       await checkpoint(serverUrl);

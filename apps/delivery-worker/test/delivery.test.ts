@@ -265,6 +265,19 @@ describe('replay, rotation, idempotency', () => {
     expect(verifyStandard([again.body.secret], second.headers, second.raw_body)).toEqual({ ok: true });
   });
 
+  it('a changed URL applies to the next delivery (a target is reused only while its webhook is unchanged)', async () => {
+    const w = await stack.trutoWebhook('/moves-a');
+    await stack.call('POST', '/v1/events', { type: 'record:created', data: { m: 1 } });
+    const [first] = await eventually(() => (at('/moves-a')().length ? at('/moves-a')() : null));
+    expect(first?.body).toMatchObject({ payload: { m: 1 } });
+    expect((await stack.call('PATCH', `/webhook/${w.id}`, { target_url: `${stack.receiver.url}/moves-b` })).status).toBe(200);
+    await stack.call('POST', '/v1/events', { type: 'record:created', data: { m: 2 } });
+    const [moved] = await eventually(() => (at('/moves-b')().length ? at('/moves-b')() : null));
+    expect(moved?.body).toMatchObject({ payload: { m: 2 } });
+    expect(moved?.verified).toBe(true);
+    expect(at('/moves-a')()).toHaveLength(1);
+  });
+
   it('ingest is idempotent by Idempotency-Key and by event id', async () => {
     await stack.trutoWebhook('/idem');
     const before = await stack.database.db.selectFrom('events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();

@@ -2,47 +2,92 @@ import type { DeliveryTarget } from './payloads.js';
 import { toUnifiedWebhook } from './webhook-views.js';
 import { webhooks, type Db, type SecretBox } from '@hookpost/db';
 
+interface CachedTarget {
+  /** The webhook row's `updated_at` (ms) the target was built from. */
+  version: number;
+  target: DeliveryTarget;
+  /** False for unified-face targets: only their decrypted secrets are reused. */
+  reusable: boolean;
+  /** When a rotated-out secret stops being sent: the target must be rebuilt then. */
+  expiresAt: number;
+}
+
+const MAX_CACHED = 50_000;
+
 /**
- * Turns webhook rows into delivery targets, fresh for every claimed batch (so a URL
- * change or a rotation applies to the next attempt), decrypting each secret once per
- * webhook version.
+ * Turns webhook rows into delivery targets, current for every attempt: a URL change or a
+ * rotation applies to the next one. Secrets are decrypted once per webhook version.
+ *
+ * The claim reads each webhook's `updated_at` in the same statement (`webhookVersions`).
+ * A target built from that version is reused without reading the webhook again, which
+ * saves a round trip per claimed batch. Every change to what a Truto or Hookpost target
+ * holds goes through `updateWebhook` (URL, fields, include_raw, secrets, pause, delete),
+ * and `updateWebhook` bumps `updated_at`. Unified-face targets are always read afresh,
+ * because their body embeds the live webhook (health, checked_at), and health updates
+ * do not bump the version.
  */
 export class TargetLoader {
-  private readonly decrypted = new Map<string, { version: number; secrets: string[]; expiresAt: number }>();
+  private readonly cache = new Map<string, CachedTarget>();
 
   constructor(
     private readonly db: Db,
     private readonly box: SecretBox,
   ) {}
 
-  async load(ids: readonly string[]): Promise<Map<string, DeliveryTarget>> {
-    const rows = await webhooks.getWebhooksForDelivery(this.db, ids);
+  /**
+   * Targets by webhook id; a webhook that is gone or has no URL is left out.
+   * `webhookVersions` (from the claim): ids mapped to their `updated_at`, or null when the
+   * webhook no longer exists.
+   */
+  async load(ids: readonly string[], webhookVersions?: ReadonlyMap<string, Date | null>): Promise<Map<string, DeliveryTarget>> {
     const now = Date.now();
     const out = new Map<string, DeliveryTarget>();
+    const toRead: string[] = [];
+    for (const id of ids) {
+      if (!webhookVersions) {
+        toRead.push(id);
+        continue;
+      }
+      const version = webhookVersions.get(id);
+      if (version === null) continue; // deleted since it was queued
+      const cached = this.cache.get(id);
+      if (version !== undefined && cached?.reusable && cached.version === version.getTime() && cached.expiresAt > now) out.set(id, cached.target);
+      else toRead.push(id);
+    }
+    if (toRead.length === 0) return out;
+    const rows = await webhooks.getWebhooksForDelivery(this.db, toRead);
+    if (this.cache.size + rows.length > MAX_CACHED) this.cache.clear();
     for (const row of rows) {
       if (!row.hook_url) continue;
       const version = row.updated_at.getTime();
-      let cached = this.decrypted.get(row.id);
-      if (!cached || cached.version !== version || cached.expiresAt <= now) {
-        const secrets = [this.box.open(row.secret_encrypted)];
+      const cached = this.cache.get(row.id);
+      let secrets: readonly string[];
+      let expiresAt: number;
+      if (cached && cached.version === version && cached.expiresAt > now) {
+        secrets = cached.target.secrets;
+        expiresAt = cached.expiresAt;
+      } else {
         const previousExpires = row.previous_secret_expires_at?.getTime() ?? 0;
-        if (row.previous_secret_encrypted && previousExpires > now) secrets.push(this.box.open(row.previous_secret_encrypted));
-        cached = { version, secrets, expiresAt: previousExpires > now ? previousExpires : Number.POSITIVE_INFINITY };
-        this.decrypted.set(row.id, cached);
+        const live = [this.box.open(row.secret_encrypted)];
+        if (row.previous_secret_encrypted && previousExpires > now) live.push(this.box.open(row.previous_secret_encrypted));
+        secrets = live;
+        expiresAt = previousExpires > now ? previousExpires : Number.POSITIVE_INFINITY;
       }
-      out.set(row.id, {
+      const unified = row.origin === 'unified' && !!row.connection_id;
+      const target: DeliveryTarget = {
         id: row.id,
         origin: row.origin,
         hookUrl: row.hook_url,
         environmentId: row.environment_id,
         fields: row.fields,
         includeRaw: row.include_raw,
-        secrets: cached.secrets,
-        ...(row.origin === 'unified' && row.connection_id ? { unifiedView: toUnifiedWebhook(row) } : {}),
+        secrets,
+        ...(unified ? { unifiedView: toUnifiedWebhook(row) } : {}),
         ...(row.external_xref ? { externalXref: row.external_xref } : {}),
-      });
+      };
+      this.cache.set(row.id, { version, target, reusable: !unified, expiresAt });
+      out.set(row.id, target);
     }
-    if (this.decrypted.size > 50_000) this.decrypted.clear();
     return out;
   }
 }

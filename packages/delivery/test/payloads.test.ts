@@ -28,6 +28,7 @@ function claimed(json: unknown): ClaimedDelivery {
     event_data_json: text.replace(/":/g, '": ').replace(/,"/g, ', "'),
     event_has_raw: typeof json === 'object' && json !== null && 'raw' in json,
     event_created_at: new Date('2026-12-01T00:00:01Z'),
+    webhook_updated_at: new Date('2026-12-01T00:00:00Z'),
   };
 }
 

@@ -222,7 +222,9 @@ export class DeliveryEngine {
     const claimedAt = Date.now();
     let targets: Map<string, DeliveryTarget>;
     try {
-      targets = await this.o.targets.load([...new Set(claimed.map((d) => d.webhook_id))]);
+      // The claim read each webhook's version: targets already built from it need no read.
+      const versions = new Map(claimed.map((d) => [d.webhook_id, d.webhook_updated_at]));
+      targets = await this.o.targets.load([...versions.keys()], versions);
     } catch (err) {
       this.o.logger.error({ err, deliveries: claimed.length }, 'could not load the claimed deliveries\' webhooks; handing them back');
       this.stats.released += claimed.length;

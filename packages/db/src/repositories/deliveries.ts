@@ -22,6 +22,8 @@ export interface ClaimedDelivery {
   /** Whether the event's data has a top-level `raw` (dropped unless the webhook includes it). */
   event_has_raw: boolean | null;
   event_created_at: Date | null;
+  /** The webhook's `updated_at` as of the claim (its version); null: the webhook is gone. */
+  webhook_updated_at: Date | null;
 }
 
 /**
@@ -74,8 +76,9 @@ export async function claimDue(
         from locked where d.id = locked.id
       returning d.id, d.webhook_id, d.event_id, d.kind, d.payload, d.attempts, d.created_at
     )
-    select c.*, e.type as event_type, e.object_type as event_object_type, e.data::text as event_data_json, e.data ? 'raw' as event_has_raw, e.created_at as event_created_at
-    from claimed c left join events e on e.id = c.event_id
+    select c.*, e.type as event_type, e.object_type as event_object_type, e.data::text as event_data_json, e.data ? 'raw' as event_has_raw, e.created_at as event_created_at,
+           w.updated_at as webhook_updated_at
+    from claimed c left join events e on e.id = c.event_id left join webhooks w on w.id = c.webhook_id
   `.execute(db);
   return result.rows;
 }
