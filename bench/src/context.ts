@@ -144,6 +144,8 @@ export interface SystemResult {
  */
 export interface Contender {
   readonly result: SystemResult;
+  /** The system's own database (ANALYZEd before each measurement). */
+  readonly databaseUrl: string;
   /** (a) one round. */
   batch(round: number): Promise<Throughput>;
   /** (b) one round. */

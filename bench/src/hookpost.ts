@@ -184,6 +184,7 @@ export async function startHookpost(ctx: Ctx): Promise<Contender | { skipped: st
 
     return {
       result,
+      databaseUrl: url,
       batch: async (round) => {
         sampler.setPhase(`a${round}`);
         const phase = `hp-batch-${round}`;

@@ -121,6 +121,7 @@ export async function startPgBoss(ctx: Ctx): Promise<Contender> {
 
     return {
       result,
+      databaseUrl: url,
       batch: (round) =>
         measuring(`a${round}`, async (q) => {
           const phase = `pgboss-bulk-${round}`;

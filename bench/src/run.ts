@@ -52,6 +52,17 @@ async function checkpoint(url: string): Promise<void> {
   await adminQuery(url, 'checkpoint').catch((err: unknown) => log(`CHECKPOINT skipped: ${String((err as Error)?.message ?? err)}`));
 }
 
+/**
+ * Before each measurement: fresh planner statistics in every system's database, then a
+ * CHECKPOINT. Without the ANALYZE, a queue table that grew from empty to 100,000 rows in a
+ * minute is planned with the statistics of the empty one until autovacuum gets to it; one
+ * pg-boss (a) round fell from ~2,800 to 955/s that way.
+ */
+async function settle(serverUrl: string, contenders: readonly Contender[]): Promise<void> {
+  for (const c of contenders) await adminQuery(c.databaseUrl, 'analyze');
+  await checkpoint(serverUrl);
+}
+
 function gitDescribe(): string {
   try {
     const head = execFileSync('git', ['-C', repoRoot, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim();
@@ -136,7 +147,7 @@ async function main(): Promise<number> {
           results.hookpost = hp.result;
         }
       }
-      await measureInTurns(cfg, contenders, () => checkpoint(serverUrl));
+      await measureInTurns(cfg, contenders, () => settle(serverUrl, contenders));
     } finally {
       for (const c of contenders) {
         await c.finish().catch((err: unknown) => {

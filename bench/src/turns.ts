@@ -1,6 +1,6 @@
 /**
  * The order of measurements. (a) and (b) run `cfg.rounds` times with the systems taking
- * turns (pg-boss, Hookpost; then Hookpost, pg-boss; …), each after a CHECKPOINT, so a
+ * turns (pg-boss, Hookpost; then Hookpost, pg-boss; …), each after an ANALYZE and a CHECKPOINT, so a
  * shared machine that slows down or speeds up for a minute affects both alike. Each
  * system's figure is its median round; the ratio is the median of the rounds' ratios.
  * (c) and (d) run once per system.
