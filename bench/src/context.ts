@@ -88,6 +88,11 @@ export interface Throughput {
   /** Re-deliveries of earlier phases that arrived during this one. */
   lateDuplicates: number;
   stray: number;
+  /**
+   * CPU µs per delivery over the phase: the system under test (its processes and its
+   * Postgres) and the harness (driver, verifying receiver, sampler).
+   */
+  cpuUsPerDelivery?: { system: number; harness: number };
 }
 
 export interface Latency {

@@ -3,7 +3,7 @@
  */
 import { log, nowUs, percentile, sleep, type PhaseConfig, type ReceiverStats } from './common.js';
 import type { Latency, Throughput } from './context.js';
-import type { CpuMeter, ReceiverProc } from './procs.js';
+import { formatCpu, splitCpu, type CpuMeter, type CpuUsage, type ReceiverProc } from './procs.js';
 
 /** `concurrency` loops take indexes 0..n-1 in order; the first error stops all and is thrown. */
 export async function closedLoop(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
@@ -98,6 +98,8 @@ export interface DrainResult {
   /** Producer start → receiver holds every expected delivery. */
   drainSeconds: number;
   stats: ReceiverStats;
+  /** Where the phase's CPU went (when metered). */
+  cpu?: CpuUsage;
 }
 
 export interface PhaseLimits {
@@ -131,13 +133,14 @@ export async function measurePhase(
   await sleep(settleMs);
   const stats = await receiver.stats(cfg.collectLatency);
   assertClean(cfg.phase, stats);
-  if (meter) log(`${cfg.phase}: ${await meter.report()}`);
+  const cpu = meter ? await meter.measure() : undefined;
+  if (cpu) log(`${cfg.phase}: ${formatCpu(cpu)}`);
   if (tally) {
     tally.lateDuplicates += stats.lateDuplicates;
     tally.stray += stats.stray;
   }
   const doneUs = stats.completeAtUs ?? stats.lastAtUs ?? nowUs();
-  return { expected: cfg.expected, ingestSeconds: (ingestDoneUs - startUs) / 1e6, drainSeconds: (doneUs - startUs) / 1e6, stats };
+  return { expected: cfg.expected, ingestSeconds: (ingestDoneUs - startUs) / 1e6, drainSeconds: (doneUs - startUs) / 1e6, stats, ...(cpu ? { cpu } : {}) };
 }
 
 /** Deliveries that arrived after their phase had ended, summed over a system's phases. */
@@ -191,7 +194,12 @@ export function throughputOf(events: number, r: DrainResult): Throughput {
     duplicates: r.stats.duplicateIds + r.stats.duplicateEvents,
     lateDuplicates: r.stats.lateDuplicates,
     stray: r.stats.stray,
+    ...(r.cpu ? { cpuUsPerDelivery: perDelivery(splitCpu(r.cpu), r.expected) } : {}),
   };
+}
+
+function perDelivery(cpu: { system: number; harness: number }, deliveries: number): { system: number; harness: number } {
+  return { system: (cpu.system / deliveries) * 1e6, harness: (cpu.harness / deliveries) * 1e6 };
 }
 
 export function latencyOf(targetRate: number, ol: OpenLoopResult, r: DrainResult): Latency {

@@ -287,32 +287,64 @@ export class CpuMeter {
     return m;
   }
 
-  /** CPU seconds of each process and the total, over the wall time since the start. */
-  async report(): Promise<string> {
-    const wall = (nowUs() - this.startUs) / 1e6;
+  /** CPU seconds of each process and of Postgres by label, over the wall time since the start. */
+  async measure(): Promise<CpuUsage> {
+    const wallSeconds = (nowUs() - this.startUs) / 1e6;
     const pgNow = postgresCpu();
     const own = process.cpuUsage(this.own);
-    const named: Record<string, number> = {};
-    for (const [k, pid] of Object.entries(this.pids)) named[k] = safeCpu(pid) - (this.named[k] ?? 0);
-    named.driver = (own.user + own.system) / 1e6;
+    const processes: Record<string, number> = {};
+    for (const [k, pid] of Object.entries(this.pids)) processes[k] = safeCpu(pid) - (this.named[k] ?? 0);
+    processes.driver = (own.user + own.system) / 1e6;
     const labels = new Map([...this.labels, ...(await postgresLabels(this.serverUrl).catch(() => new Map<number, string>()))]);
-    const pgBy: Record<string, number> = {};
-    let pgTotal = 0;
+    const postgres: Record<string, number> = {};
     for (const [pid, s] of pgNow) {
       const used = s - (this.pg.get(pid) ?? 0);
       if (used <= 0) continue;
       const label = labels.get(pid) ?? 'postgres (other)';
-      pgBy[label] = (pgBy[label] ?? 0) + used;
-      pgTotal += used;
+      postgres[label] = (postgres[label] ?? 0) + used;
     }
-    const total = Object.values(named).reduce((a, b) => a + b, 0) + pgTotal;
-    const fmt = (o: Record<string, number>) =>
-      Object.entries(o)
-        .sort((a, b) => b[1] - a[1])
-        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
-        .join(', ');
-    return `CPU s over ${wall.toFixed(1)} s wall: ${fmt(named)}; postgres ${pgTotal.toFixed(1)} [${fmt(pgBy)}]; total ${total.toFixed(1)} (${(total / wall).toFixed(2)} cores)`;
+    return { wallSeconds, processes, postgres };
   }
+}
+
+/** Where a phase's CPU went, in seconds. */
+export interface CpuUsage {
+  wallSeconds: number;
+  /** The named processes, and `driver` (this process). */
+  processes: Record<string, number>;
+  /** Postgres processes by application_name (else backend type). */
+  postgres: Record<string, number>;
+}
+
+/** The bench's own processes: the driver (load and bookkeeping), the verifying receiver, the slow-query sampler. */
+const HARNESS_PROCESSES = new Set(['driver', 'receiver']);
+const HARNESS_POSTGRES = new Set(['bench-sampler']);
+
+const sum = (o: Record<string, number>, keep: (k: string) => boolean) =>
+  Object.entries(o).reduce((acc, [k, v]) => (keep(k) ? acc + v : acc), 0);
+
+/**
+ * CPU seconds of the system under test (its processes and every Postgres process but the
+ * bench's sampler) and of the harness (driver, receiver, sampler). pg-boss's producer runs
+ * inside the driver, so its client-side CPU counts as harness: the split favours pg-boss.
+ */
+export function splitCpu(u: CpuUsage): { system: number; harness: number } {
+  return {
+    system: sum(u.processes, (k) => !HARNESS_PROCESSES.has(k)) + sum(u.postgres, (k) => !HARNESS_POSTGRES.has(k)),
+    harness: sum(u.processes, (k) => HARNESS_PROCESSES.has(k)) + sum(u.postgres, (k) => HARNESS_POSTGRES.has(k)),
+  };
+}
+
+/** `CPU s over 8.4 s wall: worker 5.2, receiver 2.3, …; postgres 4.7 [hookpost-worker 3.4, …]; total 13.6 (1.62 cores)` */
+export function formatCpu(u: CpuUsage): string {
+  const fmt = (o: Record<string, number>) =>
+    Object.entries(o)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+      .join(', ');
+  const pgTotal = sum(u.postgres, () => true);
+  const total = sum(u.processes, () => true) + pgTotal;
+  return `CPU s over ${u.wallSeconds.toFixed(1)} s wall: ${fmt(u.processes)}; postgres ${pgTotal.toFixed(1)} [${fmt(u.postgres)}]; total ${total.toFixed(1)} (${(total / u.wallSeconds).toFixed(2)} cores)`;
 }
 
 function safeCpu(pid: number): number {

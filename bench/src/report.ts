@@ -1,6 +1,6 @@
 import type { BenchConfig, SystemResult, Throughput } from './context.js';
 import type { DrainResult } from './load.js';
-import { medianRatio } from './turns.js';
+import { median, medianRatio } from './turns.js';
 
 export interface Environment {
   started: string;
@@ -59,6 +59,17 @@ export function renderReport(
     const r = a.slice(0, b.length).map((x, i) => x.deliveredPerSec / (b[i] as Throughput).deliveredPerSec);
     return `${times(Math.min(...r))}–${times(Math.max(...r))}`;
   };
+  const cpuOf = (rounds: readonly Throughput[] | undefined) => {
+    const got = (rounds ?? []).map((t) => t.cpuUsPerDelivery).filter((c) => c !== undefined);
+    if (got.length === 0) return undefined;
+    return { system: median(got.map((c) => c.system)), harness: median(got.map((c) => c.harness)) };
+  };
+  const cpuCell = (c: { system: number; harness: number } | undefined) => (c ? `${int(c.system)} / ${int(c.harness)}` : '—');
+  const cpuRow = (hpRounds: readonly Throughput[] | undefined, pbRounds: readonly Throughput[] | undefined): string[] => {
+    const h = cpuOf(hpRounds);
+    const b = cpuOf(pbRounds);
+    return ['    CPU µs per delivery: system / harness', cpuCell(h), cpuCell(b), '', times(div(b?.system, h?.system)), '', ''];
+  };
   const p99Ratio = div(pb?.latency?.p99, hp?.latency?.p99);
   const p50Ratio = div(pb?.latency?.p50, hp?.latency?.p50);
   const rssRatio = div(pb?.workerHwmMb, hp?.workerHwmMb);
@@ -77,6 +88,7 @@ export function renderReport(
     ],
     [`    ${cfg.rounds} rounds, lowest–highest`, spread(hp?.batchRounds), spread(pb?.batchRounds), '', ratioSpread(hp?.batchRounds, pb?.batchRounds), '', ''],
     ['    ingest accepted, events/s', int(hp?.batch?.ingestPerSec), int(pb?.batch?.ingestPerSec), '', times(div(hp?.batch?.ingestPerSec, pb?.batch?.ingestPerSec)), '', ''],
+    cpuRow(hp?.batchRounds, pb?.batchRounds),
     [
       `(b) 1 event/request, ${cfg.clients} clients → delivered/s`,
       int(hp?.single?.deliveredPerSec),
@@ -88,6 +100,7 @@ export function renderReport(
     ],
     [`    ${cfg.rounds} rounds, lowest–highest`, spread(hp?.singleRounds), spread(pb?.singleRounds), '', ratioSpread(hp?.singleRounds, pb?.singleRounds), '', ''],
     ['    ingest accepted, events/s', int(hp?.single?.ingestPerSec), int(pb?.single?.ingestPerSec), '', times(div(hp?.single?.ingestPerSec, pb?.single?.ingestPerSec)), '', ''],
+    cpuRow(hp?.singleRounds, pb?.singleRounds),
     [`(c) latency @ ${cfg.rate}/s${pbRateNote}, p50 ms`, ms(hp?.latency?.p50), ms(pb?.latency?.p50), '', times(p50Ratio), '', ''],
     [
       '    p99 ms',

@@ -48,9 +48,14 @@ export function medianRound(rounds: readonly Throughput[] | undefined): Throughp
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
+/** The median of some numbers (the lower middle one for an even count). */
+export function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((x, y) => x - y);
+  return sorted[Math.floor((sorted.length - 1) / 2)] as number;
+}
+
 /** Median of per-round ratios a[i] / b[i] (rounds paired by index: they ran back to back). */
 export function medianRatio(a: readonly Throughput[] | undefined, b: readonly Throughput[] | undefined): number | undefined {
   if (!a?.length || !b?.length) return undefined;
-  const ratios = a.slice(0, b.length).map((x, i) => x.deliveredPerSec / (b[i] as Throughput).deliveredPerSec).sort((x, y) => x - y);
-  return ratios[Math.floor((ratios.length - 1) / 2)];
+  return median(a.slice(0, b.length).map((x, i) => x.deliveredPerSec / (b[i] as Throughput).deliveredPerSec));
 }
