@@ -4,6 +4,7 @@ import * as m0002 from './migrations/2026_11_22_0002_events_and_deliveries.js';
 import * as m0003 from './migrations/2026_12_01_0003_virtual_polling.js';
 import * as m0004 from './migrations/2026_12_01_0004_deliveries_drop_workspace_fk.js';
 import * as m0005 from './migrations/2026_12_01_0005_queue_hot_path.js';
+import * as m0006 from './migrations/2026_12_01_0006_deliveries_webhook_locks.js';
 
 /** Every migration, in order. Static imports: no runtime file scanning. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -12,6 +13,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '2026_12_01_0003_virtual_polling': m0003,
   '2026_12_01_0004_deliveries_drop_workspace_fk': m0004,
   '2026_12_01_0005_queue_hot_path': m0005,
+  '2026_12_01_0006_deliveries_webhook_locks': m0006,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

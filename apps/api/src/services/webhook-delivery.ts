@@ -71,7 +71,7 @@ export async function sendTestNow(ctx: ApiContext, row: WebhookWithEnv): Promise
   const id = randomUUID();
   const leaseMs = ctx.config.delivery.leaseMs;
   const leasedBy = `api-test-${id}`;
-  await deliveries.insertDelivery(ctx.db, {
+  const queued = await deliveries.insertDelivery(ctx.db, {
     id,
     workspaceId: row.workspace_id,
     webhookId: row.id,
@@ -81,6 +81,7 @@ export async function sendTestNow(ctx: ApiContext, row: WebhookWithEnv): Promise
     leasedBy,
     leaseMs,
   });
+  if (!queued) return false; // deleted meanwhile
   const target = (await new TargetLoader(ctx.db, ctx.secrets).load([row.id])).get(row.id);
   if (!target) return false;
   const claimed = { id, webhook_id: row.id, event_id: null, kind: 'test' as const, payload: TEST_PAYLOAD, attempts: 1, created_at: new Date(), event_type: null, event_object_type: null, event_data_json: null, event_has_raw: null, event_created_at: null, webhook_updated_at: row.updated_at };

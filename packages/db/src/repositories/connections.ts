@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { inTransaction, type Db } from '../client.js';
-import { deleteAttemptsOfWebhooks } from './deliveries.js';
+import { deleteDeliveriesOfWebhooks } from './deliveries.js';
 import type { ConnectionRow, ConnectionUpdate, NewConnection } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
 
@@ -33,13 +33,16 @@ export async function updateConnection(db: Db, scope: Scope, id: string, values:
   return r.numUpdatedRows > 0n;
 }
 
-/** Deletes the connection; its webhooks and their deliveries go with it (ON DELETE CASCADE), and their attempt log. */
+/**
+ * Deletes the connection and its webhooks (ON DELETE CASCADE), with their deliveries and
+ * attempt log. The webhooks are locked first, in id order (as inserts of deliveries lock them).
+ */
 export async function deleteConnection(db: Db, scope: Scope, id: string): Promise<boolean> {
   return inTransaction(db, async (trx) => {
     const row = await trx.selectFrom('connections').select('id').where(inScope(scope)).where('id', '=', id).forUpdate().executeTakeFirst();
     if (!row) return false;
-    const hooks = await trx.selectFrom('webhooks').select('id').where('connection_id', '=', row.id).execute();
-    await deleteAttemptsOfWebhooks(
+    const hooks = await trx.selectFrom('webhooks').select('id').where('connection_id', '=', row.id).orderBy('id').forUpdate().execute();
+    await deleteDeliveriesOfWebhooks(
       trx,
       hooks.map((h) => h.id),
     );

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { PREPARE, type Db } from '../client.js';
 import type { DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
 
@@ -188,16 +188,33 @@ export async function completeBatch(
 }
 
 /**
- * Deletes the attempt log of these webhooks' deliveries. Attempts have no foreign key to
- * their delivery (migration 0005), so deleting a webhook (or its connection) calls this
- * first; the deliveries themselves go by cascade.
+ * Deletes these webhooks' deliveries and their attempt log. Deliveries and attempts have
+ * no foreign key to their webhook (migrations 0005, 0006): deleting a webhook (or its
+ * connection) locks the webhooks FOR UPDATE, then calls this, in one transaction.
  */
-export async function deleteAttemptsOfWebhooks(db: Db, webhookIds: readonly string[]): Promise<void> {
+export async function deleteDeliveriesOfWebhooks(db: Db, webhookIds: readonly string[]): Promise<void> {
   if (webhookIds.length === 0) return;
   await sql`
     delete from delivery_attempts a using deliveries d
     where d.webhook_id = any(${webhookIds}::uuid[]) and a.delivery_id = d.id
   `.execute(db);
+  await sql`delete from deliveries where webhook_id = any(${webhookIds}::uuid[])`.execute(db);
+}
+
+/**
+ * The webhooks among `ids` that still exist, locked FOR KEY SHARE (in id order) until the
+ * caller's transaction ends: what a foreign key check would take per inserted row, taken
+ * once per webhook. A delete of one of them waits for the insert to commit, then deletes
+ * what it inserted; a webhook deleted before is left out. Every statement that inserts
+ * deliveries inserts only for the webhooks this returns (migration 0006).
+ */
+export function liveWebhooks(ids: readonly string[] | RawBuilder<string[]>): RawBuilder<unknown> {
+  const list = isRaw(ids) ? ids : sql`${ids}::uuid[]`;
+  return sql`select w.id, w.is_active, w.is_paused from webhooks w where w.id = any(${list}) order by w.id for key share`;
+}
+
+function isRaw(x: readonly string[] | RawBuilder<string[]>): x is RawBuilder<string[]> {
+  return !Array.isArray(x);
 }
 
 /** Takes a webhook's pending deliveries out of the queue (paused or disabled). */
@@ -229,37 +246,37 @@ export interface NewDelivery {
 /** Queues many deliveries (virtual pages) in as few statements as it can; wakes the workers. */
 export async function insertDeliveries(db: Db, rows: readonly NewDelivery[]): Promise<void> {
   for (let i = 0; i < rows.length; i += 500) {
-    await db
-      .insertInto('deliveries')
-      .values(rows.slice(i, i + 500).map((d) => ({ ...d, payload: JSON.stringify(d.payload) })))
-      .execute();
+    const chunk = rows.slice(i, i + 500);
+    const col = <K extends keyof NewDelivery>(k: K) => chunk.map((d) => d[k]);
+    await sql`
+      with live as materialized (${liveWebhooks([...new Set(col('webhook_id'))])})
+      insert into deliveries (id, workspace_id, webhook_id, kind, payload, status)
+      select r.* from unnest(${col('id')}::uuid[], ${col('workspace_id')}::uuid[], ${col('webhook_id')}::uuid[], ${col('kind')}::text[],
+                             ${chunk.map((d) => JSON.stringify(d.payload))}::jsonb[], ${col('status')}::text[])
+        as r(id, workspace_id, webhook_id, kind, payload, status)
+      where r.webhook_id in (select id from live)
+    `.execute(db);
   }
   if (rows.some((d) => d.status === 'pending')) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
 }
 
-/** Queues a delivery outside the event path (test sends, virtual pages, replays). */
+/** Queues a delivery outside the event path (test sends); undefined when the webhook is gone. */
 export async function insertDelivery(
   db: Db,
   values: { id: string; workspaceId: string; webhookId: string; eventId?: string | null; kind: DeliveryKind; payload?: unknown; status?: 'pending' | 'held' | 'delivering'; replayOf?: string | null; leasedBy?: string; leaseMs?: number },
-): Promise<DeliveryRow> {
-  const row = await db
-    .insertInto('deliveries')
-    .values({
-      id: values.id,
-      workspace_id: values.workspaceId,
-      webhook_id: values.webhookId,
-      event_id: values.eventId ?? null,
-      kind: values.kind,
-      payload: values.payload === undefined ? null : JSON.stringify(values.payload),
-      status: values.status ?? 'pending',
-      replay_of: values.replayOf ?? null,
-      leased_by: values.leasedBy ?? null,
-      lease_until: values.leaseMs ? new Date(Date.now() + values.leaseMs) : null,
-      attempts: values.status === 'delivering' ? 1 : 0,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  if (row.status === 'pending') await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+): Promise<DeliveryRow | undefined> {
+  const status = values.status ?? 'pending';
+  const r = await sql<DeliveryRow>`
+    with live as materialized (${liveWebhooks([values.webhookId])})
+    insert into deliveries (id, workspace_id, webhook_id, event_id, kind, payload, status, replay_of, leased_by, lease_until, attempts)
+    select ${values.id}::uuid, ${values.workspaceId}::uuid, live.id, ${values.eventId ?? null}::uuid, ${values.kind}, ${values.payload === undefined ? null : JSON.stringify(values.payload)}::jsonb,
+           ${status}, ${values.replayOf ?? null}::uuid, ${values.leasedBy ?? null},
+           ${values.leaseMs ? new Date(Date.now() + values.leaseMs) : null}::timestamptz, ${status === 'delivering' ? 1 : 0}
+    from live
+    returning *
+  `.execute(db);
+  const row = r.rows[0];
+  if (row?.status === 'pending') await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
   return row;
 }
 
@@ -306,10 +323,11 @@ export async function listAttempts(db: Db, deliveryId: string): Promise<Delivery
 export async function replayDeliveries(db: Db, workspaceId: string, ids: readonly string[]): Promise<string[]> {
   if (ids.length === 0) return [];
   const r = await sql<{ id: string }>`
+    with live as materialized (${liveWebhooks(sql<string[]>`array(select webhook_id from deliveries where workspace_id = ${workspaceId} and id = any(${ids}::uuid[]))`)})
     insert into deliveries (id, workspace_id, webhook_id, event_id, kind, payload, status, replay_of)
     select gen_random_uuid(), d.workspace_id, d.webhook_id, d.event_id, d.kind, d.payload,
            case when w.is_active and not w.is_paused then 'pending' else 'held' end, d.id
-    from deliveries d join webhooks w on w.id = d.webhook_id
+    from deliveries d join live w on w.id = d.webhook_id
     where d.workspace_id = ${workspaceId} and d.id = any(${ids}::uuid[])
     returning id
   `.execute(db);

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { PREPARE, type Db } from '../client.js';
+import { liveWebhooks } from './deliveries.js';
 
 export interface NewEvent {
   /** Hookpost's id for the event (a UUID chosen by the caller). */
@@ -57,12 +58,16 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
         and (w.filters = '{}'::jsonb or not exists (
               select 1 from jsonb_each_text(w.filters) f where (i.data ->> f.key) is distinct from f.value))
     ),
+    -- The matched webhooks, locked FOR KEY SHARE once each (not per delivery row, as a
+    -- foreign key would: migration 0006); one deleted meanwhile is left out.
+    live as materialized (${liveWebhooks(sql<string[]>`array(select distinct webhook_id from matched)`)}),
+    reached as materialized (select m.* from matched m where m.webhook_id in (select id from live)),
     -- The event keeps its fan-out count: a repeat answers with it, without counting
     -- deliveries (which need no index on event_id for it).
     ins as (
       insert into events (id, workspace_id, environment_id, external_id, type, object_type, connection_id, data, deliveries)
       select i.*, coalesce(c.n, 0)
-      from input i left join (select event_id, count(*)::int as n from matched group by event_id) c on c.event_id = i.id
+      from input i left join (select event_id, count(*)::int as n from reached group by event_id) c on c.event_id = i.id
       on conflict (workspace_id, external_id) where external_id is not null do nothing
       returning id, deliveries
     ),
@@ -70,7 +75,7 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
     fan as (
       insert into deliveries (id, workspace_id, webhook_id, event_id, kind, status)
       select gen_random_uuid(), m.workspace_id, m.webhook_id, m.event_id, 'event', 'pending'
-      from matched m join ins on ins.id = m.event_id
+      from reached m join ins on ins.id = m.event_id
       returning 1
     ),
     -- Wake the workers (delivered at commit), in the same statement: no extra round trip.

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { inTransaction, PREPARE, type Db } from '../client.js';
-import { deleteAttemptsOfWebhooks } from './deliveries.js';
+import { deleteDeliveriesOfWebhooks } from './deliveries.js';
 import type { NewWebhook, WebhookRow, WebhookUpdate } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
 
@@ -34,12 +34,15 @@ export async function updateWebhook(db: Db, scope: Scope, id: string, values: We
   return r.numUpdatedRows > 0n;
 }
 
-/** Deletes the webhook, its deliveries (cascade) and their attempt log. */
+/**
+ * Deletes the webhook, its deliveries and their attempt log. The row lock waits for
+ * inserts of deliveries in flight (they hold it FOR KEY SHARE), so their rows are deleted too.
+ */
 export async function deleteWebhook(db: Db, scope: Scope, id: string): Promise<boolean> {
   return inTransaction(db, async (trx) => {
     const row = await trx.selectFrom('webhooks').select('id').where(inScope(scope)).where('id', '=', id).forUpdate().executeTakeFirst();
     if (!row) return false;
-    await deleteAttemptsOfWebhooks(trx, [row.id]);
+    await deleteDeliveriesOfWebhooks(trx, [row.id]);
     await trx.deleteFrom('webhooks').where('id', '=', row.id).execute();
     return true;
   });

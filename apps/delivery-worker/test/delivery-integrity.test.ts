@@ -1,0 +1,132 @@
+/**
+ * Deliveries have no foreign key to their webhook (migration 0006): every statement that
+ * inserts deliveries locks its webhooks FOR KEY SHARE, and deleting a webhook locks it
+ * FOR UPDATE and deletes its deliveries. These tests race the two on real Postgres.
+ */
+import { randomUUID } from 'node:crypto';
+import { deliveries, events, webhooks, workspaces, type Database, type NewEvent } from '@hookpost/db';
+import { createTestDatabase, type TestDatabase } from '@hookpost/testkit';
+import { sql, type Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+let t: TestDatabase;
+let scope: { workspaceId: string; environmentId: string };
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  const { workspace, environment } = await workspaces.createWorkspace(t.db, 'integrity');
+  scope = { workspaceId: workspace.id, environmentId: environment.id };
+});
+afterAll(async () => t?.drop());
+
+async function webhook(): Promise<string> {
+  const row = await webhooks.insertWebhook(t.db, {
+    workspace_id: scope.workspaceId,
+    environment_id: scope.environmentId,
+    connection_id: null,
+    origin: 'truto',
+    integration_type: null,
+    object_type: null,
+    event_types: [],
+    hook_url: 'http://127.0.0.1:9/integrity',
+    db_type: null,
+    db_url_encrypted: null,
+    db_url_redacted: null,
+    db_schema: null,
+    db_name_prefix: null,
+    interval_minutes: null,
+    page_max_limit: null,
+    filters: '{}',
+    fields: null,
+    subscriptions: [],
+    meta: null,
+    secret_encrypted: Buffer.from('not used here'),
+    previous_secret_encrypted: null,
+    previous_secret_expires_at: null,
+    disabled_reason: null,
+    stream_id: null,
+    initial_sync: null,
+    unhealthy_reason: null,
+  });
+  return row.id;
+}
+
+function event(): NewEvent {
+  return {
+    id: randomUUID(),
+    workspaceId: scope.workspaceId,
+    environmentId: scope.environmentId,
+    externalId: null,
+    type: 'record:created',
+    objectType: null,
+    connectionId: null,
+    data: { id: randomUUID() },
+  };
+}
+
+async function deliveriesOf(db: Kysely<Database>, webhookId: string): Promise<number> {
+  const r = await sql<{ n: number }>`select count(*)::int as n from deliveries where webhook_id = ${webhookId}`.execute(db);
+  return r.rows[0]?.n ?? -1;
+}
+
+/** Whether `p` is still pending after `ms`. */
+async function stillPending(p: Promise<unknown>, ms = 300): Promise<boolean> {
+  const pending = Symbol('pending');
+  const winner = await Promise.race([p.then(() => null, () => null), new Promise((r) => setTimeout(() => r(pending), ms))]);
+  return winner === pending;
+}
+
+describe('deliveries and the deletion of their webhook', () => {
+  it('a delete waits for an ingest in flight and deletes what it fanned out', async () => {
+    const id = await webhook();
+    let deletion: Promise<boolean> | undefined;
+    await t.db.transaction().execute(async (trx) => {
+      const [ingested] = await events.ingestEvents(trx, [event()]);
+      expect(ingested?.deliveries).toBe(1);
+      deletion = webhooks.deleteWebhook(t.db, scope, id);
+      // The ingest holds the webhook FOR KEY SHARE: the delete cannot take it yet.
+      expect(await stillPending(deletion)).toBe(true);
+    });
+    expect(await deletion).toBe(true);
+    expect(await deliveriesOf(t.db, id)).toBe(0);
+  });
+
+  it('an ingest that starts while a delete is in flight fans out to nothing there', async () => {
+    const id = await webhook();
+    const other = await webhook();
+    let ingest: Promise<events.IngestedEvent[]> | undefined;
+    await t.db.transaction().execute(async (trx) => {
+      await trx.selectFrom('webhooks').select('id').where('id', '=', id).forUpdate().execute();
+      await trx.deleteFrom('webhooks').where('id', '=', id).execute();
+      ingest = events.ingestEvents(t.db, [event()]);
+      expect(await stillPending(ingest)).toBe(true);
+    });
+    const [ingested] = (await ingest) ?? [];
+    // The other webhook still gets its delivery, and the count says so.
+    expect(ingested?.deliveries).toBe(1);
+    expect(await deliveriesOf(t.db, id)).toBe(0);
+    expect(await deliveriesOf(t.db, other)).toBe(1);
+    await webhooks.deleteWebhook(t.db, scope, other);
+  });
+
+  it('test sends and virtual pages are not queued for a deleted webhook', async () => {
+    const id = await webhook();
+    await webhooks.deleteWebhook(t.db, scope, id);
+    const row = await deliveries.insertDelivery(t.db, { id: randomUUID(), workspaceId: scope.workspaceId, webhookId: id, kind: 'test', payload: { t: 1 } });
+    expect(row).toBeUndefined();
+    await deliveries.insertDeliveries(t.db, [
+      { id: randomUUID(), workspace_id: scope.workspaceId, webhook_id: id, kind: 'virtual', payload: { records: [] }, status: 'pending' },
+    ]);
+    expect(await deliveriesOf(t.db, id)).toBe(0);
+
+    const live = await webhook();
+    const queued = await deliveries.insertDelivery(t.db, { id: randomUUID(), workspaceId: scope.workspaceId, webhookId: live, kind: 'test', payload: { t: 1 } });
+    expect(queued?.status).toBe('pending');
+    await deliveries.insertDeliveries(t.db, [
+      { id: randomUUID(), workspace_id: scope.workspaceId, webhook_id: live, kind: 'virtual', payload: { records: [] }, status: 'held' },
+      { id: randomUUID(), workspace_id: scope.workspaceId, webhook_id: id, kind: 'virtual', payload: { records: [] }, status: 'pending' },
+    ]);
+    expect(await deliveriesOf(t.db, live)).toBe(2);
+    expect(await deliveriesOf(t.db, id)).toBe(0);
+  });
+});
