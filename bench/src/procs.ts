@@ -60,7 +60,13 @@ export class IpcChannel {
         clearTimeout(timer);
         resolve(m);
       });
-      this.child.send({ ...msg, req });
+      // A child that is gone fails the call (instead of an unhandled 'error' on the child).
+      this.child.send({ ...msg, req }, (err) => {
+        if (!err) return;
+        clearTimeout(timer);
+        this.waiters.delete(req);
+        reject(new Error(`${this.name} is gone: ${err.message}`));
+      });
     });
   }
 }

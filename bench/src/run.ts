@@ -92,6 +92,7 @@ async function main(): Promise<number> {
     log(`DATABASE_URL unset: starting an embedded PostgreSQL in ${dataDir}`);
     const pgLog = createWriteStream(path.join(logDir, 'postgres.log'));
     embedded = await startEmbeddedPostgres({ dataDir, onNotice: (l) => log(l), onLog: (l) => pgLog.write(`${l}\n`) });
+    stopEmbedded = embedded.stop;
     serverUrl = embedded.url;
     pgSource = 'embedded';
   }
@@ -190,14 +191,21 @@ async function main(): Promise<number> {
   return 0;
 }
 
-// Ctrl-C: stop the children we started, then go.
+/** Stops the embedded server, if the run started one (for a signal mid-run). */
+let stopEmbedded: (() => Promise<void>) | undefined;
+
+// Ctrl-C or a kill: stop the children we started (Hookpost's processes would keep polling), then go.
 let interrupted = false;
-process.on('SIGINT', () => {
-  if (interrupted) process.exit(130);
-  interrupted = true;
-  log('interrupted: stopping child processes');
-  void stopAll(3000).finally(() => process.exit(130));
-});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    log(`${signal}: stopping child processes`);
+    void stopAll(3000)
+      .then(() => stopEmbedded?.())
+      .finally(() => process.exit(130));
+  });
+}
 
 main().then(
   (code) => process.exit(code),
