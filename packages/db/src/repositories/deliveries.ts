@@ -202,18 +202,20 @@ export async function deleteDeliveriesOfWebhooks(db: Db, webhookIds: readonly st
 }
 
 /**
- * The webhooks among `ids` that still exist, locked FOR KEY SHARE (in id order) until the
- * caller's transaction ends: what a foreign key check would take per inserted row, taken
- * once per webhook. A delete of one of them waits for the insert to commit, then deletes
- * what it inserted; a webhook deleted before is left out. Every statement that inserts
- * deliveries inserts only for the webhooks this returns (migration 0006).
+ * The webhooks among `ids` (an array, or a query of ids) that still exist, locked FOR KEY
+ * SHARE (in id order) until the caller's transaction ends: what a foreign key check would
+ * take per inserted row, taken once per webhook. A delete of one of them waits for the
+ * insert to commit, then deletes what it inserted; a webhook deleted before is left out.
+ * Every statement that inserts deliveries inserts only for the webhooks this returns
+ * (migration 0006). A semi-join, not `id = any(array)`: under a plan made while webhooks
+ * was small (a scan), `any` over an array built at run time is a linear search per row.
  */
-export function liveWebhooks(ids: readonly string[] | RawBuilder<string[]>): RawBuilder<unknown> {
-  const list = isRaw(ids) ? ids : sql`${ids}::uuid[]`;
-  return sql`select w.id, w.is_active, w.is_paused from webhooks w where w.id = any(${list}) order by w.id for key share`;
+export function liveWebhooks(ids: readonly string[] | RawBuilder<unknown>): RawBuilder<unknown> {
+  const query = isRaw(ids) ? ids : sql`select unnest(${ids}::uuid[])`;
+  return sql`select w.id, w.is_active, w.is_paused from webhooks w where w.id in (${query}) order by w.id for key share`;
 }
 
-function isRaw(x: readonly string[] | RawBuilder<string[]>): x is RawBuilder<string[]> {
+function isRaw(x: readonly string[] | RawBuilder<unknown>): x is RawBuilder<unknown> {
   return !Array.isArray(x);
 }
 
@@ -323,7 +325,7 @@ export async function listAttempts(db: Db, deliveryId: string): Promise<Delivery
 export async function replayDeliveries(db: Db, workspaceId: string, ids: readonly string[]): Promise<string[]> {
   if (ids.length === 0) return [];
   const r = await sql<{ id: string }>`
-    with live as materialized (${liveWebhooks(sql<string[]>`array(select webhook_id from deliveries where workspace_id = ${workspaceId} and id = any(${ids}::uuid[]))`)})
+    with live as materialized (${liveWebhooks(sql`select webhook_id from deliveries where workspace_id = ${workspaceId} and id = any(${ids}::uuid[])`)})
     insert into deliveries (id, workspace_id, webhook_id, event_id, kind, payload, status, replay_of)
     select gen_random_uuid(), d.workspace_id, d.webhook_id, d.event_id, d.kind, d.payload,
            case when w.is_active and not w.is_paused then 'pending' else 'held' end, d.id

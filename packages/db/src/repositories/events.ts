@@ -1,6 +1,5 @@
 import { sql } from 'kysely';
 import { PREPARE, type Db } from '../client.js';
-import { liveWebhooks } from './deliveries.js';
 
 export interface NewEvent {
   /** Hookpost's id for the event (a UUID chosen by the caller). */
@@ -44,7 +43,11 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
     -- Who each event fans out to. Matching: same workspace and environment; the webhook's
     -- connection and object type when it has them; its event types (empty = all); its
     -- filters as string equality on the record's fields; active, unpaused, with a URL.
-    matched as (
+    -- Each matched webhook is locked FOR KEY SHARE (in id order), once per statement, as a
+    -- foreign key check would per delivery row (migration 0006): a delete waits for this
+    -- commit and deletes what it inserted; one deleted meanwhile is left out. The lock is
+    -- taken here, on the scan, so that no plan joins two row sets the planner thought tiny.
+    matched as materialized (
       select i.id as event_id, i.workspace_id, w.id as webhook_id
       from input i
       join webhooks w
@@ -57,17 +60,15 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
         and (cardinality(w.event_types) = 0 or i.type = any(w.event_types))
         and (w.filters = '{}'::jsonb or not exists (
               select 1 from jsonb_each_text(w.filters) f where (i.data ->> f.key) is distinct from f.value))
+      order by w.id
+      for key share of w
     ),
-    -- The matched webhooks, locked FOR KEY SHARE once each (not per delivery row, as a
-    -- foreign key would: migration 0006); one deleted meanwhile is left out.
-    live as materialized (${liveWebhooks(sql<string[]>`array(select distinct webhook_id from matched)`)}),
-    reached as materialized (select m.* from matched m where m.webhook_id in (select id from live)),
     -- The event keeps its fan-out count: a repeat answers with it, without counting
     -- deliveries (which need no index on event_id for it).
     ins as (
       insert into events (id, workspace_id, environment_id, external_id, type, object_type, connection_id, data, deliveries)
       select i.*, coalesce(c.n, 0)
-      from input i left join (select event_id, count(*)::int as n from reached group by event_id) c on c.event_id = i.id
+      from input i left join (select event_id, count(*)::int as n from matched group by event_id) c on c.event_id = i.id
       on conflict (workspace_id, external_id) where external_id is not null do nothing
       returning id, deliveries
     ),
@@ -75,7 +76,7 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
     fan as (
       insert into deliveries (id, workspace_id, webhook_id, event_id, kind, status)
       select gen_random_uuid(), m.workspace_id, m.webhook_id, m.event_id, 'event', 'pending'
-      from reached m join ins on ins.id = m.event_id
+      from matched m join ins on ins.id = m.event_id
       returning 1
     ),
     -- Wake the workers (delivered at commit), in the same statement: no extra round trip.
