@@ -207,8 +207,10 @@ export async function deleteDeliveriesOfWebhooks(db: Db, webhookIds: readonly st
  * take per inserted row, taken once per webhook. A delete of one of them waits for the
  * insert to commit, then deletes what it inserted; a webhook deleted before is left out.
  * Every statement that inserts deliveries inserts only for the webhooks this returns
- * (migration 0006). A semi-join, not `id = any(array)`: under a plan made while webhooks
- * was small (a scan), `any` over an array built at run time is a linear search per row.
+ * (migration 0006). For statements of a few webhooks (test sends, replays, virtual
+ * pages): the ingest, which may reach thousands, locks on its own scan (events.ts), as a
+ * join of two row sets that a plan made while webhooks was small takes for one row each
+ * can become a nested loop over both.
  */
 export function liveWebhooks(ids: readonly string[] | RawBuilder<unknown>): RawBuilder<unknown> {
   const query = isRaw(ids) ? ids : sql`select unnest(${ids}::uuid[])`;
