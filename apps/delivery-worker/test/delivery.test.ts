@@ -3,7 +3,9 @@
  * of both faces, matching and projection, retries, Retry-After, 410, replay, secret
  * rotation and idempotent ingest. Health, pause and endpoint isolation: health.test.ts.
  */
+import { randomUUID } from 'node:crypto';
 import { verifyStandard, verifyUnified } from '@hookpost/contract/signing';
+import { sql } from 'kysely';
 import type { ReceivedDelivery } from '@hookpost/mock-receiver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, startStack, type Stack } from './stack.js';
@@ -209,6 +211,16 @@ describe('deletion', () => {
 
     expect((await stack.call('DELETE', `/unified/connection/${conn.body.id}`)).status).toBeLessThan(300);
     expect(await stored(unified.body.id)).toEqual({ deliveries: 0, attempts: 0 });
+  });
+
+  it('a delivery whose webhook is gone is dropped when claimed, not retried at every lease', async () => {
+    // Only code older than migration 0006 makes one (a delete during a rolling upgrade).
+    const db = stack.database.db;
+    const ws = await db.selectFrom('workspaces').select('id').executeTakeFirstOrThrow();
+    const id = randomUUID();
+    await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status) values (${id}, ${ws.id}, ${randomUUID()}, 'test', '{}', 'pending')`.execute(db);
+    await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+    await eventually(async () => (await db.selectFrom('deliveries').select('id').where('id', '=', id).executeTakeFirst()) === undefined);
   });
 });
 

@@ -234,10 +234,14 @@ export class DeliveryEngine {
       return false;
     }
     const release: string[] = [];
+    const orphans: string[] = [];
     for (const delivery of claimed) {
       const target = targets.get(delivery.webhook_id);
       if (!target) {
-        release.push(delivery.id); // webhook gone or without a URL: leave it to the database state
+        // Webhook gone (a delete racing an insert of an older version, migration 0006): drop
+        // the delivery, or it would come back at every lease. Without a URL: leave it to the
+        // database state.
+        (delivery.webhook_updated_at === null ? orphans : release).push(delivery.id);
         continue;
       }
       const lane = this.lanes.get(delivery.webhook_id) ?? { active: 0, waiting: [] };
@@ -251,6 +255,12 @@ export class DeliveryEngine {
       } else {
         release.push(delivery.id);
       }
+    }
+    if (orphans.length > 0) {
+      await deliveries.deleteOrphanClaims(this.o.db, this.workerId, orphans).catch((err: unknown) =>
+        this.o.logger.warn({ err }, 'could not drop deliveries of deleted webhooks; their leases will expire'),
+      );
+      this.o.logger.warn({ deliveries: orphans.length }, 'dropped deliveries whose webhook is gone');
     }
     if (release.length > 0) {
       this.stats.released += release.length;

@@ -20,6 +20,10 @@ import { sql, type Kysely } from 'kysely';
 // deletes their deliveries and attempt log explicitly (repositories/deliveries.ts,
 // webhooks.ts, connections.ts). A delete therefore waits for inserts in flight and removes
 // what they added; an insert that starts after a delete skips the deleted webhook.
+//
+// During a rolling upgrade, an API still on the old code deletes a webhook without its
+// deliveries (it relied on the cascade). A worker that claims such a delivery finds its
+// webhook gone and deletes it (deliveries.deleteOrphanClaims), so nothing is left cycling.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`alter table deliveries drop constraint if exists deliveries_webhook_id_fkey`.execute(db);
 }

@@ -104,6 +104,24 @@ export async function releaseClaims(db: Db, workerId: string, ids: readonly stri
   `.execute(db);
 }
 
+/**
+ * Deletes claimed deliveries whose webhook no longer exists, with their attempt log. Every
+ * insert locks its webhooks, so they come only from code older than migration 0006 deleting
+ * a webhook (without its deliveries) during a rolling upgrade.
+ */
+export async function deleteOrphanClaims(db: Db, workerId: string, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await sql`
+    with gone as (
+      delete from deliveries d
+      where d.id = any(${ids}::uuid[]) and d.leased_by = ${workerId}
+        and not exists (select 1 from webhooks w where w.id = d.webhook_id)
+      returning d.id
+    )
+    delete from delivery_attempts a using gone where a.delivery_id = gone.id
+  `.execute(db);
+}
+
 /** Puts back deliveries whose lease ran out (their worker died mid-send). */
 export async function reclaimExpiredLeases(db: Db): Promise<number> {
   const r = await sql`
