@@ -93,6 +93,8 @@ export interface Throughput {
    * Postgres) and the harness (driver, verifying receiver, sampler).
    */
   cpuUsPerDelivery?: { system: number; harness: number };
+  /** Cores busy over the phase, everything on the machine that the meter sees. */
+  coresBusy?: number;
 }
 
 export interface Latency {

@@ -194,8 +194,13 @@ export function throughputOf(events: number, r: DrainResult): Throughput {
     duplicates: r.stats.duplicateIds + r.stats.duplicateEvents,
     lateDuplicates: r.stats.lateDuplicates,
     stray: r.stats.stray,
-    ...(r.cpu ? { cpuUsPerDelivery: perDelivery(splitCpu(r.cpu), r.expected) } : {}),
+    ...(r.cpu ? { cpuUsPerDelivery: perDelivery(splitCpu(r.cpu), r.expected), coresBusy: coresBusy(r.cpu) } : {}),
   };
+}
+
+function coresBusy(u: CpuUsage): number {
+  const { system, harness } = splitCpu(u);
+  return (system + harness) / u.wallSeconds;
 }
 
 function perDelivery(cpu: { system: number; harness: number }, deliveries: number): { system: number; harness: number } {

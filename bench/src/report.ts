@@ -62,13 +62,15 @@ export function renderReport(
   const cpuOf = (rounds: readonly Throughput[] | undefined) => {
     const got = (rounds ?? []).map((t) => t.cpuUsPerDelivery).filter((c) => c !== undefined);
     if (got.length === 0) return undefined;
-    return { system: median(got.map((c) => c.system)), harness: median(got.map((c) => c.harness)) };
+    const cores = (rounds ?? []).map((t) => t.coresBusy).filter((c) => c !== undefined);
+    return { system: median(got.map((c) => c.system)), harness: median(got.map((c) => c.harness)), cores: cores.length ? median(cores) : undefined };
   };
-  const cpuCell = (c: { system: number; harness: number } | undefined) => (c ? `${int(c.system)} / ${int(c.harness)}` : '—');
+  const cpuCell = (c: { system: number; harness: number; cores?: number } | undefined) =>
+    c ? `${int(c.system)} / ${int(c.harness)}${c.cores !== undefined ? ` (${c.cores.toFixed(2)} cores)` : ''}` : '—';
   const cpuRow = (hpRounds: readonly Throughput[] | undefined, pbRounds: readonly Throughput[] | undefined): string[] => {
     const h = cpuOf(hpRounds);
     const b = cpuOf(pbRounds);
-    return ['    CPU µs per delivery: system / harness', cpuCell(h), cpuCell(b), '', times(div(b?.system, h?.system)), '', ''];
+    return ['    CPU µs per delivery: system / harness (cores busy)', cpuCell(h), cpuCell(b), '', times(div(b?.system, h?.system)), '', ''];
   };
   const p99Ratio = div(pb?.latency?.p99, hp?.latency?.p99);
   const p50Ratio = div(pb?.latency?.p50, hp?.latency?.p50);
