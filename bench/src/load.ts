@@ -194,17 +194,17 @@ export function throughputOf(events: number, r: DrainResult): Throughput {
     duplicates: r.stats.duplicateIds + r.stats.duplicateEvents,
     lateDuplicates: r.stats.lateDuplicates,
     stray: r.stats.stray,
-    ...(r.cpu ? { cpuUsPerDelivery: perDelivery(splitCpu(r.cpu), r.expected), coresBusy: coresBusy(r.cpu) } : {}),
+    ...(r.cpu ? cpuFigures(r.cpu, r.expected) : {}),
   };
 }
 
-function coresBusy(u: CpuUsage): number {
+/** CPU µs per delivery (system, harness) and the cores busy over the phase. */
+function cpuFigures(u: CpuUsage, deliveries: number): Pick<Throughput, 'cpuUsPerDelivery' | 'coresBusy'> {
   const { system, harness } = splitCpu(u);
-  return (system + harness) / u.wallSeconds;
-}
-
-function perDelivery(cpu: { system: number; harness: number }, deliveries: number): { system: number; harness: number } {
-  return { system: (cpu.system / deliveries) * 1e6, harness: (cpu.harness / deliveries) * 1e6 };
+  return {
+    cpuUsPerDelivery: { system: (system / deliveries) * 1e6, harness: (harness / deliveries) * 1e6 },
+    coresBusy: (system + harness) / u.wallSeconds,
+  };
 }
 
 export function latencyOf(targetRate: number, ol: OpenLoopResult, r: DrainResult): Latency {

@@ -257,10 +257,10 @@ export class DeliveryEngine {
       }
     }
     if (orphans.length > 0) {
-      await deliveries.deleteOrphanClaims(this.o.db, this.workerId, orphans).catch((err: unknown) =>
-        this.o.logger.warn({ err }, 'could not drop deliveries of deleted webhooks; their leases will expire'),
+      await deliveries.deleteOrphanClaims(this.o.db, this.workerId, orphans).then(
+        () => this.o.logger.warn({ deliveries: orphans.length }, 'dropped deliveries whose webhook is gone'),
+        (err: unknown) => this.o.logger.warn({ err }, 'could not drop deliveries of deleted webhooks; their leases will expire'),
       );
-      this.o.logger.warn({ deliveries: orphans.length }, 'dropped deliveries whose webhook is gone');
     }
     if (release.length > 0) {
       this.stats.released += release.length;

@@ -1,4 +1,4 @@
-import { sql, type RawBuilder } from 'kysely';
+import { sql, type RawBuilder, type SqlBool } from 'kysely';
 import { PREPARE, type Db } from '../client.js';
 import type { DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
 
@@ -111,13 +111,16 @@ export async function releaseClaims(db: Db, workerId: string, ids: readonly stri
  */
 export async function deleteOrphanClaims(db: Db, workerId: string, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
+  await deleteDeliveriesWhere(
+    db,
+    sql<SqlBool>`d.id = any(${ids}::uuid[]) and d.leased_by = ${workerId} and not exists (select 1 from webhooks w where w.id = d.webhook_id)`,
+  );
+}
+
+/** Deletes the deliveries (`d`) that match, and their attempt log, in one statement. */
+async function deleteDeliveriesWhere(db: Db, where: RawBuilder<SqlBool>): Promise<void> {
   await sql`
-    with gone as (
-      delete from deliveries d
-      where d.id = any(${ids}::uuid[]) and d.leased_by = ${workerId}
-        and not exists (select 1 from webhooks w where w.id = d.webhook_id)
-      returning d.id
-    )
+    with gone as (delete from deliveries d where ${where} returning d.id)
     delete from delivery_attempts a using gone where a.delivery_id = gone.id
   `.execute(db);
 }
@@ -212,11 +215,7 @@ export async function completeBatch(
  */
 export async function deleteDeliveriesOfWebhooks(db: Db, webhookIds: readonly string[]): Promise<void> {
   if (webhookIds.length === 0) return;
-  await sql`
-    delete from delivery_attempts a using deliveries d
-    where d.webhook_id = any(${webhookIds}::uuid[]) and a.delivery_id = d.id
-  `.execute(db);
-  await sql`delete from deliveries where webhook_id = any(${webhookIds}::uuid[])`.execute(db);
+  await deleteDeliveriesWhere(db, sql<SqlBool>`d.webhook_id = any(${webhookIds}::uuid[])`);
 }
 
 /**
@@ -285,14 +284,14 @@ export async function insertDeliveries(db: Db, rows: readonly NewDelivery[]): Pr
 /** Queues a delivery outside the event path (test sends); undefined when the webhook is gone. */
 export async function insertDelivery(
   db: Db,
-  values: { id: string; workspaceId: string; webhookId: string; eventId?: string | null; kind: DeliveryKind; payload?: unknown; status?: 'pending' | 'held' | 'delivering'; replayOf?: string | null; leasedBy?: string; leaseMs?: number },
+  values: { id: string; workspaceId: string; webhookId: string; kind: DeliveryKind; payload?: unknown; status?: 'pending' | 'held' | 'delivering'; leasedBy?: string; leaseMs?: number },
 ): Promise<DeliveryRow | undefined> {
   const status = values.status ?? 'pending';
   const r = await sql<DeliveryRow>`
     with live as materialized (${liveWebhooks([values.webhookId])})
-    insert into deliveries (id, workspace_id, webhook_id, event_id, kind, payload, status, replay_of, leased_by, lease_until, attempts)
-    select ${values.id}::uuid, ${values.workspaceId}::uuid, live.id, ${values.eventId ?? null}::uuid, ${values.kind}, ${values.payload === undefined ? null : JSON.stringify(values.payload)}::jsonb,
-           ${status}, ${values.replayOf ?? null}::uuid, ${values.leasedBy ?? null},
+    insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, leased_by, lease_until, attempts)
+    select ${values.id}::uuid, ${values.workspaceId}::uuid, live.id, ${values.kind}, ${values.payload === undefined ? null : JSON.stringify(values.payload)}::jsonb,
+           ${status}, ${values.leasedBy ?? null},
            ${values.leaseMs ? new Date(Date.now() + values.leaseMs) : null}::timestamptz, ${status === 'delivering' ? 1 : 0}
     from live
     returning *
