@@ -95,6 +95,8 @@ export interface Throughput {
   cpuUsPerDelivery?: { system: number; harness: number };
   /** Cores busy over the phase, everything on the machine that the meter sees. */
   coresBusy?: number;
+  /** WAL the database server wrote over the phase, bytes per delivery. */
+  walBytesPerDelivery?: number;
 }
 
 export interface Latency {

@@ -214,7 +214,7 @@ export async function startHookpost(ctx: Ctx): Promise<Contender | { skipped: st
         };
         const rc = await measurePhase(receiver, phaseCfg('hp-steady', n, true), limits, steady, late);
         if (!ol) throw new Error('open loop did not run');
-        const l = latencyOf(cfg.rate, ol, rc);
+        const l = latencyOf(cfg.rate, ol, rc, path.join(ctx.logDir, 'hookpost-c-samples.json'));
         log(`Hookpost: (c) p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(1)} ms (${describe(rc.stats)})`);
         return l;
       },

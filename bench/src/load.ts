@@ -1,6 +1,7 @@
 /**
  * Load shapes and phase measurement shared by every system under test.
  */
+import { writeFileSync } from 'node:fs';
 import { log, nowUs, percentile, sleep, type PhaseConfig, type ReceiverStats } from './common.js';
 import type { Latency, Throughput } from './context.js';
 import { formatCpu, splitCpu, type CpuMeter, type CpuUsage, type ReceiverProc } from './procs.js';
@@ -199,15 +200,18 @@ export function throughputOf(events: number, r: DrainResult): Throughput {
 }
 
 /** CPU µs per delivery (system, harness) and the cores busy over the phase. */
-function cpuFigures(u: CpuUsage, deliveries: number): Pick<Throughput, 'cpuUsPerDelivery' | 'coresBusy'> {
+function cpuFigures(u: CpuUsage, deliveries: number): Pick<Throughput, 'cpuUsPerDelivery' | 'coresBusy' | 'walBytesPerDelivery'> {
   const { system, harness } = splitCpu(u);
   return {
     cpuUsPerDelivery: { system: (system / deliveries) * 1e6, harness: (harness / deliveries) * 1e6 },
     coresBusy: (system + harness) / u.wallSeconds,
+    ...(u.walBytes !== undefined ? { walBytesPerDelivery: u.walBytes / deliveries } : {}),
   };
 }
 
-export function latencyOf(targetRate: number, ol: OpenLoopResult, r: DrainResult): Latency {
+export function latencyOf(targetRate: number, ol: OpenLoopResult, r: DrainResult, samplesFile?: string): Latency {
+  // The raw samples, for looking at the tail over time: receipts in arrival order, acks in answer order.
+  if (samplesFile) writeFileSync(samplesFile, JSON.stringify({ latencyMs: r.stats.latenciesMs ?? [], ackMs: ol.ackMs }));
   const sorted = [...(r.stats.latenciesMs ?? [])].sort((a, b) => a - b);
   const acks = [...ol.ackMs].sort((a, b) => a - b);
   if (sorted.length !== r.expected) throw new BenchFailure(`${r.stats.phase}: ${sorted.length} latency samples for ${r.expected} events`);

@@ -150,7 +150,7 @@ export async function startPgBoss(ctx: Ctx): Promise<Contender> {
           };
           const c = await measurePhase(receiver, phaseCfg('pgboss-steady', n, true), limits, steady, late);
           if (!ol) throw new Error('open loop did not run');
-          const l = latencyOf(cfg.pgbossRate, ol, c);
+          const l = latencyOf(cfg.pgbossRate, ol, c, path.join(ctx.logDir, 'pgboss-c-samples.json'));
           log(`pg-boss: (c) p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms (${describe(c.stats)})`);
           return l;
         }),

@@ -280,6 +280,7 @@ export class CpuMeter {
   private readonly pg = postgresCpu();
   private readonly named: Record<string, number>;
   private labels = new Map<number, string>();
+  private walStart: string | undefined;
   private constructor(
     private readonly pids: Record<string, number>,
     private readonly serverUrl: string,
@@ -290,6 +291,7 @@ export class CpuMeter {
   static async start(pids: Record<string, number>, serverUrl: string): Promise<CpuMeter> {
     const m = new CpuMeter(pids, serverUrl);
     m.labels = await postgresLabels(serverUrl).catch(() => new Map<number, string>());
+    m.walStart = await walPosition(serverUrl).catch(() => undefined);
     return m;
   }
 
@@ -309,7 +311,29 @@ export class CpuMeter {
       const label = labels.get(pid) ?? 'postgres (other)';
       postgres[label] = (postgres[label] ?? 0) + used;
     }
-    return { wallSeconds, processes, postgres };
+    const walBytes = this.walStart ? await walSince(this.serverUrl, this.walStart).catch(() => undefined) : undefined;
+    return { wallSeconds, processes, postgres, ...(walBytes !== undefined ? { walBytes } : {}) };
+  }
+}
+
+/** The server's current WAL insert position (an LSN, as text). */
+async function walPosition(serverUrl: string): Promise<string> {
+  return String(await queryValue(serverUrl, 'select pg_current_wal_insert_lsn()::text'));
+}
+
+/** WAL bytes written by the whole server since `lsn`. */
+async function walSince(serverUrl: string, lsn: string): Promise<number> {
+  return Number(await queryValue(serverUrl, 'select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8', [lsn]));
+}
+
+async function queryValue(serverUrl: string, text: string, values: unknown[] = []): Promise<unknown> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    const r = await client.query<Record<string, unknown>>({ text, values, rowMode: 'array' } as pg.QueryConfig);
+    return (r.rows[0] as unknown as unknown[] | undefined)?.[0];
+  } finally {
+    await client.end();
   }
 }
 
@@ -320,6 +344,8 @@ export interface CpuUsage {
   processes: Record<string, number>;
   /** Postgres processes by application_name (else backend type). */
   postgres: Record<string, number>;
+  /** WAL the server wrote over the phase (only one system runs at a time), bytes. */
+  walBytes?: number;
 }
 
 /** The bench's own processes: the driver (load and bookkeeping), the verifying receiver, the slow-query sampler. */
@@ -350,7 +376,7 @@ export function formatCpu(u: CpuUsage): string {
       .join(', ');
   const pgTotal = sum(u.postgres, () => true);
   const total = sum(u.processes, () => true) + pgTotal;
-  return `CPU s over ${u.wallSeconds.toFixed(1)} s wall: ${fmt(u.processes)}; postgres ${pgTotal.toFixed(1)} [${fmt(u.postgres)}]; total ${total.toFixed(1)} (${(total / u.wallSeconds).toFixed(2)} cores)`;
+  return `CPU s over ${u.wallSeconds.toFixed(1)} s wall: ${fmt(u.processes)}; postgres ${pgTotal.toFixed(1)} [${fmt(u.postgres)}]; total ${total.toFixed(1)} (${(total / u.wallSeconds).toFixed(2)} cores)${u.walBytes !== undefined ? `; WAL ${(u.walBytes / 2 ** 20).toFixed(1)} MiB` : ''}`;
 }
 
 function safeCpu(pid: number): number {

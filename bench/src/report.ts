@@ -72,6 +72,15 @@ export function renderReport(
     const b = cpuOf(pbRounds);
     return ['    CPU µs per delivery: system / harness (cores busy)', cpuCell(h), cpuCell(b), '', times(div(b?.system, h?.system)), '', ''];
   };
+  const walRow = (hpRounds: readonly Throughput[] | undefined, pbRounds: readonly Throughput[] | undefined): string[] => {
+    const wal = (rounds: readonly Throughput[] | undefined) => {
+      const got = (rounds ?? []).map((t) => t.walBytesPerDelivery).filter((w) => w !== undefined);
+      return got.length ? median(got) : undefined;
+    };
+    const h = wal(hpRounds);
+    const b = wal(pbRounds);
+    return ['    WAL bytes per delivery', int(h), int(b), '', times(div(b, h)), '', ''];
+  };
   const p99Ratio = div(pb?.latency?.p99, hp?.latency?.p99);
   const p50Ratio = div(pb?.latency?.p50, hp?.latency?.p50);
   const rssRatio = div(pb?.workerHwmMb, hp?.workerHwmMb);
@@ -91,6 +100,7 @@ export function renderReport(
     [`    ${cfg.rounds} rounds, lowest–highest`, spread(hp?.batchRounds), spread(pb?.batchRounds), '', ratioSpread(hp?.batchRounds, pb?.batchRounds), '', ''],
     ['    ingest accepted, events/s', int(hp?.batch?.ingestPerSec), int(pb?.batch?.ingestPerSec), '', times(div(hp?.batch?.ingestPerSec, pb?.batch?.ingestPerSec)), '', ''],
     cpuRow(hp?.batchRounds, pb?.batchRounds),
+    walRow(hp?.batchRounds, pb?.batchRounds),
     [
       `(b) 1 event/request, ${cfg.clients} clients → delivered/s`,
       int(hp?.single?.deliveredPerSec),
@@ -103,6 +113,7 @@ export function renderReport(
     [`    ${cfg.rounds} rounds, lowest–highest`, spread(hp?.singleRounds), spread(pb?.singleRounds), '', ratioSpread(hp?.singleRounds, pb?.singleRounds), '', ''],
     ['    ingest accepted, events/s', int(hp?.single?.ingestPerSec), int(pb?.single?.ingestPerSec), '', times(div(hp?.single?.ingestPerSec, pb?.single?.ingestPerSec)), '', ''],
     cpuRow(hp?.singleRounds, pb?.singleRounds),
+    walRow(hp?.singleRounds, pb?.singleRounds),
     [`(c) latency @ ${cfg.rate}/s${pbRateNote}, p50 ms`, ms(hp?.latency?.p50), ms(pb?.latency?.p50), '', times(p50Ratio), '', ''],
     [
       '    p99 ms',

@@ -1,6 +1,7 @@
 export * from './admin.js';
 export * from './client.js';
 export * from './embedded-postgres.js';
+export * from './ids.js';
 export * from './migrate.js';
 export * from './schema.js';
 export * from './secret-box.js';

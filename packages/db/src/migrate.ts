@@ -5,6 +5,7 @@ import * as m0003 from './migrations/2026_12_01_0003_virtual_polling.js';
 import * as m0004 from './migrations/2026_12_01_0004_deliveries_drop_workspace_fk.js';
 import * as m0005 from './migrations/2026_12_01_0005_queue_hot_path.js';
 import * as m0006 from './migrations/2026_12_01_0006_deliveries_webhook_locks.js';
+import * as m0007 from './migrations/2026_12_01_0007_time_ordered_ids.js';
 
 /** Every migration, in order. Static imports: no runtime file scanning. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -14,6 +15,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '2026_12_01_0004_deliveries_drop_workspace_fk': m0004,
   '2026_12_01_0005_queue_hot_path': m0005,
   '2026_12_01_0006_deliveries_webhook_locks': m0006,
+  '2026_12_01_0007_time_ordered_ids': m0007,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

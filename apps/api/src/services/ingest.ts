@@ -1,6 +1,6 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { EventAccepted, EventIn } from '@hookpost/contract';
-import { events as eventsRepo, type Db, type NewEvent, type Scope } from '@hookpost/db';
+import { events as eventsRepo, newId, type Db, type NewEvent, type Scope } from '@hookpost/db';
 import type { Kysely } from 'kysely';
 import type { Database } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
@@ -240,7 +240,7 @@ function toNewEvent(scope: Scope, e: EventIn, defaultEnvs: Map<string, string>):
   const environmentId = e.environment_id ?? scope.environmentId ?? defaultEnvs.get(scope.workspaceId);
   if (!environmentId) throw new Error(`workspace ${scope.workspaceId} has no default environment`);
   return {
-    id: randomUUID(),
+    id: newId(),
     workspaceId: scope.workspaceId,
     environmentId,
     externalId: e.id ?? null,

@@ -1,6 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { generateWebhookSecret } from '@hookpost/contract';
-import { deliveries, webhooks, type Db, type Scope, type WebhookWithEnv } from '@hookpost/db';
+import { deliveries, newId, webhooks, type Db, type Scope, type WebhookWithEnv } from '@hookpost/db';
 import { checkHookUrl, messageOf, performAttempt, retryPolicyFrom, TargetLoader, type StoredPayload } from '@hookpost/delivery';
 import { ApiError } from '../http/errors.js';
 import type { ApiContext } from './deps.js';
@@ -53,7 +52,7 @@ const TEST_PAYLOAD: StoredPayload = { type: 'test', unified_type: 'VIRTUAL', rec
 export async function queueTestDelivery(ctx: ApiContext, row: WebhookWithEnv): Promise<void> {
   if (!row.hook_url) return;
   await deliveries.insertDelivery(ctx.db, {
-    id: randomUUID(),
+    id: newId(),
     workspaceId: row.workspace_id,
     webhookId: row.id,
     kind: 'test',
@@ -68,7 +67,7 @@ export async function queueTestDelivery(ctx: ApiContext, row: WebhookWithEnv): P
  * a failure is retried on the schedule by the worker.
  */
 export async function sendTestNow(ctx: ApiContext, row: WebhookWithEnv): Promise<boolean> {
-  const id = randomUUID();
+  const id = newId();
   const leaseMs = ctx.config.delivery.leaseMs;
   const leasedBy = `api-test-${id}`;
   const queued = await deliveries.insertDelivery(ctx.db, {

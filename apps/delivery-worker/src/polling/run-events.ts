@@ -1,5 +1,4 @@
-import { randomUUID } from 'node:crypto';
-import { events, polling, type Db } from '@hookpost/db';
+import { events, newId, polling, type Db } from '@hookpost/db';
 import { sql } from 'kysely';
 
 export type RunEventStatus = 'started' | 'completed' | 'failed';
@@ -45,7 +44,7 @@ export class RunEvents {
     await sql`set local synchronous_commit = on`.execute(db);
     await events.ingestEvents(db, [
       {
-        id: randomUUID(),
+        id: newId(),
         workspaceId: e.workspaceId,
         environmentId: e.environmentId,
         externalId: null,

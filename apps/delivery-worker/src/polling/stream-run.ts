@@ -1,5 +1,4 @@
-import { randomUUID } from 'node:crypto';
-import { inTransaction, polling, type ConnectionSource, type PollStreamRow, type StreamMember } from '@hookpost/db';
+import { inTransaction, newId, polling, type ConnectionSource, type PollStreamRow, type StreamMember } from '@hookpost/db';
 import { SOURCE_PAGE_MAX } from '@hookpost/contract';
 import { diffPage, SourceError, type SourceAdapter, type SourceSettings } from '@hookpost/sources';
 import type { SourceFailureClass } from '@hookpost/db';
@@ -98,7 +97,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
         records,
         lastPage,
         defaultPageSize: cfg.pageSize,
-        newId: randomUUID,
+        newId,
       });
       totals.pages += 1;
       totals.records += records.length;

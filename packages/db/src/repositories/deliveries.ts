@@ -346,7 +346,7 @@ export async function replayDeliveries(db: Db, workspaceId: string, ids: readonl
   const r = await sql<{ id: string }>`
     with live as materialized (${liveWebhooks(sql`select webhook_id from deliveries where workspace_id = ${workspaceId} and id = any(${ids}::uuid[])`)})
     insert into deliveries (id, workspace_id, webhook_id, event_id, kind, payload, status, replay_of)
-    select gen_random_uuid(), d.workspace_id, d.webhook_id, d.event_id, d.kind, d.payload,
+    select hookpost_uuid_v7(), d.workspace_id, d.webhook_id, d.event_id, d.kind, d.payload,
            case when w.is_active and not w.is_paused then 'pending' else 'held' end, d.id
     from deliveries d join live w on w.id = d.webhook_id
     where d.workspace_id = ${workspaceId} and d.id = any(${ids}::uuid[])

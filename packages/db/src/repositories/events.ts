@@ -75,7 +75,7 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
     -- Only events actually inserted fan out (a repeat of an external id creates nothing).
     fan as (
       insert into deliveries (id, workspace_id, webhook_id, event_id, kind, status)
-      select gen_random_uuid(), m.workspace_id, m.webhook_id, m.event_id, 'event', 'pending'
+      select hookpost_uuid_v7(), m.workspace_id, m.webhook_id, m.event_id, 'event', 'pending'
       from matched m join ins on ins.id = m.event_id
       returning 1
     ),
