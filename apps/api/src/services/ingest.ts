@@ -21,6 +21,7 @@ export interface IngestAnswer {
 
 interface Pending {
   request: IngestRequest;
+  /** What a repeat of the idempotency key must match; only requests with a key need it. */
   requestHash: Buffer;
   resolve: (a: IngestAnswer) => void;
   reject: (e: unknown) => void;
@@ -49,7 +50,9 @@ export class EventIngestor {
   ) {}
 
   submit(request: IngestRequest): Promise<IngestAnswer> {
-    const requestHash = createHash('sha256').update(JSON.stringify(request.events)).digest();
+    // Only a keyed request is ever compared (serialising a 1000-event batch to hash it cost
+    // ~6 % of the API's CPU in bench (a), for requests that never needed it).
+    const requestHash = request.idempotencyKey === undefined ? NO_HASH : createHash('sha256').update(JSON.stringify(request.events)).digest();
     return new Promise<IngestAnswer>((resolve, reject) => {
       this.batch.push({ request, requestHash, resolve, reject });
       this.batchEvents += request.events.length;
@@ -260,6 +263,9 @@ function keyMismatch(): IngestAnswer {
   const err = new ApiError('conflict', 'this Idempotency-Key was used with a different request body', 'header.idempotency-key');
   return { status: err.status, body: err.toEnvelope() };
 }
+
+/** The request hash of a request without an idempotency key: never compared. */
+const NO_HASH = Buffer.alloc(0);
 
 function replay(prior: eventsRepo.IdempotentResponse, requestHash: Buffer): IngestAnswer {
   if (!prior.requestHash.equals(requestHash)) return keyMismatch();
