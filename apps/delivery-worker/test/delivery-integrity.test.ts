@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { deliveries, events, webhooks, workspaces, type Database, type NewEvent } from '@hookpost/db';
-import { createTestDatabase, type TestDatabase } from '@hookpost/testkit';
+import { createTestDatabase, insertPlainWebhook, plainEvent, type TestDatabase } from '@hookpost/testkit';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -19,50 +19,11 @@ beforeAll(async () => {
 });
 afterAll(async () => t?.drop());
 
-async function webhook(): Promise<string> {
-  const row = await webhooks.insertWebhook(t.db, {
-    workspace_id: scope.workspaceId,
-    environment_id: scope.environmentId,
-    connection_id: null,
-    origin: 'truto',
-    integration_type: null,
-    object_type: null,
-    event_types: [],
-    hook_url: 'http://127.0.0.1:9/integrity',
-    db_type: null,
-    db_url_encrypted: null,
-    db_url_redacted: null,
-    db_schema: null,
-    db_name_prefix: null,
-    interval_minutes: null,
-    page_max_limit: null,
-    filters: '{}',
-    fields: null,
-    subscriptions: [],
-    meta: null,
-    secret_encrypted: Buffer.from('not used here'),
-    previous_secret_encrypted: null,
-    previous_secret_expires_at: null,
-    disabled_reason: null,
-    stream_id: null,
-    initial_sync: null,
-    unhealthy_reason: null,
-  });
-  return row.id;
+function webhook(): Promise<string> {
+  return insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/integrity');
 }
 
-function event(): NewEvent {
-  return {
-    id: randomUUID(),
-    workspaceId: scope.workspaceId,
-    environmentId: scope.environmentId,
-    externalId: null,
-    type: 'record:created',
-    objectType: null,
-    connectionId: null,
-    data: { id: randomUUID() },
-  };
-}
+const event = (): NewEvent => plainEvent(scope, { id: randomUUID() });
 
 async function deliveriesOf(db: Kysely<Database>, webhookId: string): Promise<number> {
   const r = await sql<{ n: number }>`select count(*)::int as n from deliveries where webhook_id = ${webhookId}`.execute(db);

@@ -4,8 +4,8 @@
  * deliveries are listed newest first, in pages that neither skip nor repeat a row, from
  * the index rebuilt ascending in the same migration.
  */
-import { deliveries, events, newId, webhooks, workspaces, type NewEvent } from '@hookpost/db';
-import { createTestDatabase, type TestDatabase } from '@hookpost/testkit';
+import { deliveries, events, newId, workspaces, type NewEvent } from '@hookpost/db';
+import { createTestDatabase, insertPlainWebhook, plainEvent, type TestDatabase } from '@hookpost/testkit';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -17,35 +17,7 @@ beforeAll(async () => {
   t = await createTestDatabase();
   const { workspace, environment } = await workspaces.createWorkspace(t.db, 'ids');
   scope = { workspaceId: workspace.id, environmentId: environment.id };
-  const row = await webhooks.insertWebhook(t.db, {
-    workspace_id: scope.workspaceId,
-    environment_id: scope.environmentId,
-    connection_id: null,
-    origin: 'truto',
-    integration_type: null,
-    object_type: null,
-    event_types: [],
-    hook_url: 'http://127.0.0.1:9/ids',
-    db_type: null,
-    db_url_encrypted: null,
-    db_url_redacted: null,
-    db_schema: null,
-    db_name_prefix: null,
-    interval_minutes: null,
-    page_max_limit: null,
-    filters: '{}',
-    fields: null,
-    subscriptions: [],
-    meta: null,
-    secret_encrypted: Buffer.from('not used here'),
-    previous_secret_encrypted: null,
-    previous_secret_expires_at: null,
-    disabled_reason: null,
-    stream_id: null,
-    initial_sync: null,
-    unhealthy_reason: null,
-  });
-  webhookId = row.id;
+  webhookId = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/ids');
 });
 afterAll(async () => t?.drop());
 
@@ -54,18 +26,7 @@ const V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}
 /** The Unix milliseconds a version 7 UUID starts with. */
 const msOf = (id: string) => parseInt(id.replace(/-/g, '').slice(0, 12), 16);
 
-function event(): NewEvent {
-  return {
-    id: newId(),
-    workspaceId: scope.workspaceId,
-    environmentId: scope.environmentId,
-    externalId: null,
-    type: 'record:created',
-    objectType: null,
-    connectionId: null,
-    data: { id: 'contact_1' },
-  };
-}
+const event = (): NewEvent => plainEvent(scope, { id: 'contact_1' });
 
 describe('time-ordered ids', () => {
   it('newId makes distinct version 7 UUIDs that start with the current time', () => {

@@ -1,2 +1,3 @@
 export * from './test-database.js';
 export * from './logged-process.js';
+export * from './fixtures.js';
