@@ -11,7 +11,9 @@ let offset = pool.length;
  * of at a random leaf per insert, so a busy queue keeps a few hot index pages instead of
  * dirtying (and, after each checkpoint, logging a full-page image of) pages all over its
  * indexes (migration 0007). Ids made within one millisecond are not ordered among
- * themselves; nothing relies on ids being ordered, only on their being unique.
+ * themselves; nothing relies on ids being ordered, only on their being unique. An id tells
+ * when its row was made; ids are not secrets (every endpoint that takes one checks the
+ * caller's workspace), and 74 random bits keep them unguessable all the same.
  *
  * The database's `hookpost_uuid_v7()` (migration 0007) makes the same layout in SQL.
  */
