@@ -29,6 +29,9 @@ const cases: Case[] = [
   ['unknown environment', '/v1/events', { type: 'record:created', environment_id: UNKNOWN_ID, data: {} }, 400],
   ['unknown connection', '/v1/events', { type: 'record:created', connection_id: UNKNOWN_ID, data: {} }, 400],
   ['idempotency key too long', '/v1/events', { type: 'record:created', data: {} }, 400, { 'idempotency-key': 'k'.repeat(300) }],
+  ['a NUL character in the data', '/v1/events', { type: 'record:created', data: { a: 'x\u0000y' } }, 400],
+  ['a NUL character deep in a batch', '/v1/events/batch', { events: [{ type: 'record:created', data: {} }, { type: 'record:created', data: { tags: ['ok', 'n\u0000'] } }] }, 400],
+  ['the text \\u0000 (an escaped backslash) is no NUL', '/v1/events', { type: 'record:created', data: { a: '\\u0000' } }, 202],
 ];
 
 const stripIds = (body: unknown): unknown => JSON.parse(JSON.stringify(body), (k, v) => (k === 'id' || k === 'request_id' ? '<id>' : v));

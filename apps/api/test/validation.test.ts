@@ -113,6 +113,11 @@ const cases: Case[] = [
   ['environment empty name', 'POST', () => '/v1/environments', () => ({ name: '  ' }), 400, 'body.name'],
   ['api key bad environment', 'POST', () => '/v1/api-keys', () => ({ environment_id: 'x' }), 400, 'body.environment_id'],
   ['unknown route', 'GET', () => '/unified/nothing-here', undefined, 404, ''],
+  // NUL characters: Postgres cannot store them (text, jsonb); refused before any route runs
+  ['event data with a NUL character', 'POST', () => '/v1/events', () => ({ type: 'record:created', data: { a: 'x\u0000y' } }), 400, 'body.data.a'],
+  ['batch event with a NUL character', 'POST', () => '/v1/events/batch', () => ({ events: [{ type: 'record:created', data: {} }, { type: 'record:created', data: { tags: ['ok', 'n\u0000'] } }] }), 400, 'body.events.1.data.tags.1'],
+  ['environment name with a NUL character', 'POST', () => '/v1/environments', () => ({ name: 'a\u0000b' }), 400, 'body.name'],
+  ['webhook meta key with a NUL character', 'POST', () => '/unified/webhook', () => unifiedBody({ meta: { 'k\u0000': 1 } }), 400, 'body.meta'],
 ];
 
 describe('bad input is a 4xx naming the field, and changes nothing', () => {
@@ -156,7 +161,7 @@ describe('bad input is a 4xx naming the field, and changes nothing', () => {
 });
 
 describe('no request produces a 5xx', () => {
-  const junk: unknown[] = [null, true, 0, -1, 1e308, '', 'x', [], {}, [null], { a: { b: { c: [] } } }, { id: null }, { target_url: null }];
+  const junk: unknown[] = [null, true, 0, -1, 1e308, '', 'x', 'a\u0000b', [], {}, [null], { a: { b: { c: [] } } }, { id: null }, { target_url: null }];
   const fields = ['connection_id', 'object_type', 'event', 'events', 'hook_url', 'interval', 'page_max_limit', 'filters', 'fields', 'include_raw', 'db_type', 'db_url', 'is_paused', 'meta', 'target_url', 'is_active', 'event_types', 'categories', 'permissions', 'integration_type', 'auth', 'name', 'id'];
 
   it('survives junk in every field of every write route', { timeout: 120_000 }, async () => {
