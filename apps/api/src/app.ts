@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiKeyCache, requireApiKey } from './http/auth.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
-import { refuseNulCharacters, rememberNulCandidates } from './http/nul-characters.js';
+import { refuseUnstorableBodies, rememberRawBody } from './http/unstorable-bodies.js';
 import { withFastIngest, type FastIngestHandler } from './http/fast-ingest.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { hookpostRouter } from './routes/hookpost.js';
@@ -81,9 +81,9 @@ export function createApi(deps: ApiDeps): Api {
   }
   const jsonTypes = ['application/json', 'application/*+json'];
   // Batch ingest carries up to 1000 events: its own, larger cap. Other routes: BODY_LIMIT_BYTES.
-  app.use('/v1/events/batch', express.json({ limit: deps.config.ingest.batchBodyLimitBytes, strict: false, type: jsonTypes, verify: rememberNulCandidates }));
-  app.use(express.json({ limit: deps.config.api.bodyLimitBytes, strict: false, type: jsonTypes, verify: rememberNulCandidates }));
-  app.use(refuseNulCharacters());
+  app.use('/v1/events/batch', express.json({ limit: deps.config.ingest.batchBodyLimitBytes, strict: false, type: jsonTypes, verify: rememberRawBody }));
+  app.use(express.json({ limit: deps.config.api.bodyLimitBytes, strict: false, type: jsonTypes, verify: rememberRawBody }));
+  app.use(refuseUnstorableBodies());
 
   const openApi = buildOpenApiDocument('0.1.0');
   app.get('/openapi.json', (_req, res) => {

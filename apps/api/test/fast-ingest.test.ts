@@ -17,6 +17,9 @@ afterAll(async () => api.close());
 
 const UNKNOWN_ID = '7d1b1f3e-1111-4a2b-9c3d-0123456789ab';
 
+/** JSON text of `levels` arrays, one inside the other, around a number (deeper than JSON.stringify goes). */
+const deep = (levels: number) => `${'['.repeat(levels)}1${']'.repeat(levels)}`;
+
 type Case = [name: string, path: string, body: unknown, status: number, headers?: Record<string, string>];
 const cases: Case[] = [
   ['one event', '/v1/events', { type: 'record:created', object_type: 'crm_contact', data: { id: 'c1' } }, 202],
@@ -32,6 +35,8 @@ const cases: Case[] = [
   ['a NUL character in the data', '/v1/events', { type: 'record:created', data: { a: 'x\u0000y' } }, 400],
   ['a NUL character deep in a batch', '/v1/events/batch', { events: [{ type: 'record:created', data: {} }, { type: 'record:created', data: { tags: ['ok', 'n\u0000'] } }] }, 400],
   ['the text \\u0000 (an escaped backslash) is no NUL', '/v1/events', { type: 'record:created', data: { a: '\\u0000' } }, 202],
+  ['data nested deeper than 100 levels', '/v1/events', `{"type":"record:created","data":{"a":${deep(5000)}}}`, 400],
+  ['data nested 90 levels', '/v1/events', `{"type":"record:created","data":{"a":${deep(90)}}}`, 202],
 ];
 
 const stripIds = (body: unknown): unknown => JSON.parse(JSON.stringify(body), (k, v) => (k === 'id' || k === 'request_id' ? '<id>' : v));

@@ -23,6 +23,9 @@ afterAll(async () => api.close());
 
 const UNKNOWN_ID = '7d1b1f3e-1111-4a2b-9c3d-0123456789ab';
 
+/** JSON text of `levels` arrays, one inside the other, around a number (deeper than JSON.stringify goes). */
+const nested = (levels: number) => `${'['.repeat(levels)}1${']'.repeat(levels)}`;
+
 function unifiedBody(overrides: Record<string, unknown>, drop: string[] = []) {
   const body: Record<string, unknown> = {
     connection_id: connectionId,
@@ -118,6 +121,10 @@ const cases: Case[] = [
   ['batch event with a NUL character', 'POST', () => '/v1/events/batch', () => ({ events: [{ type: 'record:created', data: {} }, { type: 'record:created', data: { tags: ['ok', 'n\u0000'] } }] }), 400, 'body.events.1.data.tags.1'],
   ['environment name with a NUL character', 'POST', () => '/v1/environments', () => ({ name: 'a\u0000b' }), 400, 'body.name'],
   ['webhook meta key with a NUL character', 'POST', () => '/unified/webhook', () => unifiedBody({ meta: { 'k\u0000': 1 } }), 400, 'body.meta'],
+  // Nesting deeper than 100 levels: too deep to serialise or store (the object at level 100 is named)
+  ['event data nested 120 levels deep', 'POST', () => '/v1/events', () => `{"type":"record:created","data":{"a":${nested(120)}}}`, 400, `body.data.a${'.0'.repeat(98)}`],
+  ['a batch event nested 120 levels deep', 'POST', () => '/v1/events/batch', () => `{"events":[{"type":"record:created","data":{"a":${nested(120)}}}]}`, 400, `body.events.0.data.a${'.0'.repeat(96)}`],
+  ['webhook meta nested 100,000 levels deep', 'POST', () => '/unified/webhook', () => `${JSON.stringify(unifiedBody({})).slice(0, -1)},"meta":{"a":${nested(100_000)}}}`, 400, `body.meta.a${'.0'.repeat(98)}`],
 ];
 
 describe('bad input is a 4xx naming the field, and changes nothing', () => {

@@ -18,7 +18,7 @@ import { credentialFrom, type ApiKeyCache } from './auth.js';
 import { scopeOf } from './context.js';
 import { toApiError } from './error-handler.js';
 import { ApiError, validationError, zodIssues } from './errors.js';
-import { nulError } from './nul-characters.js';
+import { bodyError } from './unstorable-bodies.js';
 import type { EventIngestor } from '../services/ingest.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -87,8 +87,8 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
         if (!headers.success || !body.success) {
           throw validationError([...(headers.success ? [] : zodIssues('header', headers.error)), ...(body.success ? [] : zodIssues('body', body.error))]);
         }
-        const nul = nulError(raw, json);
-        if (nul) throw nul;
+        const unstorable = bodyError(raw, json);
+        if (unstorable) throw unstorable;
         const events: EventIn[] = route.single ? [body.data as EventIn] : (body.data as { events: EventIn[] }).events;
         return o.ingestor.submit({ scope: scopeOf(auth), events, single: route.single, idempotencyKey: headers.data['idempotency-key'] });
       })
