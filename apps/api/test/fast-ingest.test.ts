@@ -35,6 +35,8 @@ const cases: Case[] = [
   ['a NUL character in the data', '/v1/events', { type: 'record:created', data: { a: 'x\u0000y' } }, 400],
   ['a NUL character deep in a batch', '/v1/events/batch', { events: [{ type: 'record:created', data: {} }, { type: 'record:created', data: { tags: ['ok', 'n\u0000'] } }] }, 400],
   ['the text \\u0000 (an escaped backslash) is no NUL', '/v1/events', { type: 'record:created', data: { a: '\\u0000' } }, 202],
+  ['an unpaired surrogate in the data', '/v1/events', '{"type":"record:created","data":{"a":"\\ud83d"}}', 400],
+  ['a surrogate pair, escaped, is fine', '/v1/events', '{"type":"record:created","data":{"a":"\\ud83d\\ude00"}}', 202],
   ['data nested deeper than 100 levels', '/v1/events', `{"type":"record:created","data":{"a":${deep(5000)}}}`, 400],
   ['data nested 90 levels', '/v1/events', `{"type":"record:created","data":{"a":${deep(90)}}}`, 202],
 ];

@@ -121,6 +121,8 @@ const cases: Case[] = [
   ['batch event with a NUL character', 'POST', () => '/v1/events/batch', () => ({ events: [{ type: 'record:created', data: {} }, { type: 'record:created', data: { tags: ['ok', 'n\u0000'] } }] }), 400, 'body.events.1.data.tags.1'],
   ['environment name with a NUL character', 'POST', () => '/v1/environments', () => ({ name: 'a\u0000b' }), 400, 'body.name'],
   ['webhook meta key with a NUL character', 'POST', () => '/unified/webhook', () => unifiedBody({ meta: { 'k\u0000': 1 } }), 400, 'body.meta'],
+  ['event data with an unpaired surrogate', 'POST', () => '/v1/events', () => '{"type":"record:created","data":{"a":"x\\ud800y"}}', 400, 'body.data.a'],
+  ['environment name with an unpaired low surrogate', 'POST', () => '/v1/environments', () => '{"name":"\\udc00"}', 400, 'body.name'],
   // Nesting deeper than 100 levels: too deep to serialise or store (the object at level 100 is named)
   ['event data nested 120 levels deep', 'POST', () => '/v1/events', () => `{"type":"record:created","data":{"a":${nested(120)}}}`, 400, `body.data.a${'.0'.repeat(98)}`],
   ['a batch event nested 120 levels deep', 'POST', () => '/v1/events/batch', () => `{"events":[{"type":"record:created","data":{"a":${nested(120)}}}]}`, 400, `body.events.0.data.a${'.0'.repeat(96)}`],
@@ -168,7 +170,7 @@ describe('bad input is a 4xx naming the field, and changes nothing', () => {
 });
 
 describe('no request produces a 5xx', () => {
-  const junk: unknown[] = [null, true, 0, -1, 1e308, '', 'x', 'a\u0000b', [], {}, [null], { a: { b: { c: [] } } }, { id: null }, { target_url: null }];
+  const junk: unknown[] = [null, true, 0, -1, 1e308, '', 'x', 'a\u0000b', '\ud800', [], {}, [null], { a: { b: { c: [] } } }, { id: null }, { target_url: null }];
   const fields = ['connection_id', 'object_type', 'event', 'events', 'hook_url', 'interval', 'page_max_limit', 'filters', 'fields', 'include_raw', 'db_type', 'db_url', 'is_paused', 'meta', 'target_url', 'is_active', 'event_types', 'categories', 'permissions', 'integration_type', 'auth', 'name', 'id'];
 
   it('survives junk in every field of every write route', { timeout: 120_000 }, async () => {

@@ -5,12 +5,15 @@
  * - a string (value or key) with a NUL character (U+0000): Postgres `text` and `jsonb`
  *   refuse it. JSON carries one only as the escape `\u0000`, so strings are searched only
  *   when the raw bytes contain that escape;
+ * - a string (value or key) with an unpaired UTF-16 surrogate (`\ud800`–`\udfff` not in a
+ *   pair): JSON.parse accepts one, Postgres's JSON parser does not. It too can only come as
+ *   an escape, so strings are searched only when the raw bytes contain `\ud` or `\uD`;
  * - nesting deeper than MAX_JSON_DEPTH: V8's JSON.stringify gives up a few thousand
  *   levels down (the ingest serialises every batch) and Postgres's jsonb parser a little
  *   further. Real payloads nest a few dozen levels at most.
  *
  * Every parsed body is walked once (iteratively: a body may nest far deeper than the call
- * stack goes), about half a microsecond per event on the ingest path.
+ * stack goes): about a microsecond per event on the ingest path.
  */
 import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
@@ -19,13 +22,26 @@ import { ApiError } from './errors.js';
 /** Deepest nesting accepted in a JSON body (the body itself is level 0). */
 export const MAX_JSON_DEPTH = 100;
 
-const ESCAPE = Buffer.from('\\u0000');
+const NUL_ESCAPE = Buffer.from('\\u0000');
+const SURROGATE_ESCAPES = [Buffer.from('\\ud'), Buffer.from('\\uD')];
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Why a string cannot be stored, if it cannot. */
+function badString(s: string, checkNul: boolean, checkSurrogates: boolean): string | undefined {
+  if (checkNul && s.includes('\u0000')) return 'a NUL character (\\u0000), which cannot be stored';
+  if (checkSurrogates && UNPAIRED_SURROGATE.test(s)) return 'an unpaired surrogate (\\ud800–\\udfff), which is not valid Unicode';
+  return undefined;
+}
 
 /** What is wrong with a parsed body, if anything: the field and why. */
 export function bodyProblem(raw: Buffer, body: unknown): { field: string; message: string } | undefined {
-  const checkNul = raw.indexOf(ESCAPE) !== -1; // may also be an escaped backslash before `u0000`
+  // Either escape may also be an escaped backslash followed by `u…`: then nothing is found.
+  const checkNul = raw.indexOf(NUL_ESCAPE) !== -1;
+  const checkSurrogates = SURROGATE_ESCAPES.some((e) => raw.indexOf(e) !== -1);
+  const checkStrings = checkNul || checkSurrogates;
   // This runs on every ingest request: no allocation per value but one slot in each of
-  // these arrays per object (and string, when NULs are looked for). Paths are built only
+  // these arrays per object (and per string, when strings are looked at). Paths are built only
   // for the field reported, from each node's parent and key.
   const parents: number[] = [];
   const keys: (string | number)[] = [];
@@ -34,7 +50,6 @@ export function bodyProblem(raw: Buffer, body: unknown): { field: string; messag
     for (let n = node; n !== -1; n = parents[n] as number) parts.push(keys[n] as string | number);
     return ['body', ...parts.reverse()].join('.');
   };
-  const nul = (node: number, what: string) => ({ field: pathOf(node), message: `${what} a NUL character (\\u0000), which cannot be stored` });
   const values: unknown[] = [body];
   const nodes: number[] = [-1];
   const depths: number[] = [0];
@@ -43,7 +58,8 @@ export function bodyProblem(raw: Buffer, body: unknown): { field: string; messag
     const node = nodes.pop() as number;
     const depth = depths.pop() as number;
     if (typeof v === 'string') {
-      if (v.includes('\u0000')) return nul(node, 'contains');
+      const why = badString(v, checkNul, checkSurrogates);
+      if (why) return { field: pathOf(node), message: `contains ${why}` };
       continue;
     }
     if (depth >= MAX_JSON_DEPTH) return { field: pathOf(node), message: `nests deeper than ${MAX_JSON_DEPTH} levels` };
@@ -51,9 +67,10 @@ export function bodyProblem(raw: Buffer, body: unknown): { field: string; messag
     const object = v as Record<string, unknown>;
     for (const k in object) {
       if (!Object.hasOwn(object, k)) continue;
-      if (checkNul && !isArray && k.includes('\u0000')) return nul(node, 'has a key with');
+      const why = checkStrings && !isArray ? badString(k, checkNul, checkSurrogates) : undefined;
+      if (why) return { field: pathOf(node), message: `has a key with ${why}` };
       const child = object[k];
-      if (child === null || (typeof child === 'string' ? !checkNul : typeof child !== 'object')) continue;
+      if (child === null || (typeof child === 'string' ? !checkStrings : typeof child !== 'object')) continue;
       parents.push(node);
       keys.push(isArray ? Number(k) : k);
       values.push(child);
