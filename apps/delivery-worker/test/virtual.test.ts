@@ -24,6 +24,23 @@ const runsAfter = (...a: Parameters<VirtualKit['runsAfter']>) => kit.runsAfter(.
 const created = (token: string, fields?: Record<string, unknown>) => kit.created(token, fields);
 
 describe('change detection', () => {
+  test('a record with what Postgres cannot store (NUL, an unpaired surrogate) arrives with U+FFFD in their place, and the stream keeps running', async () => {
+    const token = `tok-${randomUUID()}`;
+    const conn = await connection(token);
+    const hook = await webhook(conn, '/unstorable/created', { event: 'created' });
+    await runsAfter(hook, Date.now());
+    const x = created(token, { name: 'Ada\u0000Lovelace', title: 'x\ud800y', 'note\u0000': 'kept' });
+    await eventually(() => ids('/unstorable/created').includes(x), 20_000, 'the record with a NUL');
+    const record = bodies('/unstorable/created')
+      .flatMap((b) => b.data)
+      .find((r) => r.id === x);
+    expect(record).toMatchObject({ name: 'Ada\ufffdLovelace', title: 'x\ufffdy', 'note\ufffd': 'kept' });
+    const y = created(token, { name: 'Grace 😀' });
+    await eventually(() => ids('/unstorable/created').includes(y), 20_000, 'the next record');
+    expect(bodies('/unstorable/created').flatMap((b) => b.data).find((r) => r.id === y)?.name).toBe('Grace 😀');
+    expect((await runs(hook)).filter((r) => r.status === 'failed')).toEqual([]);
+  });
+
   test('created, updated and deleted records reach exactly the webhooks that asked; unchanged ones reach nobody; one poll serves all', async () => {
     const token = `tok-${randomUUID()}`;
     const conn = await connection(token);

@@ -3,3 +3,4 @@ export * from './logger.js';
 export * from './shutdown.js';
 export * from './http.js';
 export * from './node-flags.js';
+export * from './storable-text.js';

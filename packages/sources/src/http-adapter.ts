@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { readBodyCapped } from '@hookpost/runtime';
 import { Agent } from 'undici';
 import { SourceError, type ListRequest, type SourceAdapter, type SourcePage, type SourceSettings } from './adapter.js';
+import { parseStorableJson } from './storable-json.js';
 
 export interface HttpAdapterOptions {
   policy: AddressPolicy;
@@ -101,7 +102,7 @@ export class HttpSourceAdapter implements SourceAdapter {
     if (status !== 200) throw new SourceError('process', `the source answered ${status}: ${snippet(body)}`, status);
     let json: unknown;
     try {
-      json = JSON.parse(body.toString('utf8'));
+      json = parseStorableJson(body);
     } catch {
       throw new SourceError('process', `the source's answer is not JSON: ${snippet(body)}`, status);
     }
