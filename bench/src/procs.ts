@@ -6,7 +6,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readdirSync, readFileSync, type WriteStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import pg from 'pg';
+import { adminQuery } from '@hookpost/db';
 import { log, nowUs, sleep, type PhaseConfig, type ReceiverStats } from './common.js';
 
 const children = new Set<ChildProcess>();
@@ -258,16 +258,11 @@ function postgresCpu(): Map<number, number> {
 
 /** What each postgres process is: its application_name, else its backend type (walwriter, autovacuum worker…). */
 async function postgresLabels(serverUrl: string): Promise<Map<number, string>> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    const r = await client.query<{ pid: number; label: string }>(
-      "select pid, coalesce(nullif(application_name, ''), backend_type) as label from pg_stat_activity",
-    );
-    return new Map(r.rows.map((row) => [row.pid, row.label]));
-  } finally {
-    await client.end();
-  }
+  const rows = await adminQuery<{ pid: number; label: string }>(
+    serverUrl,
+    "select pid, coalesce(nullif(application_name, ''), backend_type) as label from pg_stat_activity",
+  );
+  return new Map(rows.map((row) => [row.pid, row.label]));
 }
 
 /**
@@ -318,23 +313,14 @@ export class CpuMeter {
 
 /** The server's current WAL insert position (an LSN, as text). */
 async function walPosition(serverUrl: string): Promise<string> {
-  return String(await queryValue(serverUrl, 'select pg_current_wal_insert_lsn()::text'));
+  const [row] = await adminQuery<{ lsn: string }>(serverUrl, 'select pg_current_wal_insert_lsn()::text as lsn');
+  return String(row?.lsn);
 }
 
 /** WAL bytes written by the whole server since `lsn`. */
 async function walSince(serverUrl: string, lsn: string): Promise<number> {
-  return Number(await queryValue(serverUrl, 'select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8', [lsn]));
-}
-
-async function queryValue(serverUrl: string, text: string, values: unknown[] = []): Promise<unknown> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    const r = await client.query<Record<string, unknown>>({ text, values, rowMode: 'array' } as pg.QueryConfig);
-    return (r.rows[0] as unknown as unknown[] | undefined)?.[0];
-  } finally {
-    await client.end();
-  }
+  const [row] = await adminQuery<{ bytes: number }>(serverUrl, 'select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8 as bytes', [lsn]);
+  return Number(row?.bytes);
 }
 
 /** Where a phase's CPU went, in seconds. */

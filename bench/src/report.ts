@@ -59,11 +59,15 @@ export function renderReport(
     const r = a.slice(0, b.length).map((x, i) => x.deliveredPerSec / (b[i] as Throughput).deliveredPerSec);
     return `${times(Math.min(...r))}–${times(Math.max(...r))}`;
   };
+  /** The median over the rounds that have it of one per-round figure. */
+  const medianOf = (rounds: readonly Throughput[] | undefined, pick: (t: Throughput) => number | undefined) => {
+    const got = (rounds ?? []).map(pick).filter((x) => x !== undefined);
+    return got.length ? median(got) : undefined;
+  };
   const cpuOf = (rounds: readonly Throughput[] | undefined) => {
-    const got = (rounds ?? []).map((t) => t.cpuUsPerDelivery).filter((c) => c !== undefined);
-    if (got.length === 0) return undefined;
-    const cores = (rounds ?? []).map((t) => t.coresBusy).filter((c) => c !== undefined);
-    return { system: median(got.map((c) => c.system)), harness: median(got.map((c) => c.harness)), cores: cores.length ? median(cores) : undefined };
+    const system = medianOf(rounds, (t) => t.cpuUsPerDelivery?.system);
+    const harness = medianOf(rounds, (t) => t.cpuUsPerDelivery?.harness);
+    return system === undefined || harness === undefined ? undefined : { system, harness, cores: medianOf(rounds, (t) => t.coresBusy) };
   };
   const cpuCell = (c: { system: number; harness: number; cores?: number } | undefined) =>
     c ? `${int(c.system)} / ${int(c.harness)}${c.cores !== undefined ? ` (${c.cores.toFixed(2)} cores)` : ''}` : '—';
@@ -73,12 +77,8 @@ export function renderReport(
     return ['    CPU µs per delivery: system / harness (cores busy)', cpuCell(h), cpuCell(b), '', times(div(b?.system, h?.system)), '', ''];
   };
   const walRow = (hpRounds: readonly Throughput[] | undefined, pbRounds: readonly Throughput[] | undefined): string[] => {
-    const wal = (rounds: readonly Throughput[] | undefined) => {
-      const got = (rounds ?? []).map((t) => t.walBytesPerDelivery).filter((w) => w !== undefined);
-      return got.length ? median(got) : undefined;
-    };
-    const h = wal(hpRounds);
-    const b = wal(pbRounds);
+    const h = medianOf(hpRounds, (t) => t.walBytesPerDelivery);
+    const b = medianOf(pbRounds, (t) => t.walBytesPerDelivery);
     return ['    WAL bytes per delivery', int(h), int(b), '', times(div(b, h)), '', ''];
   };
   const p99Ratio = div(pb?.latency?.p99, hp?.latency?.p99);

@@ -9,12 +9,15 @@ export function withDatabase(url: string, database: string): string {
 
 const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
-/** Runs one statement on the server's maintenance connection (CREATE/DROP DATABASE cannot run in a pool transaction). */
-export async function adminQuery(url: string, text: string): Promise<void> {
+/**
+ * Runs one statement on a connection of its own (CREATE/DROP DATABASE cannot run in a pool
+ * transaction) and returns its rows.
+ */
+export async function adminQuery<R extends Record<string, unknown> = Record<string, unknown>>(url: string, text: string, values: unknown[] = []): Promise<R[]> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    await client.query(text);
+    return (await client.query<R>(text, values)).rows;
   } finally {
     await client.end();
   }

@@ -22,7 +22,7 @@ export function newId(): string {
     randomFillSync(pool);
     offset = 0;
   }
-  const b = Buffer.from(pool.subarray(offset, offset + 16));
+  const b = pool.subarray(offset, offset + 16); // used once: overwritten in place
   offset += 16;
   b.writeUIntBE(Date.now(), 0, 6);
   b[6] = ((b[6] as number) & 0x0f) | 0x70; // version 7

@@ -6,7 +6,7 @@
  * input already does with invalid UTF-8; the rest of the record arrives as it was. An
  * answer whose raw bytes have neither escape is parsed once and not touched.
  */
-import { storableString, unstorableEscapesIn } from '@hookpost/runtime';
+import { storableString, unstorableEscapesIn, whyUnstorable } from '@hookpost/runtime';
 
 /** Parses a JSON answer, replacing what Postgres cannot store. */
 export function parseStorableJson(raw: Buffer): unknown {
@@ -17,7 +17,7 @@ export function parseStorableJson(raw: Buffer): unknown {
     if (typeof value === 'string') return storableString(value);
     if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
     const entries = Object.entries(value);
-    if (!entries.some(([k]) => storableString(k) !== k)) return value;
+    if (!entries.some(([k]) => whyUnstorable(k, escapes))) return value;
     return Object.fromEntries(entries.map(([k, v]) => [storableString(k), v]));
   });
 }

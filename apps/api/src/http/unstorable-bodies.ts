@@ -42,7 +42,7 @@ export function bodyProblem(raw: Buffer, body: unknown): { field: string; messag
     const node = nodes.pop() as number;
     const depth = depths.pop() as number;
     if (typeof v === 'string') {
-      const why = checkStrings ? whyUnstorable(v, look) : undefined;
+      const why = whyUnstorable(v, look);
       if (why) return { field: pathOf(node), message: `contains ${why}` };
       continue;
     }
@@ -51,7 +51,7 @@ export function bodyProblem(raw: Buffer, body: unknown): { field: string; messag
     const object = v as Record<string, unknown>;
     for (const k in object) {
       if (!Object.hasOwn(object, k)) continue;
-      const why = checkStrings && !isArray ? whyUnstorable(k, look) : undefined;
+      const why = isArray ? undefined : whyUnstorable(k, look);
       if (why) return { field: pathOf(node), message: `has a key with ${why}` };
       const child = object[k];
       if (child === null || (typeof child === 'string' ? !checkStrings : typeof child !== 'object')) continue;
