@@ -38,7 +38,28 @@ class PreparingClient extends pg.Client {
 }
 
 /**
- * Planner settings for sessions that work the delivery queue (the worker's pool).
+ * Planner settings for every session Hookpost opens (`createDb`; a pool's own `settings`
+ * may override them).
+ *
+ * No sequential scans where an index serves, because of foreign keys. Postgres checks each
+ * row's reference with a query it plans once per session and keeps. Planned while the
+ * referenced table was small and analyzed, that query is a sequential scan, and it stays
+ * one as the table grows, until an ANALYZE of that table invalidates it; autovacuum may be
+ * minutes away from one while it vacuums the queue. A workspace that bulk creates virtual
+ * webhooks had the poller scan every stream once per fingerprint written (poll_records →
+ * poll_streams): 2,000 rows against a 20,000-row parent took 1,384 ms instead of 28 ms
+ * (PG 15, same session). The same holds for webhooks → connections, poll_runs →
+ * poll_streams, idempotency keys → workspaces. With sequential scans off the check is
+ * planned on the parent's primary key whatever its size; a query with no index to use
+ * still scans. `apps/delivery-worker/test/foreign-key-plans.test.ts` shows both.
+ */
+export const SESSION_SETTINGS: Readonly<Record<string, string>> = {
+  enable_seqscan: 'off',
+};
+
+/**
+ * Planner settings for sessions that work the delivery queue (the worker's pool), on top
+ * of SESSION_SETTINGS.
  *
  * No bitmap scans: the queue's partial indexes hold many dead entries between vacuums
  * (every claim and completion leaves one), and a bitmap scan reads them all, where an
@@ -52,8 +73,8 @@ class PreparingClient extends pg.Client {
  * table's size and statistics move. Every query of the worker has an index to use.
  */
 export const QUEUE_SESSION_SETTINGS: Readonly<Record<string, string>> = {
+  ...SESSION_SETTINGS,
   enable_bitmapscan: 'off',
-  enable_seqscan: 'off',
   plan_cache_mode: 'force_generic_plan',
 };
 
@@ -73,7 +94,7 @@ export interface CreateDbOptions {
 }
 
 export function createDb(options: CreateDbOptions): Kysely<Database> {
-  const settings = { ...options.settings, ...(options.synchronousCommit === false ? { synchronous_commit: 'off' } : {}) };
+  const settings = { ...SESSION_SETTINGS, ...options.settings, ...(options.synchronousCommit === false ? { synchronous_commit: 'off' } : {}) };
   const flags = Object.entries(settings).map(([name, value]) => `-c ${name}=${value}`);
   const pool = new pg.Pool({
     Client: PreparingClient,

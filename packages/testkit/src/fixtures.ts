@@ -3,13 +3,19 @@ import type { Kysely } from 'kysely';
 
 /**
  * A Truto-face webhook row written straight through the repository (no API, no secret to
- * sign with): for tests of the database layer that need a webhook to fan out to.
+ * sign with): for tests of the database layer that need a webhook to fan out to. With a
+ * `connectionId` it takes only that connection's events.
  */
-export async function insertPlainWebhook(db: Kysely<Database>, scope: { workspaceId: string; environmentId: string }, hookUrl: string): Promise<string> {
+export async function insertPlainWebhook(
+  db: Kysely<Database>,
+  scope: { workspaceId: string; environmentId: string },
+  hookUrl: string,
+  options: { connectionId?: string } = {},
+): Promise<string> {
   const row = await webhooks.insertWebhook(db, {
     workspace_id: scope.workspaceId,
     environment_id: scope.environmentId,
-    connection_id: null,
+    connection_id: options.connectionId ?? null,
     origin: 'truto',
     integration_type: null,
     object_type: null,
