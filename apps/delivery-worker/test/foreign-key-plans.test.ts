@@ -2,7 +2,8 @@
  * Foreign key checks stay on the referenced table's primary key however that table grows
  * (SESSION_SETTINGS in packages/db/src/client.ts). Postgres plans each check once per
  * session and keeps the plan (from its sixth check on): made while the parent was small
- * and analyzed, it is a sequential scan, and it stays one for every row checked after the parent has grown.
+ * and analyzed, it is a sequential scan, and it stays one for every row checked after the
+ * parent has grown.
  *
  * Each case first shows the hazard in a session with sequential scans allowed (the check
  * scans the parent once per row written), then that a session as Hookpost opens it

@@ -45,10 +45,10 @@ class PreparingClient extends pg.Client {
  * row's reference with a query it plans once per session and keeps. Planned while the
  * referenced table was small and analyzed, that query is a sequential scan, and it stays
  * one as the table grows, until an ANALYZE of that table invalidates it; autovacuum may be
- * minutes away from one while it vacuums the queue. A workspace that bulk creates virtual
- * webhooks had the poller scan every stream once per fingerprint written (poll_records →
- * poll_streams): 2,000 rows against a 20,000-row parent took 1,384 ms instead of 28 ms
- * (PG 15, same session). The same holds for webhooks → connections, poll_runs →
+ * minutes away from one while it vacuums the queue. After a workspace bulk creates virtual
+ * webhooks, the poller would scan every stream once per fingerprint written (poll_records →
+ * poll_streams); in a reproduction on PG 15, 2,000 child rows against a 20,000-row parent
+ * took 1,384 ms instead of 28 ms. The same holds for webhooks → connections, poll_runs →
  * poll_streams, idempotency keys → workspaces. With sequential scans off the check is
  * planned on the parent's primary key whatever its size; a query with no index to use
  * still scans. `apps/delivery-worker/test/foreign-key-plans.test.ts` shows both.
