@@ -10,7 +10,7 @@
  * writes the same rows without a single scan of the parent. Scans are counted with
  * pg_stat_xact_user_tables, inside the writing transaction: no timing involved.
  */
-import { createDb, polling, workspaces, type Database, type Db } from '@hookpost/db';
+import { connections, createDb, polling, workspaces, type Database, type Db } from '@hookpost/db';
 import { createTestDatabase, insertPlainWebhook, type TestDatabase } from '@hookpost/testkit';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,13 +27,19 @@ beforeAll(async () => {
   t = await createTestDatabase();
   const { workspace, environment } = await workspaces.createWorkspace(t.db, 'fk-plans');
   scope = { workspaceId: workspace.id, environmentId: environment.id };
-  const connection = await t.db
-    .insertInto('connections')
-    .values({ workspace_id: scope.workspaceId, environment_id: scope.environmentId, integration_type: 'mock', categories: [], permissions: [] })
-    .returning('id')
-    .executeTakeFirstOrThrow();
+  const connection = await connections.insertConnection(t.db, {
+    workspace_id: scope.workspaceId,
+    environment_id: scope.environmentId,
+    integration_type: 'mock',
+    categories: [],
+    permissions: [],
+  });
   connectionId = connection.id;
-  streamId = await insertStream('crm_contact');
+  const stream = await sql<{ id: string }>`
+    insert into poll_streams (workspace_id, environment_id, connection_id, object_type, filters_key)
+    values (${scope.workspaceId}, ${scope.environmentId}, ${connectionId}, 'crm_contact', '{}') returning id
+  `.execute(t.db);
+  streamId = stream.rows[0]?.id as string;
   // The parents are tiny and analyzed, as on a new install that has run for a while.
   await sql`analyze poll_streams`.execute(t.db);
   await sql`analyze connections`.execute(t.db);
@@ -60,14 +66,6 @@ afterAll(async () => {
   await scanningSession?.destroy();
   await t?.drop();
 });
-
-async function insertStream(objectType: string): Promise<string> {
-  const row = await sql<{ id: string }>`
-    insert into poll_streams (workspace_id, environment_id, connection_id, object_type, filters_key)
-    values (${scope.workspaceId}, ${scope.environmentId}, ${connectionId}, ${objectType}, '{}') returning id
-  `.execute(t.db);
-  return row.rows[0]?.id as string;
-}
 
 /** Writes a source page's fingerprints as the poller does; returns the sequential scans of poll_streams it caused. */
 async function writePage(db: Kysely<Database>, prefix: string, records: number): Promise<number> {

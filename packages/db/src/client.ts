@@ -53,13 +53,13 @@ class PreparingClient extends pg.Client {
  * planned on the parent's primary key whatever its size; a query with no index to use
  * still scans. `apps/delivery-worker/test/foreign-key-plans.test.ts` shows both.
  */
-export const SESSION_SETTINGS: Readonly<Record<string, string>> = {
+const SESSION_SETTINGS: Readonly<Record<string, string>> = {
   enable_seqscan: 'off',
 };
 
 /**
  * Planner settings for sessions that work the delivery queue (the worker's pool), on top
- * of SESSION_SETTINGS.
+ * of SESSION_SETTINGS (which `createDb` applies to every pool).
  *
  * No bitmap scans: the queue's partial indexes hold many dead entries between vacuums
  * (every claim and completion leaves one), and a bitmap scan reads them all, where an
@@ -73,7 +73,6 @@ export const SESSION_SETTINGS: Readonly<Record<string, string>> = {
  * table's size and statistics move. Every query of the worker has an index to use.
  */
 export const QUEUE_SESSION_SETTINGS: Readonly<Record<string, string>> = {
-  ...SESSION_SETTINGS,
   enable_bitmapscan: 'off',
   plan_cache_mode: 'force_generic_plan',
 };
