@@ -41,6 +41,27 @@ describe('change detection', () => {
     expect((await runs(hook)).filter((r) => r.status === 'failed')).toEqual([]);
   });
 
+  test('a record nested thousands of levels deep arrives with its too-deep part cut out, and the stream keeps running', async () => {
+    // 3,500 levels: the provider can still serialise it (V8's JSON.stringify stops near
+    // 4,500); fingerprinting it whole overflowed the worker's stack on every run.
+    const token = `tok-${randomUUID()}`;
+    const conn = await connection(token);
+    const hook = await webhook(conn, '/deep/created', { event: 'created' });
+    await runsAfter(hook, Date.now());
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 3_500; i++) deep = [deep];
+    const x = created(token, { name: 'Deep', deep });
+    await eventually(() => ids('/deep/created').includes(x), 20_000, 'the deep record');
+    const record = bodies('/deep/created')
+      .flatMap((b) => b.data)
+      .find((r) => r.id === x);
+    expect(record?.name).toBe('Deep');
+    expect(JSON.stringify(record?.deep)).toMatch(/^\[+"\[nested deeper than 100 levels: not kept\]"\]+$/);
+    const y = created(token, { name: 'After' });
+    await eventually(() => ids('/deep/created').includes(y), 20_000, 'the next record');
+    expect((await runs(hook)).filter((r) => r.status === 'failed')).toEqual([]);
+  });
+
   test('created, updated and deleted records reach exactly the webhooks that asked; unchanged ones reach nobody; one poll serves all', async () => {
     const token = `tok-${randomUUID()}`;
     const conn = await connection(token);

@@ -4,3 +4,4 @@ export * from './shutdown.js';
 export * from './http.js';
 export * from './node-flags.js';
 export * from './storable-text.js';
+export * from './json-depth.js';

@@ -5,20 +5,16 @@
  * - a string (value or key) with a NUL character or an unpaired surrogate, which Postgres
  *   refuses (@hookpost/runtime storable-text.ts); strings are looked at only when the raw
  *   bytes contain the escapes they need;
- * - nesting deeper than MAX_JSON_DEPTH: V8's JSON.stringify gives up a few thousand
- *   levels down (the ingest serialises every batch) and Postgres's jsonb parser a little
- *   further. Real payloads nest a few dozen levels at most.
+ * - nesting as deep as MAX_JSON_DEPTH (@hookpost/runtime json-depth.ts): the ingest
+ *   serialises every batch, and V8's JSON.stringify gives up a few thousand levels down.
  *
  * Every parsed body is walked once (iteratively: a body may nest far deeper than the call
  * stack goes): about a microsecond per event on the ingest path.
  */
 import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
-import { unstorableEscapesIn, whyUnstorable } from '@hookpost/runtime';
+import { MAX_JSON_DEPTH, unstorableEscapesIn, whyUnstorable } from '@hookpost/runtime';
 import { ApiError } from './errors.js';
-
-/** Deepest nesting accepted in a JSON body (the body itself is level 0). */
-export const MAX_JSON_DEPTH = 100;
 
 /** What is wrong with a parsed body, if anything: the field and why. */
 export function bodyProblem(raw: Buffer, body: unknown): { field: string; message: string } | undefined {
