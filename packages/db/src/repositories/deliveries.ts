@@ -75,10 +75,16 @@ export async function claimDue(
              leased_by = ${options.workerId}, updated_at = now()
         from locked where d.id = locked.id
       returning d.id, d.webhook_id, d.event_id, d.kind, d.payload, d.attempts, d.created_at
-    )
+    ),
+    -- The claim commits without waiting for its WAL flush: it is on the way from NOTIFY to
+    -- the send (at 500 events/s, p50 ingest-to-receipt 7.6-13.7 -> 5.3-6.3 ms). Lost in a
+    -- Postgres crash, a claim is as if never made: the delivery is pending again and is
+    -- re-sent with the same webhook-id, as after an expired lease. The completion commits
+    -- durably, and its flush takes the claim's WAL with it.
+    no_flush_wait as (select set_config('synchronous_commit', 'off', true))
     select c.*, e.type as event_type, e.object_type as event_object_type, e.data::text as event_data_json, e.data ? 'raw' as event_has_raw, e.created_at as event_created_at,
            w.updated_at as webhook_updated_at
-    from claimed c left join events e on e.id = c.event_id left join webhooks w on w.id = c.webhook_id
+    from claimed c cross join no_flush_wait left join events e on e.id = c.event_id left join webhooks w on w.id = c.webhook_id
   `.execute(db);
   return result.rows;
 }
