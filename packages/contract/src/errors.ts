@@ -13,6 +13,8 @@ export const ErrorCode = z.enum([
   'method_not_allowed',
   'rate_limited',
   'internal_error',
+  /** The database could not be reached or dropped the session: nothing was accepted; retry (Retry-After). */
+  'unavailable',
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
 
@@ -48,4 +50,5 @@ export const HTTP_STATUS_FOR: Record<ErrorCode, number> = {
   method_not_allowed: 405,
   rate_limited: 429,
   internal_error: 500,
+  unavailable: 503,
 };

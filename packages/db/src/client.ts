@@ -28,6 +28,15 @@ function statementName(text: string): string {
  * costs more than running them, so each connection plans them once.
  */
 class PreparingClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    // pg-pool listens for errors only while a client is idle. A checked-out client whose
+    // session ends between two queries (Postgres restarted, the session terminated, in a
+    // transaction or just before a query) emits 'error' with no listener, which crashed the
+    // process. The next query on it fails and tells its caller; released, the pool drops it.
+    this.on('error', () => undefined);
+  }
+
   override query(...args: unknown[]): never {
     const [text, values] = args;
     if (typeof text === 'string' && text.startsWith(PREPARE) && (values === undefined || Array.isArray(values)) && args.length <= 2) {
@@ -113,6 +122,24 @@ export function createDb(options: CreateDbOptions): Kysely<Database> {
         }
       : undefined,
   });
+}
+
+/** SQLSTATEs of a session that ended or could not start (class 08, admin/crash shutdown, no slot). */
+const CONNECTION_SQLSTATES = /^(08...|57P0[123]|53300)$/;
+/** What pg and Node say when the socket went away, or a dead client is used again. */
+const CONNECTION_MESSAGES = /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect)/;
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * Whether `err` means the database could not be reached or dropped the session, rather
+ * than refusing the statement: a statement that failed so did not commit, or (if it was
+ * a commit in flight) its outcome is unknown.
+ */
+export function isConnectionError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (CONNECTION_SQLSTATES.test(code) || CONNECTION_ERRNOS.has(code))) return true;
+  return typeof message === 'string' && CONNECTION_MESSAGES.test(message);
 }
 
 /** Runs `fn` in a transaction, or directly when `db` already is one. */

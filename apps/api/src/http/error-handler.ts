@@ -1,3 +1,4 @@
+import { isConnectionError } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
 import { RequestValidationError } from '@ts-rest/express';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
@@ -14,7 +15,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, next) => {
     if (res.headersSent) return next(err);
     const apiError = toApiError(err, logger, req.method, req.originalUrl);
-    res.status(apiError.status).json(apiError.toEnvelope(req.id === undefined ? undefined : String(req.id)));
+    res.status(apiError.status).set(apiError.headers()).json(apiError.toEnvelope(req.id === undefined ? undefined : String(req.id)));
   };
 }
 
@@ -32,6 +33,13 @@ export function toApiError(err: unknown, logger: Logger, method: string, url: st
   if (isBodyParserError(err)) return bodyParserError(err);
   // Express's own 4xx, e.g. a path parameter with broken percent-encoding.
   if (err instanceof URIError || clientStatus(err) !== undefined) return new ApiError('validation_failed', 'malformed request path', 'path');
+  if (isConnectionError(err)) {
+    // Postgres restarting, failing over or dropping sessions: the statement did not
+    // commit, or its fate is unknown and a retry with the same Idempotency-Key or event
+    // id answers as the first did. Not a bug: a warning, and a 503 to retry.
+    logger.warn({ err, method, url }, 'database unavailable');
+    return new ApiError('unavailable', 'the database is unavailable; retry shortly');
+  }
   logger.error({ err, method, url }, 'unhandled error');
   return new ApiError('internal_error', 'internal error');
 }

@@ -25,6 +25,11 @@ export class ApiError extends Error {
     return new ApiError('validation_failed', `${path}: ${message}`, path, [{ field: path, message }]);
   }
 
+  /** Headers the answer carries: when to retry a 503. */
+  headers(): Record<string, string> {
+    return this.code === 'unavailable' ? { 'retry-after': '1' } : {};
+  }
+
   toEnvelope(requestId?: string): ErrorEnvelope {
     return {
       error: {

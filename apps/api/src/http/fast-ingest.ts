@@ -64,15 +64,15 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
     }
     served++;
     const id = o.requestId(req, res);
-    const reply = (status: number, body: unknown) => {
+    const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       const text = JSON.stringify(body);
-      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
       res.end(text);
     };
     const fail = (err: unknown) => {
       if (res.destroyed) return; // the client went away (an aborted upload): nobody to answer
       const apiError = toApiError(err, o.logger, req.method ?? 'POST', req.url ?? '');
-      reply(apiError.status, apiError.toEnvelope(id));
+      reply(apiError.status, apiError.toEnvelope(id), apiError.headers());
     };
     readBody(req, length)
       .then((raw) => {

@@ -1,0 +1,46 @@
+/**
+ * When Postgres cannot be reached (restarting, failing over, the network gone), the API
+ * answers 503 `unavailable` with Retry-After, not a 500: nothing was accepted, and a
+ * retry with the same Idempotency-Key or event id is safe. Here the API's pool points at
+ * a port nobody listens on, so every statement fails to connect.
+ */
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createDb, createSecretBox } from '@hookpost/db';
+import { createLogger, loadConfig } from '@hookpost/runtime';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createApi } from '../src/app.js';
+import { ADMIN_TOKEN, client } from './helpers.js';
+
+let server: Server;
+let closeApi: () => Promise<void>;
+let call: ReturnType<typeof client>;
+
+beforeAll(async () => {
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', HOOKPOST_ADMIN_TOKEN: ADMIN_TOKEN });
+  const db = createDb({ connectionString: 'postgres://postgres@127.0.0.1:1/nowhere', poolMax: 2 });
+  const api = createApi({ db, config, logger: createLogger('api-test', 'silent'), secrets: createSecretBox(config.encryptionKey) });
+  closeApi = api.close;
+  server = createServer(api.handler).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  call = client(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, 'hp_test_some_key');
+});
+
+afterAll(async () => {
+  server?.closeAllConnections();
+  await new Promise<void>((r) => server?.close(() => r()));
+  await closeApi?.();
+});
+
+it.each([
+  ['POST', '/v1/events', { type: 'record:created', data: { id: 'x' } }],
+  ['POST', '/v1/events/batch', { events: [{ type: 'record:created', data: { id: 'x' } }] }],
+  ['GET', '/webhook', undefined],
+  ['GET', '/unified/webhook', undefined],
+])('%s %s: 503 unavailable with Retry-After, in the one envelope', async (method, path, body) => {
+  const res = await call(method, path, body);
+  expect(res.status).toBe(503);
+  expect(res.headers.get('retry-after')).toBe('1');
+  expect(res.body.error).toMatchObject({ code: 'unavailable', message: 'the database is unavailable; retry shortly' });
+});
