@@ -1,7 +1,6 @@
 import { createDb, createSecretBox, migrateToLatest, QUEUE_SESSION_SETTINGS } from '@hookpost/db';
 import { createAddressPolicy, retryPolicyFrom, Sender, TargetLoader } from '@hookpost/delivery';
 import type { Config, Logger } from '@hookpost/runtime';
-import pg from 'pg';
 import { createSourceAdapters } from '@hookpost/sources';
 import { DeliveryEngine } from './delivery/engine.js';
 import { emptyPollStats, type PollStats } from './polling/context.js';
@@ -9,6 +8,7 @@ import { Poller } from './polling/poller.js';
 import { RunEvents } from './polling/run-events.js';
 import { startLeaseReaper } from './maintenance/lease-reaper.js';
 import { startRetention } from './maintenance/retention.js';
+import { WakeListener } from './wake-listener.js';
 
 /** Channels the API and ingest notify on; the worker sleeps until one fires. */
 export const WAKE_CHANNELS = ['hookpost_deliveries', 'hookpost_runs'] as const;
@@ -85,44 +85,25 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   );
 
   const wakeups: Record<string, number> = Object.fromEntries(WAKE_CHANNELS.map((c) => [c, 0]));
-  let stopped = false;
-  let listener: pg.Client | undefined;
-  let reconnectTimer: NodeJS.Timeout | undefined;
-
-  const connect = async (): Promise<void> => {
-    const client = new pg.Client({ connectionString: options.databaseUrl, application_name: 'hookpost-worker-listen' });
-    client.on('notification', (n) => {
-      wakeups[n.channel] = (wakeups[n.channel] ?? 0) + 1;
-      logger.trace({ channel: n.channel, payload: n.payload }, 'wake-up');
-      if (n.channel === 'hookpost_deliveries') engine.wake();
-      else if (n.channel === 'hookpost_runs') poller.wake();
-    });
-    client.on('error', (err) => {
-      logger.warn({ err }, 'listen connection lost; reconnecting');
-      scheduleReconnect();
-    });
-    await client.connect();
-    for (const channel of WAKE_CHANNELS) await client.query(`listen ${channel}`);
-    listener = client;
+  const listener = new WakeListener({
+    databaseUrl: options.databaseUrl,
+    channels: WAKE_CHANNELS,
+    logger,
+    heartbeatMs: config.delivery.listenHeartbeatMs,
+    onNotification: (channel, payload) => {
+      wakeups[channel] = (wakeups[channel] ?? 0) + 1;
+      logger.trace({ channel, payload }, 'wake-up');
+      if (channel === 'hookpost_deliveries') engine.wake();
+      else if (channel === 'hookpost_runs') poller.wake();
+    },
     // Anything that arrived while we were not listening.
-    engine.wake();
-    poller.wake();
-  };
+    onListening: () => {
+      engine.wake();
+      poller.wake();
+    },
+  });
 
-  const scheduleReconnect = () => {
-    if (stopped || reconnectTimer) return;
-    listener?.end().catch(() => undefined);
-    listener = undefined;
-    reconnectTimer = setTimeout(() => {
-      reconnectTimer = undefined;
-      connect().catch((err: unknown) => {
-        logger.warn({ err }, 'reconnect failed');
-        scheduleReconnect();
-      });
-    }, 1000);
-  };
-
-  await connect();
+  await listener.start();
   engine.start();
   poller.start();
   const stopReaper = startLeaseReaper(db, logger, Math.max(1000, Math.floor(config.delivery.leaseMs / 2)), () => engine.wake());
@@ -140,14 +121,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     pollStats,
     wakeups,
     async stop() {
-      stopped = true;
       stopReaper();
       stopRetention();
-      if (reconnectTimer) clearTimeout(reconnectTimer);
       stopPolling.abort();
       await poller.stop();
       await engine.stop();
-      await listener?.end().catch(() => undefined);
+      await listener.stop();
       await sender.close();
       await Promise.all([...adapters.values()].map((a) => a.close()));
       await pollDb.destroy();

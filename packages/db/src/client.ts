@@ -110,6 +110,8 @@ export function createDb(options: CreateDbOptions): Kysely<Database> {
     max: options.poolMax ?? 10,
     application_name: options.applicationName ?? 'hookpost',
     idleTimeoutMillis: 30_000,
+    // TCP keep-alive probes on idle sessions, so a peer that vanished is noticed.
+    keepAlive: true,
     ...(flags.length > 0 ? { options: flags.join(' ') } : {}),
   });
   // An idle client erroring (server restart) must not crash the process.

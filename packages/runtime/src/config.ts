@@ -74,6 +74,8 @@ export const EnvSchema = z.object({
    * wait behind two rounds of sends to its endpoint, so the default is 3 × timeout + 30 s.
    */
   DELIVERY_LEASE_MS: z.coerce.number().int().min(500).max(3_600_000).optional(),
+  /** How often the worker's idle LISTEN connection is checked (and replaced if it does not answer in as long). */
+  DELIVERY_LISTEN_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
 
   /** `fibonacci` (unified.to's: Fibonacci minutes, 20 retries), `fibonacci:N`, or seconds `5,30,300`. */
   RETRY_SCHEDULE: z.string().default('fibonacci'),
@@ -159,6 +161,7 @@ export interface Config {
     timeoutMs: number;
     connectTimeoutMs: number;
     leaseMs: number;
+    listenHeartbeatMs: number;
   };
   retry: { schedule: string; jitter: number; timeScale: number; maxRetryAfterSeconds: number };
   health: { failureThreshold: number; pauseAfterSeconds: number };
@@ -235,6 +238,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       timeoutMs: e.DELIVERY_TIMEOUT_MS,
       connectTimeoutMs: e.DELIVERY_CONNECT_TIMEOUT_MS,
       leaseMs: e.DELIVERY_LEASE_MS ?? 3 * e.DELIVERY_TIMEOUT_MS + 30_000,
+      listenHeartbeatMs: e.DELIVERY_LISTEN_HEARTBEAT_MS,
     },
     retry: {
       schedule: e.RETRY_SCHEDULE,
