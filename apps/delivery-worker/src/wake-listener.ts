@@ -50,7 +50,7 @@ export class WakeListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.o.databaseUrl, application_name: 'hookpost-worker-listen', keepAlive: true });
+    const client = new pg.Client({ connectionString: this.o.databaseUrl, application_name: 'hookpost-worker-listen', keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
     const current = () => this.client === client;
     client.on('notification', (n) => {
       if (current()) this.o.onNotification(n.channel, n.payload);

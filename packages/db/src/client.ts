@@ -110,8 +110,10 @@ export function createDb(options: CreateDbOptions): Kysely<Database> {
     max: options.poolMax ?? 10,
     application_name: options.applicationName ?? 'hookpost',
     idleTimeoutMillis: 30_000,
-    // TCP keep-alive probes on idle sessions, so a peer that vanished is noticed.
+    // TCP keep-alive probes on idle sessions, so a peer that vanished is noticed (after
+    // 10 s idle, where the kernel's default is 2 h; probes then follow its interval).
     keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     ...(flags.length > 0 ? { options: flags.join(' ') } : {}),
   });
   // An idle client erroring (server restart) must not crash the process.
