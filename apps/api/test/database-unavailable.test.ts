@@ -44,3 +44,10 @@ it.each([
   expect(res.headers.get('retry-after')).toBe('1');
   expect(res.body.error).toMatchObject({ code: 'unavailable', message: 'the database is unavailable; retry shortly' });
 });
+
+it('the OpenAPI document (served without the database) lists the 503 with the envelope', async () => {
+  const res = await call('GET', '/openapi.json');
+  expect(res.status).toBe(200);
+  const ingest = res.body.paths['/v1/events'].post.responses as Record<string, { description?: string; content?: unknown }>;
+  expect(ingest['503']?.content).toEqual(ingest['400']?.content);
+});

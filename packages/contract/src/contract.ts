@@ -22,6 +22,7 @@ export const contract = c.router(
       409: ErrorEnvelope,
       413: ErrorEnvelope,
       500: ErrorEnvelope,
+      503: ErrorEnvelope,
     },
   },
 );
