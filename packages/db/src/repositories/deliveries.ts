@@ -31,7 +31,9 @@ export interface ClaimedDelivery {
  * leases them for `leaseMs`: several workers share the queue without double-sending,
  * and a crashed worker's deliveries come back when the lease runs out. At most
  * `perWebhook` are taken per webhook, so one busy endpoint cannot fill a batch;
- * `excludeWebhooks` are endpoints this worker already has a backlog for.
+ * `excludeWebhooks` are endpoints this worker already has a backlog for. The claim commits
+ * without waiting for its WAL flush (see the statement); run inside a transaction, it
+ * makes that whole transaction's commit asynchronous, so call it on its own.
  */
 export async function claimDue(
   db: Db,
