@@ -35,8 +35,21 @@ export interface RunningWorker {
  */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const { logger, config } = options;
-  const db = createDb({ connectionString: options.databaseUrl, poolMax: 8, applicationName: 'hookpost-worker', settings: QUEUE_SESSION_SETTINGS });
-  await migrateToLatest(db);
+  // Migrations on a session of their own: a long one must not meet the delivery
+  // sessions' answer timeout.
+  const migrationDb = createDb({ connectionString: options.databaseUrl, poolMax: 1, applicationName: 'hookpost-worker-migrate' });
+  try {
+    await migrateToLatest(migrationDb);
+  } finally {
+    await migrationDb.destroy();
+  }
+  const db = createDb({
+    connectionString: options.databaseUrl,
+    poolMax: 8,
+    applicationName: 'hookpost-worker',
+    settings: QUEUE_SESSION_SETTINGS,
+    answerTimeoutMs: config.delivery.queryTimeoutMs,
+  });
 
   const policy = createAddressPolicy(config.ssrfAllowlist);
   const box = createSecretBox(config.encryptionKey);

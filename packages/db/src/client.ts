@@ -37,13 +37,37 @@ class PreparingClient extends pg.Client {
     this.on('error', () => undefined);
   }
 
+  /** A statement unanswered this long closes the connection (createDb's `answerTimeoutMs`). */
+  protected readonly answerTimeoutMs: number | undefined = undefined;
+
   override query(...args: unknown[]): never {
     const [text, values] = args;
-    if (typeof text === 'string' && text.startsWith(PREPARE) && (values === undefined || Array.isArray(values)) && args.length <= 2) {
-      return super.query({ name: statementName(text), text, values: values as unknown[] | undefined }) as never;
-    }
-    return (super.query as (...a: unknown[]) => never)(...args);
+    const result: unknown =
+      typeof text === 'string' && text.startsWith(PREPARE) && (values === undefined || Array.isArray(values)) && args.length <= 2
+        ? super.query({ name: statementName(text), text, values: values as unknown[] | undefined })
+        : (super.query as (...a: unknown[]) => unknown)(...args);
+    if (this.answerTimeoutMs !== undefined && result instanceof Promise) this.closeIfUnanswered(result, this.answerTimeoutMs);
+    return result as never;
   }
+
+  /**
+   * A session whose peer vanished with a statement in flight (a half-open TCP connection)
+   * raises nothing until TCP gives up, ~15 minutes on Linux; keep-alive does not apply
+   * while data waits to be acknowledged. Closing the socket fails the statement (and any
+   * queued behind it) at once, and the pool drops the client when it is released.
+   */
+  private closeIfUnanswered(result: Promise<unknown>, ms: number): void {
+    const timer = setTimeout(() => this.connection.stream.destroy(new Error(`no answer from Postgres within ${ms} ms; connection closed`)), ms);
+    const clear = () => clearTimeout(timer);
+    result.then(clear, clear);
+  }
+}
+
+/** A PreparingClient whose statements close the connection when unanswered for `ms`. */
+function preparingClientWithTimeout(ms: number): typeof PreparingClient {
+  return class extends PreparingClient {
+    protected override readonly answerTimeoutMs = ms;
+  };
 }
 
 /**
@@ -98,6 +122,11 @@ export interface CreateDbOptions {
   synchronousCommit?: boolean;
   /** Server settings for every session of this pool (`-c name=value`). */
   settings?: Record<string, string>;
+  /**
+   * A statement unanswered this long closes its connection and fails: for pools whose
+   * loops wait on their statements (the worker's delivery sessions). Unset: none.
+   */
+  answerTimeoutMs?: number;
   onQueryError?: (error: unknown, sql: string) => void;
 }
 
@@ -105,11 +134,14 @@ export function createDb(options: CreateDbOptions): Kysely<Database> {
   const settings = { ...SESSION_SETTINGS, ...options.settings, ...(options.synchronousCommit === false ? { synchronous_commit: 'off' } : {}) };
   const flags = Object.entries(settings).map(([name, value]) => `-c ${name}=${value}`);
   const pool = new pg.Pool({
-    Client: PreparingClient,
+    Client: options.answerTimeoutMs === undefined ? PreparingClient : preparingClientWithTimeout(options.answerTimeoutMs),
     connectionString: options.connectionString,
     max: options.poolMax ?? 10,
     application_name: options.applicationName ?? 'hookpost',
     idleTimeoutMillis: 30_000,
+    // A connection attempt (or a wait for a free client) that takes this long fails: a
+    // server gone without a RST would otherwise hold it for minutes.
+    connectionTimeoutMillis: 30_000,
     // TCP keep-alive probes on idle sessions, so a peer that vanished is noticed (after
     // 10 s idle, where the kernel's default is 2 h; probes then follow its interval).
     keepAlive: true,

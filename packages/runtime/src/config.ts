@@ -76,6 +76,12 @@ export const EnvSchema = z.object({
   DELIVERY_LEASE_MS: z.coerce.number().int().min(500).max(3_600_000).optional(),
   /** How often the worker's idle LISTEN connection is checked (and replaced if it does not answer in as long). */
   DELIVERY_LISTEN_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
+  /**
+   * A statement of the worker's delivery sessions (claims, completions, health, retention)
+   * unanswered this long closes its connection and fails, to be retried on another. They
+   * take milliseconds; a half-open connection would otherwise hold the loop ~15 min.
+   */
+  DELIVERY_QUERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(120_000),
 
   /** `fibonacci` (unified.to's: Fibonacci minutes, 20 retries), `fibonacci:N`, or seconds `5,30,300`. */
   RETRY_SCHEDULE: z.string().default('fibonacci'),
@@ -162,6 +168,7 @@ export interface Config {
     connectTimeoutMs: number;
     leaseMs: number;
     listenHeartbeatMs: number;
+    queryTimeoutMs: number;
   };
   retry: { schedule: string; jitter: number; timeScale: number; maxRetryAfterSeconds: number };
   health: { failureThreshold: number; pauseAfterSeconds: number };
@@ -239,6 +246,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       connectTimeoutMs: e.DELIVERY_CONNECT_TIMEOUT_MS,
       leaseMs: e.DELIVERY_LEASE_MS ?? 3 * e.DELIVERY_TIMEOUT_MS + 30_000,
       listenHeartbeatMs: e.DELIVERY_LISTEN_HEARTBEAT_MS,
+      queryTimeoutMs: e.DELIVERY_QUERY_TIMEOUT_MS,
     },
     retry: {
       schedule: e.RETRY_SCHEDULE,

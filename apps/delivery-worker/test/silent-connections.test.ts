@@ -1,28 +1,31 @@
 /**
- * A LISTEN connection that goes silent (a NAT or load balancer forgetting an idle flow,
- * a host gone without a FIN) raises no error. The worker asks it `select 1` every
+ * Connections that go silent (a NAT or load balancer forgetting a flow, a host gone
+ * without a FIN) raise no error. The worker asks its LISTEN connection `select 1` every
  * DELIVERY_LISTEN_HEARTBEAT_MS and replaces it when no answer comes, so NOTIFY wakes it
- * again within moments, not at its 30 s idle re-check. The worker reaches Postgres here
- * through a TCP proxy that can freeze the listener's connection: its bytes stop in both
- * directions and its sockets stay open.
+ * again within moments, not at its 30 s idle re-check; and a statement of its delivery
+ * sessions unanswered for DELIVERY_QUERY_TIMEOUT_MS closes its connection, so the claim
+ * loop goes on, instead of waiting ~15 min for TCP to give up. The worker reaches Postgres
+ * here through a TCP proxy that can freeze the connections of one application_name: their
+ * bytes stop in both directions and their sockets stay open.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { eventually, startStack, type Proc, type Stack } from './stack.js';
 
-/** Forwards TCP to `target`; `freezeListeners()` silences the connections that opened as the worker's LISTEN session. */
+/** Forwards TCP to `target`; `freeze(name)` silences the open connections whose session has that application_name. */
 async function startFreezingProxy(target: { host: string; port: number }) {
-  const listeners: { client: Socket; server: Socket; frozen: boolean }[] = [];
+  const links: { name: string; frozen: boolean }[] = [];
   const all = new Set<Socket>();
   const proxy: Server = createServer((client) => {
     const server = connect(target.port, target.host);
     all.add(client).add(server);
-    const link = { client, server, frozen: false };
+    const link = { name: '', frozen: false };
+    links.push(link);
     let first = true;
     client.on('data', (chunk) => {
       // The startup message carries application_name in the clear (no TLS on loopback).
-      if (first && chunk.includes('hookpost-worker-listen')) listeners.push(link);
+      if (first) link.name = /application_name\0([^\0]*)\0/.exec(chunk.toString('latin1'))?.[1] ?? '';
       first = false;
       if (!link.frozen) server.write(chunk);
     });
@@ -39,9 +42,9 @@ async function startFreezingProxy(target: { host: string; port: number }) {
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
   return {
     port: (proxy.address() as AddressInfo).port,
-    listenerConnections: () => listeners.length,
-    freezeListeners: () => {
-      for (const l of listeners) l.frozen = true;
+    connections: (name: string) => links.filter((l) => l.name === name).length,
+    freeze: (name: string) => {
+      for (const l of links) if (l.name === name) l.frozen = true;
     },
     close: async () => {
       for (const s of all) s.destroy();
@@ -50,6 +53,8 @@ async function startFreezingProxy(target: { host: string; port: number }) {
   };
 }
 
+const LISTEN = 'hookpost-worker-listen';
+const DELIVERY = 'hookpost-worker';
 let stack: Stack;
 let proxy: Awaited<ReturnType<typeof startFreezingProxy>>;
 let worker: Proc;
@@ -60,7 +65,7 @@ beforeAll(async () => {
   proxy = await startFreezingProxy({ host: url.hostname, port: Number(url.port || 5432) });
   url.hostname = '127.0.0.1';
   url.port = String(proxy.port);
-  worker = await stack.startWorker({ DATABASE_URL: url.toString(), DELIVERY_LISTEN_HEARTBEAT_MS: '500' });
+  worker = await stack.startWorker({ DATABASE_URL: url.toString(), DELIVERY_LISTEN_HEARTBEAT_MS: '500', DELIVERY_QUERY_TIMEOUT_MS: '1000' });
 });
 
 afterAll(async () => {
@@ -79,13 +84,13 @@ const arrived = (tag: string) =>
 
 it('replaces a LISTEN connection that stopped answering, and NOTIFY wakes the worker again', async () => {
   await stack.trutoWebhook('/heartbeat');
-  expect(proxy.listenerConnections()).toBe(1);
+  expect(proxy.connections(LISTEN)).toBe(1);
   await publishOne('before');
   await eventually(() => arrived('before'), 5_000, 'the first event');
 
-  proxy.freezeListeners();
+  proxy.freeze(LISTEN);
   await eventually(() => worker.output().includes('listen connection unresponsive; reconnecting'), 5_000, 'the worker giving up on the silent connection');
-  await eventually(() => proxy.listenerConnections() === 2, 5_000, 'a new LISTEN connection');
+  await eventually(() => proxy.connections(LISTEN) === 2, 5_000, 'a new LISTEN connection');
   // The worker re-checks the queue on reconnecting; give that re-check time to end, so
   // what delivers the next event is a NOTIFY.
   await new Promise((r) => setTimeout(r, 500));
@@ -93,4 +98,19 @@ it('replaces a LISTEN connection that stopped answering, and NOTIFY wakes the wo
   const sentAt = await publishOne('after');
   await eventually(() => arrived('after'), 5_000, 'the event published after the freeze');
   expect(Date.now() - sentAt).toBeLessThan(5_000); // the idle re-check is 30 s away
+}, 30_000);
+
+it('a statement on a delivery session that stopped answering closes it, and the next claim delivers', async () => {
+  await publishOne('warm');
+  await eventually(() => arrived('warm'), 5_000, 'an event before the freeze');
+  const frozen = proxy.connections(DELIVERY);
+  expect(frozen).toBeGreaterThan(0);
+  proxy.freeze(DELIVERY); // every delivery session open now: the next statements meet them
+
+  const sentAt = await publishOne('frozen');
+  await eventually(() => arrived('frozen'), 15_000, 'the event published after the freeze');
+  expect(Date.now() - sentAt).toBeLessThan(15_000);
+  expect(worker.output()).toContain('no answer from Postgres within 1000 ms');
+  expect(proxy.connections(DELIVERY)).toBeGreaterThan(frozen); // new sessions took over
+  expect(worker.child.exitCode).toBeNull();
 }, 30_000);
