@@ -1,4 +1,4 @@
-import { createDb, createSecretBox, migrateToLatest } from '@hookpost/db';
+import { createDb, createSecretBox, migrateDatabase } from '@hookpost/db';
 import { createLogger, loadConfig, onShutdown, requireDatabaseUrl } from '@hookpost/runtime';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,13 +8,15 @@ const config = loadConfig();
 const logger = createLogger('api', config.logLevel);
 if (config.usingDevEncryptionKey) logger.warn('HOOKPOST_ENCRYPTION_KEY is unset: using the development key');
 
+const databaseUrl = requireDatabaseUrl(config);
+await migrateDatabase(databaseUrl, 'hookpost-api-migrate');
 const db = createDb({
-  connectionString: requireDatabaseUrl(config),
+  connectionString: databaseUrl,
   poolMax: config.databasePoolMax,
   applicationName: 'hookpost-api',
+  answerTimeoutMs: config.databaseQueryTimeoutMs,
   onQueryError: (err, sql) => logger.debug({ err, sql }, 'query failed'),
 });
-await migrateToLatest(db);
 
 const { handler, close } = createApi({ db, config, logger, secrets: createSecretBox(config.encryptionKey) });
 const server = createServer(handler).listen(config.api.port, config.api.host, () => {

@@ -1,4 +1,4 @@
-import { createDb, createSecretBox, migrateToLatest, QUEUE_SESSION_SETTINGS } from '@hookpost/db';
+import { createDb, createSecretBox, migrateDatabase, QUEUE_SESSION_SETTINGS } from '@hookpost/db';
 import { createAddressPolicy, retryPolicyFrom, Sender, TargetLoader } from '@hookpost/delivery';
 import type { Config, Logger } from '@hookpost/runtime';
 import { createSourceAdapters } from '@hookpost/sources';
@@ -35,20 +35,13 @@ export interface RunningWorker {
  */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const { logger, config } = options;
-  // Migrations on a session of their own: a long one must not meet the delivery
-  // sessions' answer timeout.
-  const migrationDb = createDb({ connectionString: options.databaseUrl, poolMax: 1, applicationName: 'hookpost-worker-migrate' });
-  try {
-    await migrateToLatest(migrationDb);
-  } finally {
-    await migrationDb.destroy();
-  }
+  await migrateDatabase(options.databaseUrl, 'hookpost-worker-migrate');
   const db = createDb({
     connectionString: options.databaseUrl,
     poolMax: 8,
     applicationName: 'hookpost-worker',
     settings: QUEUE_SESSION_SETTINGS,
-    answerTimeoutMs: config.delivery.queryTimeoutMs,
+    answerTimeoutMs: config.databaseQueryTimeoutMs,
   });
 
   const policy = createAddressPolicy(config.ssrfAllowlist);
@@ -81,7 +74,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   // The poller has its own pool (it cannot starve deliveries of connections, nor they it),
   // committing asynchronously: what it writes without `synchronous_commit = on` is redone
   // after a Postgres crash (see packages/db/src/repositories/polling.ts).
-  const pollDb = createDb({ connectionString: options.databaseUrl, poolMax: 10, applicationName: 'hookpost-poller', synchronousCommit: false });
+  const pollDb = createDb({
+    connectionString: options.databaseUrl,
+    poolMax: 10,
+    applicationName: 'hookpost-poller',
+    synchronousCommit: false,
+    answerTimeoutMs: config.databaseQueryTimeoutMs,
+  });
   const poller = new Poller(
     {
       db: pollDb,

@@ -1,17 +1,20 @@
 /**
  * Connections that go silent (a NAT or load balancer forgetting a flow, a host gone
- * without a FIN) raise no error. The worker asks its LISTEN connection `select 1` every
- * DELIVERY_LISTEN_HEARTBEAT_MS and replaces it when no answer comes, so NOTIFY wakes it
- * again within moments, not at its 30 s idle re-check; and a statement of its delivery
- * sessions unanswered for DELIVERY_QUERY_TIMEOUT_MS closes its connection, so the claim
- * loop goes on, instead of waiting ~15 min for TCP to give up. The worker reaches Postgres
- * here through a TCP proxy that can freeze the connections of one application_name: their
- * bytes stop in both directions and their sockets stay open.
+ * without a FIN, a failover that moved the address) raise no error. The worker asks its
+ * LISTEN connection `select 1` every DELIVERY_LISTEN_HEARTBEAT_MS and replaces it when no
+ * answer comes, so NOTIFY wakes it again within moments, not at its 30 s idle re-check;
+ * and a statement unanswered for DATABASE_QUERY_TIMEOUT_MS closes its connection, so the
+ * claim loop, the poller and the API go on, instead of waiting ~15 min for TCP to give up.
+ * The API and the worker reach Postgres here through a TCP proxy that can freeze the
+ * connections of one application_name: their bytes stop in both directions and their
+ * sockets stay open.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { serverUrl } from '@hookpost/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { eventually, startStack, type Proc, type Stack } from './stack.js';
+import { eventually, type Proc, type Stack } from './stack.js';
+import { startVirtualKit, type VirtualKit } from './virtual-kit.js';
 
 /** Forwards TCP to `target`; `freeze(name)` silences the open connections whose session has that application_name. */
 async function startFreezingProxy(target: { host: string; port: number }) {
@@ -55,21 +58,29 @@ async function startFreezingProxy(target: { host: string; port: number }) {
 
 const LISTEN = 'hookpost-worker-listen';
 const DELIVERY = 'hookpost-worker';
+const POLLER = 'hookpost-poller';
+const API = 'hookpost-api';
+let kit: VirtualKit;
 let stack: Stack;
 let proxy: Awaited<ReturnType<typeof startFreezingProxy>>;
 let worker: Proc;
 
 beforeAll(async () => {
-  stack = await startStack({ workers: 0 });
-  const url = new URL(stack.database.url);
-  proxy = await startFreezingProxy({ host: url.hostname, port: Number(url.port || 5432) });
-  url.hostname = '127.0.0.1';
-  url.port = String(proxy.port);
-  worker = await stack.startWorker({ DATABASE_URL: url.toString(), DELIVERY_LISTEN_HEARTBEAT_MS: '500', DELIVERY_QUERY_TIMEOUT_MS: '1000' });
+  const server = new URL(serverUrl());
+  proxy = await startFreezingProxy({ host: server.hostname, port: Number(server.port || 5432) });
+  const viaProxy = (databaseUrl: string) => {
+    const url = new URL(databaseUrl);
+    url.hostname = '127.0.0.1';
+    url.port = String(proxy.port);
+    return url.toString();
+  };
+  kit = await startVirtualKit({ workers: 0, apiDatabaseUrl: viaProxy, env: { DATABASE_QUERY_TIMEOUT_MS: '1000' } });
+  stack = kit.stack;
+  worker = await stack.startWorker({ DATABASE_URL: viaProxy(stack.database.url), DELIVERY_LISTEN_HEARTBEAT_MS: '500' });
 });
 
 afterAll(async () => {
-  await stack?.close();
+  await kit?.close();
   await proxy?.close();
 });
 
@@ -114,3 +125,40 @@ it('a statement on a delivery session that stopped answering closes it, and the 
   expect(proxy.connections(DELIVERY)).toBeGreaterThan(frozen); // new sessions took over
   expect(worker.child.exitCode).toBeNull();
 }, 30_000);
+
+it('a statement of the API that gets no answer closes its session: that request is a 503, a retry is accepted once', async () => {
+  await publishOne('api-warm');
+  const frozen = proxy.connections(API);
+  expect(frozen).toBeGreaterThan(0);
+  proxy.freeze(API); // the pool's idle sessions: the next request's statements meet them
+
+  const event = { id: 'evt-api-frozen', type: 'record:created', data: { id: 'api-frozen' } };
+  const startedAt = Date.now();
+  const first = await stack.call('POST', '/v1/events', event);
+  expect(Date.now() - startedAt).toBeLessThan(10_000);
+  expect(first.status, JSON.stringify(first.body)).toBe(503);
+  expect(first.body.error.code).toBe('unavailable');
+  // Retried as a client would: answered on new sessions; the event id makes it one event.
+  await eventually(async () => (await stack.call('POST', '/v1/events', event)).status === 202, 15_000, 'the retry accepted');
+  expect(proxy.connections(API)).toBeGreaterThan(frozen);
+  await eventually(() => arrived('api-frozen'), 10_000, 'the retried event delivered');
+  const again = await stack.call('POST', '/v1/events', event);
+  expect(again.status).toBe(202);
+  await new Promise((r) => setTimeout(r, 500));
+  expect(stack.receiver.deliveries().filter((d) => (d.body as { payload?: { id?: string } }).payload?.id === 'api-frozen')).toHaveLength(1);
+}, 40_000);
+
+it('a statement of the poller that gets no answer closes its session, and the next run delivers the change', async () => {
+  const token = 'tok-frozen-poller';
+  const connection = await kit.connection(token);
+  const webhook = await kit.webhook(connection, '/frozen-poller');
+  await kit.runsAfter(webhook, 0);
+  const frozen = proxy.connections(POLLER);
+  expect(frozen).toBeGreaterThan(0);
+  proxy.freeze(POLLER);
+
+  const id = kit.created(token);
+  await eventually(() => kit.ids('/frozen-poller').includes(id), 20_000, 'the change made after the freeze');
+  expect(proxy.connections(POLLER)).toBeGreaterThan(frozen);
+  expect(worker.child.exitCode).toBeNull();
+}, 40_000);

@@ -81,7 +81,15 @@ export interface Stack {
   close(): Promise<void>;
 }
 
-export async function startStack(options: { env?: Record<string, string>; apiEnv?: Record<string, string>; workers?: number } = {}): Promise<Stack> {
+export interface StackOptions {
+  env?: Record<string, string>;
+  apiEnv?: Record<string, string>;
+  /** Rewrites the test database's URL for the API (to reach it through a proxy, say). */
+  apiDatabaseUrl?: (url: string) => string;
+  workers?: number;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const database = await createTestDatabase();
   const receiver = await startReceiver('127.0.0.1', 0);
   const env: Record<string, string> = {
@@ -94,7 +102,8 @@ export async function startStack(options: { env?: Record<string, string>; apiEnv
   const { workspace } = await workspaces.createWorkspace(database.db, 'stack');
   const { key } = await apiKeys.createApiKey(database.db, { workspaceId: workspace.id, name: 'stack' });
   // Port 0: the API picks a free port and logs it (no race with other files picking ports).
-  const api = await spawnApp('apps/api/dist/main.js', { ...env, ...options.apiEnv, API_PORT: '0' }, 'api listening');
+  const apiDatabaseUrl = options.apiDatabaseUrl?.(database.url) ?? database.url;
+  const api = await spawnApp('apps/api/dist/main.js', { ...env, ...options.apiEnv, DATABASE_URL: apiDatabaseUrl, API_PORT: '0' }, 'api listening');
   const listening = /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(api.output());
   if (!listening?.[1]) throw new Error(`api did not log its URL:\n${api.output()}`);
   const apiUrl = listening[1];

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { startProvider, type MockProvider } from '@hookpost/mock-provider';
 import { expect } from 'vitest';
-import { eventually, startStack, type Stack } from './stack.js';
+import { eventually, startStack, type Stack, type StackOptions } from './stack.js';
 
 /** Minutes: 0.005 = 300 ms. */
 export const FAST = 0.005;
@@ -52,9 +52,9 @@ export interface VirtualKit {
   created(token: string, fields?: Record<string, unknown>): string;
 }
 
-export async function startVirtualKit(o: { env?: Record<string, string>; workers?: number; providerRecords?: number } = {}): Promise<VirtualKit> {
+export async function startVirtualKit(o: StackOptions & { providerRecords?: number } = {}): Promise<VirtualKit> {
   const [stack, provider] = await Promise.all([
-    startStack({ env: { ...VIRTUAL_ENV, ...o.env }, workers: o.workers ?? 1 }),
+    startStack({ ...o, env: { ...VIRTUAL_ENV, ...o.env }, workers: o.workers ?? 1 }),
     startProvider('127.0.0.1', 0, { records: o.providerRecords ?? 5 }),
   ]);
   const bodies = (path: string): Body[] => stack.receiver.deliveries().filter((d) => d.path === path).map((d) => d.body as Body);

@@ -123,8 +123,9 @@ export interface CreateDbOptions {
   /** Server settings for every session of this pool (`-c name=value`). */
   settings?: Record<string, string>;
   /**
-   * A statement unanswered this long closes its connection and fails: for pools whose
-   * loops wait on their statements (the worker's delivery sessions). Unset: none.
+   * A statement unanswered this long closes its connection and fails (see
+   * PreparingClient.closeIfUnanswered; DATABASE_QUERY_TIMEOUT_MS). Unset: none, for
+   * sessions whose statements may run long (migrations).
    */
   answerTimeoutMs?: number;
   onQueryError?: (error: unknown, sql: string) => void;
@@ -163,7 +164,7 @@ export function createDb(options: CreateDbOptions): Kysely<Database> {
 /** SQLSTATEs of a session that ended or could not start (class 08, admin/crash shutdown, no slot). */
 const CONNECTION_SQLSTATES = /^(08...|57P0[123]|53300)$/;
 /** What pg and Node say when the socket went away, or a dead client is used again. */
-const CONNECTION_MESSAGES = /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect)/;
+const CONNECTION_MESSAGES = /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|no answer from Postgres within)/;
 const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
 /**

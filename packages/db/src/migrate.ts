@@ -1,4 +1,5 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import { createDb } from './client.js';
 import * as m0001 from './migrations/2026_11_22_0001_tenancy_and_webhooks.js';
 import * as m0002 from './migrations/2026_11_22_0002_events_and_deliveries.js';
 import * as m0003 from './migrations/2026_12_01_0003_virtual_polling.js';
@@ -36,4 +37,17 @@ export async function migrateToLatest<T>(db: Kysely<T>): Promise<string[]> {
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw new MigrationError(results, error);
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/**
+ * Migrates on a session of its own, closed afterwards: a long migration must not meet the
+ * answer timeout of the pools that serve requests and deliveries (`answerTimeoutMs`).
+ */
+export async function migrateDatabase(connectionString: string, applicationName: string): Promise<string[]> {
+  const db = createDb({ connectionString, poolMax: 1, applicationName });
+  try {
+    return await migrateToLatest(db);
+  } finally {
+    await db.destroy();
+  }
 }

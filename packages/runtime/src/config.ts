@@ -18,6 +18,14 @@ export const EnvSchema = z.object({
   /** Postgres connection string. Unset: the launcher starts an embedded PostgreSQL. */
   DATABASE_URL: z.string().min(1).optional(),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(500).default(10),
+  /**
+   * A statement unanswered this long closes its connection and fails (the API answers 503;
+   * the worker's loops retry on another session). Statements take milliseconds; a half-open
+   * connection (a peer gone without a FIN or RST, a failover that moved the address) would
+   * otherwise hold its request, claim loop or poll run until TCP gives up, ~15 min.
+   * Migrations run on sessions of their own, outside it.
+   */
+  DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(120_000),
 
   API_HOST: z.string().min(1).default('127.0.0.1'),
   API_PORT: port.default(3000),
@@ -76,12 +84,6 @@ export const EnvSchema = z.object({
   DELIVERY_LEASE_MS: z.coerce.number().int().min(500).max(3_600_000).optional(),
   /** How often the worker's idle LISTEN connection is checked (and replaced if it does not answer in as long). */
   DELIVERY_LISTEN_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
-  /**
-   * A statement of the worker's delivery sessions (claims, completions, health, retention)
-   * unanswered this long closes its connection and fails, to be retried on another. They
-   * take milliseconds; a half-open connection would otherwise hold the loop ~15 min.
-   */
-  DELIVERY_QUERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(120_000),
 
   /** `fibonacci` (unified.to's: Fibonacci minutes, 20 retries), `fibonacci:N`, or seconds `5,30,300`. */
   RETRY_SCHEDULE: z.string().default('fibonacci'),
@@ -146,6 +148,8 @@ export interface Config {
   logLevel: Env['LOG_LEVEL'];
   databaseUrl: string | undefined;
   databasePoolMax: number;
+  /** DATABASE_QUERY_TIMEOUT_MS: a statement unanswered this long closes its connection. */
+  databaseQueryTimeoutMs: number;
   api: { host: string; port: number; bodyLimitBytes: number; docsEnabled: boolean; keyCacheMs: number };
   receiver: { host: string; port: number; secrets: string[] };
   /** The demo source `pnpm start` runs (apps/mock-provider; it reads its own MOCK_PROVIDER_* settings). */
@@ -168,7 +172,6 @@ export interface Config {
     connectTimeoutMs: number;
     leaseMs: number;
     listenHeartbeatMs: number;
-    queryTimeoutMs: number;
   };
   retry: { schedule: string; jitter: number; timeScale: number; maxRetryAfterSeconds: number };
   health: { failureThreshold: number; pauseAfterSeconds: number };
@@ -211,6 +214,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     logLevel: e.LOG_LEVEL,
     databaseUrl: e.DATABASE_URL,
     databasePoolMax: e.DATABASE_POOL_MAX,
+    databaseQueryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,
     api: {
       host: e.API_HOST,
       port: e.API_PORT,
@@ -246,7 +250,6 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       connectTimeoutMs: e.DELIVERY_CONNECT_TIMEOUT_MS,
       leaseMs: e.DELIVERY_LEASE_MS ?? 3 * e.DELIVERY_TIMEOUT_MS + 30_000,
       listenHeartbeatMs: e.DELIVERY_LISTEN_HEARTBEAT_MS,
-      queryTimeoutMs: e.DELIVERY_QUERY_TIMEOUT_MS,
     },
     retry: {
       schedule: e.RETRY_SCHEDULE,
