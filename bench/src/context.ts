@@ -97,6 +97,8 @@ export interface Throughput {
   coresBusy?: number;
   /** WAL the database server wrote over the phase, bytes per delivery. */
   walBytesPerDelivery?: number;
+  /** Share of the machine's CPU time stolen by the hypervisor over the round (0–1). */
+  stealShare?: number;
 }
 
 export interface Latency {

@@ -200,12 +200,13 @@ export function throughputOf(events: number, r: DrainResult): Throughput {
 }
 
 /** CPU µs per delivery (system, harness) and the cores busy over the phase. */
-function cpuFigures(u: CpuUsage, deliveries: number): Pick<Throughput, 'cpuUsPerDelivery' | 'coresBusy' | 'walBytesPerDelivery'> {
+function cpuFigures(u: CpuUsage, deliveries: number): Pick<Throughput, 'cpuUsPerDelivery' | 'coresBusy' | 'walBytesPerDelivery' | 'stealShare'> {
   const { system, harness } = splitCpu(u);
   return {
     cpuUsPerDelivery: { system: (system / deliveries) * 1e6, harness: (harness / deliveries) * 1e6 },
     coresBusy: (system + harness) / u.wallSeconds,
     ...(u.walBytes !== undefined ? { walBytesPerDelivery: u.walBytes / deliveries } : {}),
+    ...(u.stealShare !== undefined ? { stealShare: u.stealShare } : {}),
   };
 }
 

@@ -241,6 +241,32 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
+/** The machine's CPU time so far, from /proc/stat's first line (clock ticks, all CPUs). */
+export interface HostTicks {
+  total: number;
+  steal: number;
+}
+
+export function hostTicks(): HostTicks {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+    return { total: user + nice + system + idle + iowait + irq + softirq + steal, steal };
+  } catch {
+    return { total: 0, steal: 0 };
+  }
+}
+
+/**
+ * The share of the machine's CPU time taken by the hypervisor for other guests (steal)
+ * between two readings: on a shared VM, the cores the bench's processes could not have.
+ */
+export function stealShare(from: HostTicks, to: HostTicks = hostTicks()): number | undefined {
+  const total = to.total - from.total;
+  return total > 0 ? (to.steal - from.steal) / total : undefined;
+}
+
 /** CPU seconds used so far by every PostgreSQL process on this machine, by pid. */
 function postgresCpu(): Map<number, number> {
   const out = new Map<number, number>();
@@ -271,6 +297,7 @@ async function postgresLabels(serverUrl: string): Promise<Map<number, string>> {
  */
 export class CpuMeter {
   private readonly startUs = nowUs();
+  private readonly host = hostTicks();
   private readonly own = process.cpuUsage();
   private readonly pg = postgresCpu();
   private readonly named: Record<string, number>;
@@ -307,7 +334,8 @@ export class CpuMeter {
       postgres[label] = (postgres[label] ?? 0) + used;
     }
     const walBytes = this.walStart ? await walSince(this.serverUrl, this.walStart).catch(() => undefined) : undefined;
-    return { wallSeconds, processes, postgres, ...(walBytes !== undefined ? { walBytes } : {}) };
+    const steal = stealShare(this.host);
+    return { wallSeconds, processes, postgres, ...(walBytes !== undefined ? { walBytes } : {}), ...(steal !== undefined ? { stealShare: steal } : {}) };
   }
 }
 
@@ -332,6 +360,8 @@ export interface CpuUsage {
   postgres: Record<string, number>;
   /** WAL the server wrote over the phase (only one system runs at a time), bytes. */
   walBytes?: number;
+  /** Share of the machine's CPU time stolen by the hypervisor over the phase (0–1). */
+  stealShare?: number;
 }
 
 /** The bench's own processes: the driver (load and bookkeeping), the verifying receiver, the slow-query sampler. */
@@ -362,8 +392,10 @@ export function formatCpu(u: CpuUsage): string {
       .join(', ');
   const pgTotal = sum(u.postgres, () => true);
   const total = sum(u.processes, () => true) + pgTotal;
-  return `CPU s over ${u.wallSeconds.toFixed(1)} s wall: ${fmt(u.processes)}; postgres ${pgTotal.toFixed(1)} [${fmt(u.postgres)}]; total ${total.toFixed(1)} (${(total / u.wallSeconds).toFixed(2)} cores)${u.walBytes !== undefined ? `; WAL ${(u.walBytes / 2 ** 20).toFixed(1)} MiB` : ''}`;
+  return `CPU s over ${u.wallSeconds.toFixed(1)} s wall: ${fmt(u.processes)}; postgres ${pgTotal.toFixed(1)} [${fmt(u.postgres)}]; total ${total.toFixed(1)} (${(total / u.wallSeconds).toFixed(2)} cores)${u.walBytes !== undefined ? `; WAL ${(u.walBytes / 2 ** 20).toFixed(1)} MiB` : ''}${u.stealShare !== undefined ? `; host steal ${percent(u.stealShare)}` : ''}`;
 }
+
+export const percent = (share: number) => `${(share * 100).toFixed(0)} %`;
 
 function safeCpu(pid: number): number {
   try {

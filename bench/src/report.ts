@@ -1,6 +1,7 @@
 import type { BenchConfig, SystemResult, Throughput } from './context.js';
 import type { DrainResult } from './load.js';
 import { median, medianRatio } from './turns.js';
+import { percent } from './procs.js';
 
 export interface Environment {
   started: string;
@@ -16,7 +17,12 @@ export interface Environment {
   logDir: string;
   loadStart: string;
   loadEnd: string;
+  /** Share of the machine's CPU time stolen by the hypervisor over the whole run (0–1). */
+  stealShare?: number;
 }
+
+/** Above this share of stolen CPU time a run is flagged: its figures reflect a crowded host. */
+export const STEAL_WARNING = 0.05;
 
 const int = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? '—' : Math.round(n).toLocaleString('en-US'));
 const ms = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? '—' : n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toLocaleString('en-US'));
@@ -81,6 +87,13 @@ export function renderReport(
     const b = medianOf(pbRounds, (t) => t.walBytesPerDelivery);
     return ['    WAL bytes per delivery', int(h), int(b), '', times(div(b, h)), '', ''];
   };
+  const stealRow = (hpRounds: readonly Throughput[] | undefined, pbRounds: readonly Throughput[] | undefined): string[] => {
+    const cell = (rounds: readonly Throughput[] | undefined) => {
+      const v = medianOf(rounds, (t) => t.stealShare);
+      return v === undefined ? '—' : percent(v);
+    };
+    return ['    host CPU stolen by the hypervisor', cell(hpRounds), cell(pbRounds), '', '', '', ''];
+  };
   const p99Ratio = div(pb?.latency?.p99, hp?.latency?.p99);
   const p50Ratio = div(pb?.latency?.p50, hp?.latency?.p50);
   const rssRatio = div(pb?.workerHwmMb, hp?.workerHwmMb);
@@ -101,6 +114,7 @@ export function renderReport(
     ['    ingest accepted, events/s', int(hp?.batch?.ingestPerSec), int(pb?.batch?.ingestPerSec), '', times(div(hp?.batch?.ingestPerSec, pb?.batch?.ingestPerSec)), '', ''],
     cpuRow(hp?.batchRounds, pb?.batchRounds),
     walRow(hp?.batchRounds, pb?.batchRounds),
+    stealRow(hp?.batchRounds, pb?.batchRounds),
     [
       `(b) 1 event/request, ${cfg.clients} clients → delivered/s`,
       int(hp?.single?.deliveredPerSec),
@@ -114,6 +128,7 @@ export function renderReport(
     ['    ingest accepted, events/s', int(hp?.single?.ingestPerSec), int(pb?.single?.ingestPerSec), '', times(div(hp?.single?.ingestPerSec, pb?.single?.ingestPerSec)), '', ''],
     cpuRow(hp?.singleRounds, pb?.singleRounds),
     walRow(hp?.singleRounds, pb?.singleRounds),
+    stealRow(hp?.singleRounds, pb?.singleRounds),
     [`(c) latency @ ${cfg.rate}/s${pbRateNote}, p50 ms`, ms(hp?.latency?.p50), ms(pb?.latency?.p50), '', times(p50Ratio), '', ''],
     [
       '    p99 ms',
@@ -195,6 +210,12 @@ export function renderReport(
   out.push(`Machine : ${env.cpu}, ${env.memory} RAM, ${env.os}`);
   out.push(`Node    : ${env.node}   Postgres: ${env.postgres}`);
   out.push(`Load avg: ${env.loadStart} at start, ${env.loadEnd} at end (1/5/15 min; other work on the machine skews results)`);
+  if (env.stealShare !== undefined) {
+    out.push(
+      `Steal   : ${percent(env.stealShare)} of the machine's CPU time over the run went to other guests of the hypervisor` +
+        (env.stealShare > STEAL_WARNING ? ' (WARNING: the processes had that much less of the cores; compare such a run only with itself)' : ''),
+    );
+  }
   out.push(`Baseline: pg-boss ${env.pgBoss}, undici ${env.undici}   Repo: ${env.git}`);
   out.push(
     `Workload: (a) ${int(cfg.events)} events, (b) ${int(cfg.singleEvents)} events (each ${cfg.rounds} rounds, the systems taking turns; median shown), (c) ${cfg.steadySeconds} s open loop, (d) ${int(cfg.fanout)} webhooks, ` +

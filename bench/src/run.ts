@@ -20,9 +20,9 @@ import { loadBenchConfig, type Contender, type Ctx, type SystemResult } from './
 import { startHookpost } from './hookpost.js';
 import { BenchFailure, type DrainResult } from './load.js';
 import { startPgBoss } from './pgboss.js';
-import { ReceiverProc, stopAll } from './procs.js';
+import { hostTicks, percent, ReceiverProc, stealShare, stopAll } from './procs.js';
 import { runRaw, runRelay } from './raw.js';
-import { renderReport, type Environment } from './report.js';
+import { renderReport, STEAL_WARNING, type Environment } from './report.js';
 import { measureInTurns } from './turns.js';
 import { renderVirtual, runVirtual, type VirtualResult } from './virtual.js';
 
@@ -81,6 +81,7 @@ async function main(): Promise<number> {
   const cfg = loadBenchConfig();
   const run = randomBytes(4).toString('hex');
   const started = new Date();
+  const hostAtStart = hostTicks();
   const logDir = path.join(benchRoot, '.runs', `${started.toISOString().replace(/[:.]/g, '-')}-${run}`);
   mkdirSync(logDir, { recursive: true });
 
@@ -117,6 +118,11 @@ async function main(): Promise<number> {
   };
   log(`run ${run}; logs in ${envInfo.logDir}; load average ${envInfo.loadStart}`);
   if ((os.loadavg()[0] ?? 0) > 0.5 * cpus.length) log(`WARNING: the machine is busy (load ${envInfo.loadStart}); numbers will be noisy`);
+  // Over the start-up so far (embedded Postgres, the receiver to come): seconds of it.
+  const stolenNow = stealShare(hostAtStart);
+  if (stolenNow !== undefined && stolenNow > STEAL_WARNING) {
+    log(`WARNING: the hypervisor is taking ${percent(stolenNow)} of this machine's CPU time (steal); numbers will be low and noisy`);
+  }
 
   const receiver = await ReceiverProc.start();
   const ctx: Ctx = { run, serverUrl, receiver, logDir, repoRoot, cfg };
@@ -169,6 +175,8 @@ async function main(): Promise<number> {
   }
 
   envInfo.loadEnd = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const steal = stealShare(hostAtStart);
+  if (steal !== undefined) envInfo.stealShare = steal;
   const report = renderReport(envInfo, cfg, results);
   const virtualText = renderVirtual(results.virtual);
   const mainRan = ['raw', 'pgboss', 'hookpost'].some((p) => cfg.only.has(p));
