@@ -1,4 +1,4 @@
-import type { Logger } from '@hookpost/runtime';
+import { FailureStreak, type Logger } from '@hookpost/runtime';
 import pg from 'pg';
 
 export interface WakeListenerOptions {
@@ -31,7 +31,11 @@ export class WakeListener {
   private beating = false;
   private stopped = false;
 
-  constructor(private readonly o: WakeListenerOptions) {}
+  private readonly reconnectFailures: FailureStreak;
+
+  constructor(private readonly o: WakeListenerOptions) {
+    this.reconnectFailures = new FailureStreak(o.logger, { failing: 'reconnect failed', recovered: 'listen connection back', level: 'warn' });
+  }
 
   /** Connects and listens; rejects if the first attempt fails. */
   async start(): Promise<void> {
@@ -109,10 +113,13 @@ export class WakeListener {
     if (this.stopped || this.reconnectTimer) return;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      this.connect().catch((err: unknown) => {
-        this.o.logger.warn({ err }, 'reconnect failed');
-        this.scheduleReconnect();
-      });
+      this.connect().then(
+        () => this.reconnectFailures.succeeded(),
+        (err: unknown) => {
+          this.reconnectFailures.failed(err);
+          this.scheduleReconnect();
+        },
+      );
     }, this.o.reconnectDelayMs ?? 1000);
   }
 }

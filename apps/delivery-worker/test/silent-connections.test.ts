@@ -16,29 +16,34 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { eventually, type Proc, type Stack } from './stack.js';
 import { startVirtualKit, type VirtualKit } from './virtual-kit.js';
 
-/** Forwards TCP to `target`; `freeze(name)` silences the open connections whose session has that application_name. */
+/**
+ * Forwards TCP to `target`. `freeze(name)` silences the open connections whose session has
+ * that application_name; `cut(name)` closes them and turns new ones away until `restore(name)`.
+ */
 async function startFreezingProxy(target: { host: string; port: number }) {
-  const links: { name: string; frozen: boolean }[] = [];
+  const links: { name: string; frozen: boolean; close: () => void }[] = [];
+  const refused = new Set<string>();
   const all = new Set<Socket>();
   const proxy: Server = createServer((client) => {
     const server = connect(target.port, target.host);
     all.add(client).add(server);
-    const link = { name: '', frozen: false };
+    const close = () => {
+      client.destroy();
+      server.destroy();
+    };
+    const link = { name: '', frozen: false, close };
     links.push(link);
     let first = true;
     client.on('data', (chunk) => {
       // The startup message carries application_name in the clear (no TLS on loopback).
       if (first) link.name = /application_name\0([^\0]*)\0/.exec(chunk.toString('latin1'))?.[1] ?? '';
       first = false;
+      if (refused.has(link.name)) return close();
       if (!link.frozen) server.write(chunk);
     });
     server.on('data', (chunk) => {
       if (!link.frozen) client.write(chunk);
     });
-    const close = () => {
-      client.destroy();
-      server.destroy();
-    };
     client.on('close', close).on('error', close);
     server.on('close', close).on('error', close);
   });
@@ -49,6 +54,11 @@ async function startFreezingProxy(target: { host: string; port: number }) {
     freeze: (name: string) => {
       for (const l of links) if (l.name === name) l.frozen = true;
     },
+    cut: (name: string) => {
+      refused.add(name);
+      for (const l of links) if (l.name === name) l.close();
+    },
+    restore: (name: string) => refused.delete(name),
     close: async () => {
       for (const s of all) s.destroy();
       await new Promise<void>((r) => proxy.close(() => r()));
@@ -162,3 +172,20 @@ it('a statement of the poller that gets no answer closes its session, and the ne
   expect(proxy.connections(POLLER)).toBeGreaterThan(frozen);
   expect(worker.child.exitCode).toBeNull();
 }, 40_000);
+
+it('while Postgres turns the listener away, its reconnect failures are one line, and its return another', async () => {
+  const lines = (msg: string) => worker.output().split('\n').filter((l) => l.includes(`"msg":"${msg}"`));
+  const before = { failed: lines('reconnect failed').length, back: lines('listen connection back').length };
+  proxy.cut(LISTEN);
+  await eventually(() => lines('reconnect failed').length > before.failed, 5_000, 'the first failed reconnect');
+  await new Promise((r) => setTimeout(r, 3_500)); // three more tries, a second apart
+  expect(lines('reconnect failed')).toHaveLength(before.failed + 1);
+  proxy.restore(LISTEN);
+  await eventually(() => lines('listen connection back').length > before.back, 5_000, 'the listener back');
+  const back = JSON.parse(lines('listen connection back').at(-1) ?? '{}') as { failures?: number };
+  expect(back.failures).toBeGreaterThanOrEqual(4);
+
+  const sentAt = await publishOne('after-cut');
+  await eventually(() => arrived('after-cut'), 5_000, 'an event after the listener came back');
+  expect(Date.now() - sentAt).toBeLessThan(5_000);
+}, 30_000);

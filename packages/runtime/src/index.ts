@@ -5,3 +5,4 @@ export * from './http.js';
 export * from './node-flags.js';
 export * from './storable-text.js';
 export * from './json-depth.js';
+export * from './failure-streak.js';

@@ -1,6 +1,6 @@
 import type { AttemptResult } from '@hookpost/delivery';
 import { deliveries, webhookHealth, type Db, type HealthPolicy, type HealthTally } from '@hookpost/db';
-import type { Logger } from '@hookpost/runtime';
+import { FailureStreak, type Logger } from '@hookpost/runtime';
 
 /**
  * Finished attempts are written in batches (group commit): one UPDATE of deliveries,
@@ -11,6 +11,7 @@ export class CompletionWriter {
   private pending: AttemptResult[] = [];
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  private readonly failures: FailureStreak;
 
   constructor(
     private readonly db: Db,
@@ -25,7 +26,9 @@ export class CompletionWriter {
     },
     private readonly maxBatch = 500,
     private readonly maxDelayMs = 5,
-  ) {}
+  ) {
+    this.failures = new FailureStreak(logger, { failing: 'could not record attempts; retrying', recovered: 'attempts are recorded again' });
+  }
 
   add(result: AttemptResult): void {
     this.pending.push(result);
@@ -83,10 +86,11 @@ export class CompletionWriter {
           : [];
         if (stopped.length > 0) this.hooks.onStopped(stopped);
         if (earliestRetry) this.hooks.onRetryAt(earliestRetry);
+        this.failures.succeeded();
         return;
       } catch (err) {
         // Deliveries stay leased; if the database stays away the lease expires and they are retried.
-        this.logger.error({ err, tries, results: batch.length }, 'could not record attempts; retrying');
+        this.failures.failed(err, { tries, results: batch.length });
         if (tries >= 5) return;
         await new Promise((r) => setTimeout(r, 200 * tries));
       }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { deliveries, type ClaimedDelivery, type Db, type HealthPolicy } from '@hookpost/db';
 import { messageOf, performAttempt, type DeliveryTarget, type RetryPolicy, type Sender, type TargetLoader } from '@hookpost/delivery';
-import type { Logger } from '@hookpost/runtime';
+import { FailureStreak, type Logger } from '@hookpost/runtime';
 import { CompletionWriter } from './completions.js';
 
 export interface EngineOptions {
@@ -87,8 +87,10 @@ export class DeliveryEngine {
   private retryFired = false;
   private idleResolvers: (() => void)[] = [];
   readonly stats = { claimed: 0, sent: 0, succeeded: 0, failed: 0, released: 0 };
+  private readonly claimFailures: FailureStreak;
 
   constructor(private readonly o: EngineOptions) {
+    this.claimFailures = new FailureStreak(o.logger, { failing: 'claim failed; retrying shortly', recovered: 'claims work again' });
     this.completions = new CompletionWriter(o.db, this.workerId, o.health, o.logger, {
       onStopped: (ids) => this.dropQueued(ids),
       onRetryAt: (at) => this.wakeAt(at),
@@ -162,8 +164,9 @@ export class DeliveryEngine {
           leaseMs: this.o.leaseMs,
           excludeWebhooks: excluded,
         });
+        this.claimFailures.succeeded();
       } catch (err) {
-        this.o.logger.error({ err }, 'claim failed; retrying shortly');
+        this.claimFailures.failed(err);
         await this.sleep(1000);
         continue;
       }

@@ -1,5 +1,6 @@
 import type { ClaimedConnection } from '@hookpost/db';
 import { polling } from '@hookpost/db';
+import { FailureStreak } from '@hookpost/runtime';
 import type { PollContext } from './context.js';
 import { runConnection } from './connection-run.js';
 
@@ -19,11 +20,14 @@ export class Poller {
   private loop: Promise<void> | undefined;
   private wakeUp: (() => void) | undefined;
   private pendingWake = false;
+  private readonly loopFailures: FailureStreak;
 
   constructor(
     private readonly ctx: PollContext,
     private readonly concurrency: number,
-  ) {}
+  ) {
+    this.loopFailures = new FailureStreak(ctx.logger, { failing: 'poller loop error; retrying in 1 s', recovered: 'poller loop works again', level: 'warn' });
+  }
 
   start(): void {
     this.loop ??= this.run();
@@ -75,6 +79,7 @@ export class Poller {
           continue;
         }
         const claimed = await polling.claimConnections(db, workerId, free, settings.leaseMs);
+        this.loopFailures.succeeded();
         for (const c of claimed) this.launch(c);
         if (claimed.length === free) continue;
         const at = await polling.nextClaimableAt(db);
@@ -82,7 +87,7 @@ export class Poller {
         await this.sleep(wait > 0 ? wait : claimed.length > 0 ? 0 : CONTENDED_MS);
       } catch (err) {
         if (this.stopped) break;
-        this.ctx.logger.warn({ err }, 'poller loop error; retrying in 1 s');
+        this.loopFailures.failed(err);
         await this.sleep(1000);
       }
     }
