@@ -11,8 +11,13 @@ const BLOCKED_V4 = [
   ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.88.99.0', 24], ['192.168.0.0', 16],
   ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
 ] as const;
+// ::/96 (unspecified, loopback and the deprecated IPv4-compatible ::a.b.c.d) and
+// ::ffff:0:0:0/96 (SIIT IPv4-translated) are refused whole. NAT64 64:ff9b::/96 and 6to4
+// 2002::/16 are not listed: they are judged by the IPv4 address they embed (see
+// embeddedV4), so 6to4 of 10.0.0.1 is refused while NAT64 of a public address, how
+// IPv6-only (DNS64) hosts reach IPv4 receivers, is allowed.
 const BLOCKED_V6 = [
-  ['::', 128], ['::1', 128], ['64:ff9b::', 96], ['64:ff9b:1::', 48], ['100::', 64], ['2001::', 23],
+  ['::', 96], ['::ffff:0:0:0', 96], ['64:ff9b:1::', 48], ['100::', 64], ['2001::', 23],
   ['2001:db8::', 32], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
 ] as const;
 
@@ -32,13 +37,45 @@ export interface AddressPolicy {
 }
 
 function parseCidr(cidr: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
-  const [address = '', prefixText] = cidr.trim().split('/');
+  const [address = '', prefixText, ...rest] = cidr.trim().split('/');
   const version = isIP(address);
-  if (version === 0) throw new Error(`not an IP address or CIDR: ${cidr}`);
+  if (version === 0 || rest.length > 0) throw new Error(`not an IP address or CIDR: ${cidr}`);
   const family = version === 4 ? 'ipv4' : 'ipv6';
+  // Digits only: Number() would read '' (as in '10.0.0.0/') as 0, i.e. allow every
+  // address, and also take ' 8', '0x8', '1e1', '8.0'; '-0' even aborts the process in
+  // BlockList.addSubnet. A typo must be a configuration error, never a wider allow-list.
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) throw new Error(`bad prefix in ${cidr}`);
   const prefix = prefixText === undefined ? (version === 4 ? 32 : 128) : Number(prefixText);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > (version === 4 ? 32 : 128)) throw new Error(`bad prefix in ${cidr}`);
+  if (prefix > (version === 4 ? 32 : 128)) throw new Error(`bad prefix in ${cidr}`);
   return { address, prefix, family };
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (zone id dropped). */
+function ipv6Groups(address: string): number[] {
+  let text = address.split('%')[0] ?? '';
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [b0, b1, b2, b3] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, dotted.index)}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const [head = '', tail] = text.split('::');
+  const first = head ? head.split(':') : [];
+  const last = tail ? tail.split(':') : [];
+  const zeros = tail === undefined ? [] : Array<string>(8 - first.length - last.length).fill('0');
+  return [...first, ...zeros, ...last].map((g) => parseInt(g, 16));
+}
+
+/**
+ * The IPv4 address a NAT64 (64:ff9b::/96) or 6to4 (2002::/16) address leads to: a
+ * connection to one reaches that IPv4 address (through a translator or relay), so it is
+ * allowed or refused as that address is.
+ */
+function embeddedV4(address: string): string | undefined {
+  const g = ipv6Groups(address);
+  const quad = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  if (g[0] === 0x64 && g[1] === 0xff9b && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0) return quad(g[6] ?? 0, g[7] ?? 0);
+  if (g[0] === 0x2002) return quad(g[1] ?? 0, g[2] ?? 0);
+  return undefined;
 }
 
 /** `::ffff:10.0.0.1` → `10.0.0.1`; other addresses unchanged. */
@@ -63,6 +100,8 @@ export function createAddressPolicy(allowlist: readonly string[] = []): AddressP
     if (version === 0) return false;
     const family = version === 4 ? 'ipv4' : 'ipv6';
     if (allowed.check(address, family)) return true;
+    const inner = version === 6 ? embeddedV4(address) : undefined;
+    if (inner !== undefined) return decide(inner);
     return !blocked.check(address, family);
   };
   // The lists never change: remember answers (every send to an IP-literal URL asks).
