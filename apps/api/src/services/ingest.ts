@@ -52,7 +52,7 @@ export class EventIngestor {
   submit(request: IngestRequest): Promise<IngestAnswer> {
     // Only a keyed request is ever compared (serialising a 1000-event batch to hash it cost
     // ~6 % of the API's CPU in bench (a), for requests that never needed it).
-    const requestHash = request.idempotencyKey === undefined ? NO_HASH : createHash('sha256').update(JSON.stringify(request.events)).digest();
+    const requestHash = request.idempotencyKey === undefined ? NO_HASH : hashRequest(request);
     return new Promise<IngestAnswer>((resolve, reject) => {
       this.batch.push({ request, requestHash, resolve, reject });
       this.batchEvents += request.events.length;
@@ -105,8 +105,10 @@ export class EventIngestor {
       const answers = await this.run(batch);
       batch.forEach((p, i) => p.resolve(answers[i] as IngestAnswer));
     } catch (err) {
-      if (batch.length === 1) {
-        batch[0]?.reject(err);
+      // One request, or events already committed (whose retry would store the id-less ones
+      // twice): every request of the group gets the error; a client retry is safe.
+      if (batch.length === 1 || err instanceof eventsRepo.EventsStoredAnswerUnknown) {
+        for (const p of batch) p.reject(err);
         return;
       }
       // One request must not fail the others: commit each on its own.
@@ -143,9 +145,15 @@ export class EventIngestor {
       }
     }
     const stored = await eventsRepo.claimIdempotencyKeys(trx, claims);
+    // A key answered before this group: every request of the group with that key is compared
+    // with the stored request, not with the group's first (which may itself be a 409).
+    const priorByKey = new Map<string, eventsRepo.IdempotentResponse>();
     claims.forEach((c, j) => {
       const prior = stored[j];
-      if (prior) answers[c.index] = replay(prior, c.requestHash);
+      if (prior) {
+        answers[c.index] = replay(prior, c.requestHash);
+        priorByKey.set(`${c.workspaceId}/${c.key}`, prior);
+      }
     });
 
     // 3. Events and their fan-out, for every request still unanswered (repeats of a key within this group wait for the first).
@@ -179,9 +187,13 @@ export class EventIngestor {
     // Repeats of a key inside this group get the first request's answer.
     batch.forEach((p, i) => {
       if (answers[i] !== undefined) return;
-      const first = firstByKey.get(`${p.request.scope.workspaceId}/${p.request.idempotencyKey}`) as number;
+      const k = `${p.request.scope.workspaceId}/${p.request.idempotencyKey}`;
+      const prior = priorByKey.get(k);
+      if (prior) return (answers[i] = replay(prior, p.requestHash));
+      const first = firstByKey.get(k) as number;
       const firstAnswer = answers[first] as IngestAnswer;
       answers[i] = (batch[first] as Pending).requestHash.equals(p.requestHash) ? firstAnswer : keyMismatch();
+      return undefined;
     });
     return answers as IngestAnswer[];
   }
@@ -262,6 +274,20 @@ function invalid(field: string, message: string): IngestAnswer {
 function keyMismatch(): IngestAnswer {
   const err = new ApiError('conflict', 'this Idempotency-Key was used with a different request body', 'header.idempotency-key');
   return { status: err.status, body: err.toEnvelope() };
+}
+
+/**
+ * What a repeat of an idempotency key must match: the route and the events. The route is
+ * part of it because a single event and a batch of that one event hash the same events,
+ * and a key first used on one route must not replay that route's answer (`{id, …}` vs
+ * `{events: […]}`) on the other. Single-event hashes are unchanged (no prefix), so keys
+ * stored before still match.
+ */
+function hashRequest(request: IngestRequest): Buffer {
+  return createHash('sha256')
+    .update(request.single ? '' : 'batch:')
+    .update(JSON.stringify(request.events))
+    .digest();
 }
 
 /** The request hash of a request without an idempotency key: never compared. */

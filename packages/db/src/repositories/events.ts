@@ -35,7 +35,8 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
   // JSON.stringify and parsed once by Postgres, where a jsonb[] of stringified data was
   // escaped element by element into an array literal (the pg driver's escapeElement was
   // ~7 % of the API's CPU in bench (a)) and unescaped again on the server.
-  const rows = events.map((e) => ({
+  const rows = events.map((e, ord) => ({
+    ord,
     id: e.id,
     workspace_id: e.workspaceId,
     environment_id: e.environmentId,
@@ -48,7 +49,7 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
   const inserted = await sql<{ id: string; deliveries: number }>`${sql.raw(PREPARE)}
     with input as (
       select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-        as t(id uuid, workspace_id uuid, environment_id uuid, external_id text, type text, object_type text, connection_id uuid, data jsonb)
+        as t(ord int, id uuid, workspace_id uuid, environment_id uuid, external_id text, type text, object_type text, connection_id uuid, data jsonb)
     ),
     -- Who each event fans out to. Matching: same workspace and environment; the webhook's
     -- connection and object type when it has them; its event types (empty = all); its
@@ -75,10 +76,16 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
     ),
     -- The event keeps its fan-out count: a repeat answers with it, without counting
     -- deliveries (which need no index on event_id for it).
+    -- Rows go in in (workspace, external id, input position) order. Each insert of an external
+    -- id that a concurrent transaction has just inserted waits for that one; two batches
+    -- holding the same ids in different orders would each wait for the other (a deadlock,
+    -- answered 500) if they inserted in input order. Input position last: of an id repeated
+    -- within the batch, the first is the one stored.
     ins as (
       insert into events (id, workspace_id, environment_id, external_id, type, object_type, connection_id, data, deliveries)
-      select i.*, coalesce(c.n, 0)
+      select i.id, i.workspace_id, i.environment_id, i.external_id, i.type, i.object_type, i.connection_id, i.data, coalesce(c.n, 0)
       from input i left join (select event_id, count(*)::int as n from matched group by event_id) c on c.event_id = i.id
+      order by i.workspace_id, i.external_id, i.ord
       on conflict (workspace_id, external_id) where external_id is not null do nothing
       returning id, deliveries
     ),
@@ -100,12 +107,13 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
   const existing = new Map<string, { id: string; deliveries: number }>();
   if (missing.length > 0) {
     // Repeats of an external id: answer with the first event, as it was stored.
-    const rows = await sql<{ id: string; workspace_id: string; external_id: string; deliveries: number }>`
+    const lookup = () => sql<{ id: string; workspace_id: string; external_id: string; deliveries: number }>`
       select e.id, e.workspace_id, e.external_id, e.deliveries
       from events e
       join unnest(${missing.map((m) => m.workspaceId)}::uuid[], ${missing.map((m) => m.externalId)}::text[]) as k(workspace_id, external_id)
         on e.workspace_id = k.workspace_id and e.external_id = k.external_id
     `.execute(db);
+    const rows = db.isTransaction ? await lookup() : await afterCommit(lookup);
     for (const r of rows.rows) existing.set(`${r.workspace_id}/${r.external_id}`, { id: r.id, deliveries: r.deliveries });
   }
   for (const e of events) {
@@ -119,6 +127,34 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
     results.push({ eventId: first.id, duplicate: true, deliveries: first.deliveries });
   }
   return results;
+}
+
+/**
+ * The events were stored (their statement committed on its own, outside a transaction) but
+ * the answer could not be read afterwards. Running the same events again would store the
+ * ones without an external id twice, so the caller must not: it answers with this error
+ * (the database's own `code` and message, so a dropped session still reads as one) and a
+ * client's retry with the same event ids gets the first answer.
+ */
+export class EventsStoredAnswerUnknown extends Error {
+  readonly code: unknown;
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.name = 'EventsStoredAnswerUnknown';
+    this.code = (cause as { code?: unknown } | null)?.code;
+  }
+}
+
+/** A read after a commit: retried (it is only a read) on another session, then {@link EventsStoredAnswerUnknown}. */
+async function afterCommit<T>(read: () => Promise<T>, tries = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (err) {
+      if (attempt >= tries) throw new EventsStoredAnswerUnknown(err);
+      await new Promise((r) => setTimeout(r, 50 * attempt));
+    }
+  }
 }
 
 export interface IdempotentResponse {
@@ -137,10 +173,14 @@ export async function claimIdempotencyKeys(
   workspaceKeys: readonly { workspaceId: string; key: string; requestHash: Buffer }[],
 ): Promise<(IdempotentResponse | null)[]> {
   if (workspaceKeys.length === 0) return [];
+  // In key order: a claim of a key another transaction holds waits for it, and two groups
+  // claiming the same keys in different orders would deadlock (one group failing over to
+  // one-by-one commits) if each claimed in its own request order.
   const claimed = await sql<{ workspace_id: string; key: string }>`
     insert into idempotency_keys (workspace_id, key, request_hash)
     select * from unnest(${workspaceKeys.map((k) => k.workspaceId)}::uuid[], ${workspaceKeys.map((k) => k.key)}::text[],
-                         ${workspaceKeys.map((k) => k.requestHash)}::bytea[])
+                         ${workspaceKeys.map((k) => k.requestHash)}::bytea[]) as k(workspace_id, key, request_hash)
+    order by k.workspace_id, k.key
     on conflict do nothing
     returning workspace_id, key
   `.execute(trx);
