@@ -28,9 +28,12 @@ export function fibonacciMinutes(retries: number): number[] {
 export function parseSchedule(spec: string): number[] {
   const fib = /^fibonacci(?::(\d+))?$/.exec(spec.trim());
   if (fib) return fibonacciMinutes(fib[1] ? Number(fib[1]) : 20);
-  const seconds = spec.split(',').map((s) => Number(s.trim()));
-  if (seconds.length === 0 || seconds.some((s) => !Number.isFinite(s) || s < 0)) {
-    throw new Error(`retry schedule must be "fibonacci[:N]" or comma-separated seconds, got ${spec}`);
+  const parts = spec.split(',').map((s) => s.trim());
+  const seconds = parts.map(Number);
+  // Number('') is 0: an empty RETRY_SCHEDULE (or "5,,30") must not read as an immediate retry.
+  if (parts.some((p) => p === '') || seconds.some((s) => !Number.isFinite(s) || s < 0)) {
+    // Names the setting: it is a configuration error, not a delivery's.
+    throw new Error(`Invalid configuration: RETRY_SCHEDULE must be "fibonacci[:N]" or comma-separated seconds, got ${JSON.stringify(spec)}`);
   }
   return seconds;
 }
@@ -59,15 +62,24 @@ export function retryDelayMs(
 ): number | null {
   const base = policy.scheduleSeconds[attemptsMade - 1];
   if (base === undefined) return null;
-  if (retryAfterSeconds !== undefined) return Math.round(Math.min(Math.max(retryAfterSeconds, 0), policy.maxRetryAfterSeconds) * 1000);
+  // A Retry-After of 0 (or a date already past) asks for no wait at all: taken literally,
+  // a receiver answering 429 `Retry-After: 0` would have every retry spent at once and
+  // the delivery dead in milliseconds. Only a real wait replaces the schedule's delay.
+  if (retryAfterSeconds !== undefined && retryAfterSeconds > 0) return Math.round(Math.min(retryAfterSeconds, policy.maxRetryAfterSeconds) * 1000);
   const seconds = base * (1 + policy.jitter * (2 * random() - 1));
   return Math.max(0, Math.round(seconds * 1000 * policy.timeScale));
 }
 
-/** Retry-After as seconds: either delta-seconds or an HTTP date. */
+/**
+ * Retry-After as seconds: either delta-seconds or an HTTP date; undefined for anything
+ * else. Date.parse alone is far too lenient ("-1", "1.5", "10,20" are dates to it, long
+ * past, i.e. "retry now"): only a value that starts like an HTTP-date (a day name, in all
+ * three RFC 9110 forms) is read as one.
+ */
 export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
   if (!value) return undefined;
   if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  if (!/^(mon|tue|wed|thu|fri|sat|sun)[a-z]*,? /i.test(value.trim())) return undefined;
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, (at - now) / 1000);
 }

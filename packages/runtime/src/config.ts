@@ -86,7 +86,10 @@ export const EnvSchema = z.object({
   DELIVERY_LISTEN_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
 
   /** `fibonacci` (unified.to's: Fibonacci minutes, 20 retries), `fibonacci:N`, or seconds `5,30,300`. */
-  RETRY_SCHEDULE: z.string().default('fibonacci'),
+  RETRY_SCHEDULE: z
+    .string()
+    .regex(/^\s*(fibonacci(:\d+)?|\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*)\s*$/, 'must be "fibonacci", "fibonacci:N" or comma-separated seconds (e.g. 5,30,300)')
+    .default('fibonacci'),
   RETRY_JITTER: z.coerce.number().min(0).max(1).default(0.1),
   /** Multiplies every retry delay; e.g. 0.001 turns minutes into milliseconds for tests. */
   RETRY_TIME_SCALE: z.coerce.number().positive().max(1000).default(1),

@@ -69,6 +69,17 @@ function pauseColumns(paused: boolean): WebhookUpdate {
   return paused ? { is_paused: true } : { is_paused: false, is_active: true };
 }
 
+/**
+ * Unpausing a stopped webhook restarts the clock of its failure streak: with the old
+ * `failing_since` kept, the first failure after the unpause paused it again at once
+ * (it had been "failing" for longer than HEALTH_PAUSE_AFTER_SECONDS). It is the Truto
+ * face's only way back (PATCH is_active=true). Health itself is left to the next answer.
+ */
+function unpauseColumns(before: Pick<WebhookWithEnv, 'is_active' | 'is_paused'>, after: WebhookUpdate): WebhookUpdate {
+  const stopped = before.is_paused || !before.is_active;
+  return stopped && after.is_paused === false && after.is_active === true ? { failing_since: null } : {};
+}
+
 export async function createUnifiedWebhook(
   deps: ApiContext,
   scope: Scope,
@@ -98,10 +109,12 @@ export async function replaceUnifiedWebhook(deps: ApiContext, scope: Scope, id: 
   checkInterval(deps, body.interval);
   await requireAllowedUrl(deps, 'hook_url', body.hook_url);
   await inTransaction(deps.db, async (trx) => {
-    await requireUnifiedWebhook(trx, scope, id);
+    const current = await requireUnifiedWebhook(trx, scope, id);
     const connection = await requireConnection(trx, scope, body.connection_id);
+    const columns = unifiedColumns(deps, body);
     await webhooks.updateWebhook(trx, scope, id, {
-      ...unifiedColumns(deps, body),
+      ...columns,
+      ...unpauseColumns(current, columns),
       connection_id: connection.id,
       environment_id: connection.environment_id,
       integration_type: connection.integration_type,
@@ -145,7 +158,7 @@ export async function patchUnifiedWebhook(deps: ApiContext, scope: Scope, id: st
     if (body.is_beta !== undefined) set.is_beta = body.is_beta;
     if (body.subscriptions !== undefined) set.subscriptions = body.subscriptions;
     if (body.meta !== undefined) set.meta = body.meta === null ? null : JSON.stringify(body.meta);
-    if (body.is_paused !== undefined) Object.assign(set, pauseColumns(body.is_paused));
+    if (body.is_paused !== undefined) Object.assign(set, pauseColumns(body.is_paused), unpauseColumns(current, pauseColumns(body.is_paused)));
 
     // The merged webhook must still have somewhere to deliver, and a complete db target.
     const hookUrl = set.hook_url !== undefined ? set.hook_url : current.hook_url;
@@ -219,12 +232,13 @@ export async function createTrutoWebhook(
 }
 
 export async function updateTrutoWebhook(deps: ApiContext, scope: Scope, id: string, body: TrutoWebhookUpdate): Promise<void> {
-  await requireTrutoWebhook(deps.db, scope, id);
+  const current = await requireTrutoWebhook(deps.db, scope, id);
   await requireAllowedUrl(deps, 'target_url', body.target_url);
   const set: WebhookUpdate = {};
   if (body.target_url !== undefined) set.hook_url = body.target_url;
   if (body.event_types !== undefined) set.event_types = [...new Set(body.event_types)];
   if (body.is_active !== undefined) Object.assign(set, body.is_active ? { is_active: true, is_paused: false } : { is_active: false });
+  Object.assign(set, unpauseColumns(current, set));
   await inTransaction(deps.db, async (trx) => {
     if (Object.keys(set).length > 0) await webhooks.updateWebhook(trx, scope, id, set);
     if (body.is_active !== undefined) await syncQueueWithState(trx, await requireTrutoWebhook(trx, scope, id));

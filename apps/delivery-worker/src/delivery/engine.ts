@@ -54,6 +54,9 @@ const FAST_ENDPOINT_MS = 250;
  */
 const FAST_ENDPOINT_FACTOR = 8;
 
+/** The longest delay a Node timer takes as given (a longer one fires after 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * The delivery loop of one worker process. Claims due deliveries in batches (SKIP
  * LOCKED + lease), sends them with a per-endpoint cap so one slow or dead endpoint
@@ -116,13 +119,17 @@ export class DeliveryEngine {
     if (when >= this.retryAt) return;
     this.retryAt = when;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    // Node fires a timer longer than 2^31-1 ms (24.8 days) at once: a retry due further
+    // out (a long RETRY_SCHEDULE or Retry-After) would have the loop claim, find nothing
+    // and re-arm the same timer every millisecond. Wake at most that far ahead; the
+    // loop re-arms from the database then.
     this.retryTimer = setTimeout(() => {
       this.retryAt = Number.POSITIVE_INFINITY;
       // Later retries asked for while this timer was set were not scheduled (only the
       // earliest is): after the claim this wakes, ask the database for the next one.
       this.retryFired = true;
       this.wake();
-    }, Math.max(0, when - Date.now()));
+    }, Math.min(MAX_TIMER_MS, Math.max(0, when - Date.now())));
   }
 
   private sleep(ms: number): Promise<void> {
