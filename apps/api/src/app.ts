@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiKeyCache, requireApiKey } from './http/auth.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
+import { ApiError } from './http/errors.js';
 import { refuseUnstorableBodies, rememberRawBody } from './http/unstorable-bodies.js';
 import { withFastIngest, type FastIngestHandler } from './http/fast-ingest.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -83,6 +84,17 @@ export function createApi(deps: ApiDeps): Api {
   // Batch ingest carries up to 1000 events: its own, larger cap. Other routes: BODY_LIMIT_BYTES.
   app.use('/v1/events/batch', express.json({ limit: deps.config.ingest.batchBodyLimitBytes, strict: false, type: jsonTypes, verify: rememberRawBody }));
   app.use(express.json({ limit: deps.config.api.bodyLimitBytes, strict: false, type: jsonTypes, verify: rememberRawBody }));
+  // A body of another type (curl -d sends form encoding unless told) is left unread by the
+  // parsers above and would reach the route as no body: a 400 about a missing field, which
+  // misleads. Say what is wrong instead.
+  app.use((req, _res, next) => {
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (hasBody && !req.is(jsonTypes)) {
+      next(new ApiError('unsupported_media_type', 'the request body must be JSON (Content-Type: application/json)', 'header.content-type'));
+      return;
+    }
+    next();
+  });
   app.use(refuseUnstorableBodies());
 
   const openApi = buildOpenApiDocument('0.1.0');

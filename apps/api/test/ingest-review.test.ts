@@ -190,10 +190,12 @@ describe('bad input: a 4xx naming the field, nothing stored', () => {
     ['data not an object, in a batch', '/v1/events/batch', { events: [ev(), ev({ data: 5 })] }, 400, 'body.events.1.data'],
     ['a batch of 1001', '/v1/events/batch', many(1001), 400, 'body.events'],
     ['events not an array', '/v1/events/batch', { events: ev() }, 400, 'body.events'],
-    // Not read as JSON, so validated as an empty body: a 400 at the first required field
-    // (body.type), not a 415 naming the content type (see the report).
-    ['no content type', '/v1/events', JSON.stringify(ev()), 400, undefined, { 'content-type': '' }],
-    ['text/plain', '/v1/events', JSON.stringify(ev()), 400, undefined, { 'content-type': 'text/plain' }],
+    // A body that is not declared JSON is refused as such, naming the header (it was a 400
+    // about body.type, the first required field of what then read as an empty body).
+    ['no content type', '/v1/events', JSON.stringify(ev()), 415, 'header.content-type', { 'content-type': '' }],
+    ['text/plain', '/v1/events', JSON.stringify(ev()), 415, 'header.content-type', { 'content-type': 'text/plain' }],
+    ['form encoding (curl -d)', '/v1/events', 'type=record:created', 415, 'header.content-type', { 'content-type': 'application/x-www-form-urlencoded' }],
+    ['text/plain, batch', '/v1/events/batch', JSON.stringify({ events: [ev()] }), 415, 'header.content-type', { 'content-type': 'text/plain' }],
     ['a body over the cap', '/v1/events', ev({ data: { big: 'x'.repeat(2_000_000) } }), 413, 'body'],
     ['a batch body over its cap', '/v1/events/batch', { events: [ev({ data: { big: 'x'.repeat(17_000_000) } })] }, 413, 'body'],
   ];
@@ -204,6 +206,14 @@ describe('bad input: a 4xx naming the field, nothing stored', () => {
     expect(r.body.error).toBeDefined();
     if (field !== undefined) expect(r.body.error.field).toBe(field);
     expect(await counts(ws.workspaceId)).toEqual({ events: 0, deliveries: 0, keys: 0 });
+  });
+
+  it('JSON under another name is JSON: a charset, a +json type', async () => {
+    const ws = await workspaceWithWebhook();
+    expect((await ws.call('POST', '/v1/events', JSON.stringify(ev()), { 'content-type': 'application/json; charset=utf-8' })).status).toBe(202);
+    expect((await ws.call('POST', '/v1/events', JSON.stringify(ev()), { 'content-type': 'application/vnd.hookpost+json' })).status).toBe(202);
+    const bodyless = await ws.call('POST', '/v1/events', undefined, { 'content-type': 'text/plain' });
+    expect(bodyless.status).toBe(400); // no body at all: the missing fields, not the type
   });
 
   it('a batch of exactly 1000 is accepted', async () => {

@@ -21,6 +21,7 @@ export const contract = c.router(
       404: ErrorEnvelope,
       409: ErrorEnvelope,
       413: ErrorEnvelope,
+      415: ErrorEnvelope,
       500: ErrorEnvelope,
       503: ErrorEnvelope,
     },
