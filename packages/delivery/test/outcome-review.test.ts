@@ -4,13 +4,12 @@
  * jitter bounds, Retry-After parsing (delta-seconds, HTTP-date, and what is neither),
  * RETRY_SCHEDULE parse errors, and the sender's answers to 1xx/204/205/3xx.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createAddressPolicy } from '../src/address-policy.js';
 import { attemptLabel, outcomeOf } from '../src/outcome.js';
 import { DEFAULT_RETRY_POLICY, maxAttempts, parseRetryAfter, parseSchedule, retryDelayMs, retryPolicyFrom, type RetryPolicy } from '../src/retry-policy.js';
 import { Sender } from '../src/sender.js';
+import { localServer } from './local-server.js';
 
 describe('outcomeOf', () => {
   it.each([200, 201, 202, 204, 205, 226, 299])('%i is success', (code) => {
@@ -107,62 +106,52 @@ describe('RETRY_SCHEDULE', () => {
 });
 
 describe('Sender: 1xx, 204, 205, 3xx', () => {
-  let server: Server;
-  let base: string;
   const delivery = { body: '{}', headers: { 'content-type': 'application/json' } };
   const seen: string[] = [];
-  beforeAll(async () => {
-    server = createServer((req, res) => {
-      req.resume();
-      const path = req.url ?? '/';
-      seen.push(path);
-      if (path === '/hints') {
-        res.writeEarlyHints({ link: '</x.css>; rel=preload' });
-        return res.writeHead(200).end('ok');
-      }
-      if (path === '/204') return res.writeHead(204).end();
-      if (path === '/205') return res.writeHead(205).end();
-      if (path === '/moved') return res.writeHead(301, { location: '/target' }).end('moved');
-      if (path === '/see-other') return res.writeHead(303, { location: '/target', 'retry-after': '9' }).end();
-      if (path === '/target') return res.writeHead(200).end('target');
-      if (path === '/500-retry-after') return res.writeHead(500, { 'retry-after': '9' }).end();
-      if (path === '/503-date') return res.writeHead(503, { 'retry-after': new Date(Date.now() + 20_000).toUTCString() }).end();
-      res.writeHead(404).end();
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+  const local = localServer((req, res) => {
+    req.resume();
+    const path = req.url ?? '/';
+    seen.push(path);
+    if (path === '/hints') {
+      res.writeEarlyHints({ link: '</x.css>; rel=preload' });
+      return res.writeHead(200).end('ok');
+    }
+    if (path === '/204') return res.writeHead(204).end();
+    if (path === '/205') return res.writeHead(205).end();
+    if (path === '/moved') return res.writeHead(301, { location: '/target' }).end('moved');
+    if (path === '/see-other') return res.writeHead(303, { location: '/target', 'retry-after': '9' }).end();
+    if (path === '/target') return res.writeHead(200).end('target');
+    if (path === '/500-retry-after') return res.writeHead(500, { 'retry-after': '9' }).end();
+    if (path === '/503-date') return res.writeHead(503, { 'retry-after': new Date(Date.now() + 20_000).toUTCString() }).end();
+    res.writeHead(404).end();
   });
   const sender = () => new Sender({ policy: createAddressPolicy(['127.0.0.0/8']), timeoutMs: 1000, connectTimeoutMs: 500 });
 
   it('an informational answer before the final one: the final one counts', async () => {
     const s = sender();
-    const r = await s.send(`${base}/hints`, delivery);
+    const r = await s.send(`${local.url()}/hints`, delivery);
     expect(r.statusCode).toBe(200);
     expect(outcomeOf(r)).toBe('success');
     await s.close();
   });
   it('204 and 205 are success', async () => {
     const s = sender();
-    expect(outcomeOf(await s.send(`${base}/204`, delivery))).toBe('success');
-    expect(outcomeOf(await s.send(`${base}/205`, delivery))).toBe('success');
+    expect(outcomeOf(await s.send(`${local.url()}/204`, delivery))).toBe('success');
+    expect(outcomeOf(await s.send(`${local.url()}/205`, delivery))).toBe('success');
     await s.close();
   });
   it('3xx is a failure and is not followed; Retry-After is read on 429/503 only', async () => {
     const s = sender();
     seen.length = 0;
-    const moved = await s.send(`${base}/moved`, delivery);
+    const moved = await s.send(`${local.url()}/moved`, delivery);
     expect(moved).toMatchObject({ statusCode: 301 });
     expect(outcomeOf(moved)).toBe('failure');
-    const other = await s.send(`${base}/see-other`, delivery);
+    const other = await s.send(`${local.url()}/see-other`, delivery);
     expect(other.statusCode).toBe(303);
     expect(other.retryAfterSeconds).toBeUndefined();
     expect(seen).not.toContain('/target');
-    expect((await s.send(`${base}/500-retry-after`, delivery)).retryAfterSeconds).toBeUndefined();
-    const date = (await s.send(`${base}/503-date`, delivery)).retryAfterSeconds;
+    expect((await s.send(`${local.url()}/500-retry-after`, delivery)).retryAfterSeconds).toBeUndefined();
+    const date = (await s.send(`${local.url()}/503-date`, delivery)).retryAfterSeconds;
     expect(date).toBeGreaterThan(15);
     expect(date).toBeLessThanOrEqual(20);
     await s.close();

@@ -3,39 +3,30 @@
  * bodies, Retry-After, the total timeout (also while the body trickles), refused
  * connections and blocked addresses.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createAddressPolicy } from '../src/address-policy.js';
 import { Sender } from '../src/sender.js';
+import { localServer } from './local-server.js';
 
-let server: Server;
-let base: string;
 const delivery = { body: '{"hello":"world"}', headers: { 'content-type': 'application/json' } };
 
-beforeAll(async () => {
-  server = createServer((req, res) => {
-    req.resume();
-    const path = req.url ?? '/';
-    if (path === '/ok') return res.writeHead(200, { 'content-type': 'text/plain' }).end('fine, thanks');
-    if (path === '/empty') return res.writeHead(204).end();
-    if (path === '/large') return res.writeHead(200).end('x'.repeat(512 * 1024));
-    if (path === '/limited') return res.writeHead(429, { 'retry-after': '7' }).end();
-    if (path === '/silent') return; // never answers
-    if (path === '/trickle') {
-      res.writeHead(200);
-      const timer = setInterval(() => res.write('.'), 50);
-      res.on('close', () => clearInterval(timer));
-      return;
-    }
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-});
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
+const local = localServer((req, res) => {
+  req.resume();
+  const path = req.url ?? '/';
+  if (path === '/ok') return res.writeHead(200, { 'content-type': 'text/plain' }).end('fine, thanks');
+  if (path === '/empty') return res.writeHead(204).end();
+  if (path === '/large') return res.writeHead(200).end('x'.repeat(512 * 1024));
+  if (path === '/limited') return res.writeHead(429, { 'retry-after': '7' }).end();
+  if (path === '/silent') return; // never answers
+  if (path === '/trickle') {
+    res.writeHead(200);
+    const timer = setInterval(() => res.write('.'), 50);
+    res.on('close', () => clearInterval(timer));
+    return;
+  }
+  res.writeHead(404).end();
 });
 
 const loopback = () => new Sender({ policy: createAddressPolicy(['127.0.0.0/8']), timeoutMs: 400, connectTimeoutMs: 400 });
@@ -43,8 +34,8 @@ const loopback = () => new Sender({ policy: createAddressPolicy(['127.0.0.0/8'])
 describe('Sender', () => {
   it('returns the status and the start of the body', async () => {
     const sender = loopback();
-    expect(await sender.send(`${base}/ok`, delivery)).toMatchObject({ statusCode: 200, responseSnippet: 'fine, thanks' });
-    const empty = await sender.send(`${base}/empty`, delivery);
+    expect(await sender.send(`${local.url()}/ok`, delivery)).toMatchObject({ statusCode: 200, responseSnippet: 'fine, thanks' });
+    const empty = await sender.send(`${local.url()}/empty`, delivery);
     expect(empty.statusCode).toBe(204);
     expect(empty.responseSnippet).toBeUndefined();
     await sender.close();
@@ -52,17 +43,17 @@ describe('Sender', () => {
 
   it('keeps 4 KB of a large body and does not read it all', async () => {
     const sender = loopback();
-    const r = await sender.send(`${base}/large`, delivery);
+    const r = await sender.send(`${local.url()}/large`, delivery);
     expect(r.statusCode).toBe(200);
     expect(r.responseSnippet).toHaveLength(4096);
     // The connection was dropped, not reused: the next send still works.
-    expect((await sender.send(`${base}/ok`, delivery)).statusCode).toBe(200);
+    expect((await sender.send(`${local.url()}/ok`, delivery)).statusCode).toBe(200);
     await sender.close();
   });
 
   it('reads Retry-After on 429', async () => {
     const sender = loopback();
-    expect(await sender.send(`${base}/limited`, delivery)).toMatchObject({ statusCode: 429, retryAfterSeconds: 7 });
+    expect(await sender.send(`${local.url()}/limited`, delivery)).toMatchObject({ statusCode: 429, retryAfterSeconds: 7 });
     await sender.close();
   });
 
@@ -70,7 +61,7 @@ describe('Sender', () => {
     const sender = loopback();
     for (const path of ['/silent', '/trickle']) {
       const started = Date.now();
-      const r = await sender.send(`${base}${path}`, delivery);
+      const r = await sender.send(`${local.url()}${path}`, delivery);
       expect(r.failure?.class, path).toBe('timeout');
       expect(Date.now() - started, path).toBeLessThan(1500);
     }
@@ -88,7 +79,7 @@ describe('Sender', () => {
     await sender.close();
 
     const strict = new Sender({ policy: createAddressPolicy([]), timeoutMs: 400 });
-    expect((await strict.send(`${base}/ok`, delivery)).failure?.class).toBe('blocked_address');
+    expect((await strict.send(`${local.url()}/ok`, delivery)).failure?.class).toBe('blocked_address');
     expect((await strict.send('http://localhost:9/x', delivery)).failure?.class).toBe('blocked_address');
     await strict.close();
   });
