@@ -1,4 +1,4 @@
-import { createDb, createSecretBox, migrateDatabase, QUEUE_SESSION_SETTINGS } from '@hookpost/db';
+import { createDb, createSecretBox, deliveries, migrateDatabase, QUEUE_SESSION_SETTINGS } from '@hookpost/db';
 import { createAddressPolicy, retryPolicyFrom, Sender, TargetLoader } from '@hookpost/delivery';
 import type { Config, Logger } from '@hookpost/runtime';
 import { createSourceAdapters } from '@hookpost/sources';
@@ -11,7 +11,7 @@ import { startRetention } from './maintenance/retention.js';
 import { WakeListener } from './wake-listener.js';
 
 /** Channels the API and ingest notify on; the worker sleeps until one fires. */
-export const WAKE_CHANNELS = ['hookpost_deliveries', 'hookpost_runs'] as const;
+export const WAKE_CHANNELS = ['hookpost_deliveries', 'hookpost_runs', deliveries.WEBHOOKS_STOPPED_CHANNEL] as const;
 
 export interface WorkerOptions {
   config: Readonly<Config>;
@@ -107,6 +107,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       logger.trace({ channel, payload }, 'wake-up');
       if (channel === 'hookpost_deliveries') engine.wake();
       else if (channel === 'hookpost_runs') poller.wake();
+      else if (channel === deliveries.WEBHOOKS_STOPPED_CHANNEL) engine.webhooksStopped((payload ?? '').split(',').filter(Boolean));
     },
     // Anything that arrived while we were not listening.
     onListening: () => {

@@ -107,6 +107,14 @@ export class DeliveryEngine {
     });
   }
 
+  /**
+   * These webhooks were paused, disabled or deleted (NOTIFY from whoever did it, possibly
+   * another process): their deliveries queued here, claimed but not yet sent, go back.
+   */
+  webhooksStopped(webhookIds: string[]): void {
+    this.dropQueued(webhookIds);
+  }
+
   /** New work may be due (NOTIFY). */
   wake(): void {
     this.notified = true;

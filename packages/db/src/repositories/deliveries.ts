@@ -224,6 +224,22 @@ export async function completeBatch(
 export async function deleteDeliveriesOfWebhooks(db: Db, webhookIds: readonly string[]): Promise<void> {
   if (webhookIds.length === 0) return;
   await deleteDeliveriesWhere(db, sql<SqlBool>`d.webhook_id = any(${webhookIds}::uuid[])`);
+  await notifyStopped(db, webhookIds);
+}
+
+/** Where workers hear that webhooks stopped (paused, disabled, deleted): the payload is their ids, comma-separated. */
+export const WEBHOOKS_STOPPED_CHANNEL = 'hookpost_webhooks_stopped';
+
+/**
+ * Tells every worker, at commit, that these webhooks stopped: deliveries a worker already
+ * claimed and queued behind its per-endpoint cap go back instead of being sent after the
+ * pause (up to the cap × 8 per worker for a slow endpoint). Sends in flight finish.
+ */
+async function notifyStopped(db: Db, webhookIds: readonly string[]): Promise<void> {
+  // A NOTIFY payload holds < 8000 bytes: 200 ids of 36 characters (and commas) each.
+  for (let i = 0; i < webhookIds.length; i += 200) {
+    await sql`select pg_notify(${WEBHOOKS_STOPPED_CHANNEL}, ${webhookIds.slice(i, i + 200).join(',')})`.execute(db);
+  }
 }
 
 /**
@@ -246,10 +262,11 @@ function isRaw(x: readonly string[] | RawBuilder<unknown>): x is RawBuilder<unkn
   return !Array.isArray(x);
 }
 
-/** Takes a webhook's pending deliveries out of the queue (paused or disabled). */
+/** Takes a webhook's pending deliveries out of the queue (paused or disabled), and tells the workers. */
 export async function holdPending(db: Db, webhookIds: readonly string[]): Promise<void> {
   if (webhookIds.length === 0) return;
   await sql`update deliveries set status = 'held', updated_at = now() where webhook_id = any(${webhookIds}::uuid[]) and status = 'pending'`.execute(db);
+  await notifyStopped(db, webhookIds);
 }
 
 /** Puts a resumed webhook's held deliveries back in the queue, due now. */
