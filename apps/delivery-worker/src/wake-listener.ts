@@ -1,4 +1,5 @@
 import { FailureStreak, type Logger } from '@hookpost/runtime';
+import { TCP_KEEP_ALIVE } from '@hookpost/db';
 import pg from 'pg';
 
 export interface WakeListenerOptions {
@@ -54,7 +55,7 @@ export class WakeListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.o.databaseUrl, application_name: 'hookpost-worker-listen', keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+    const client = new pg.Client({ connectionString: this.o.databaseUrl, application_name: 'hookpost-worker-listen', ...TCP_KEEP_ALIVE });
     const current = () => this.client === client;
     client.on('notification', (n) => {
       if (current()) this.o.onNotification(n.channel, n.payload);

@@ -23,6 +23,16 @@ function statementName(text: string): string {
   return name;
 }
 
+/** How a statement that got no answer fails (closeIfUnanswered); a connection error (isConnectionError). */
+const NO_ANSWER = 'no answer from Postgres within';
+
+/**
+ * TCP keep-alive probes on idle sessions, so a peer that vanished is noticed (after 10 s
+ * idle, where the kernel's default is 2 h; probes then follow its interval). For every
+ * pool and for connections opened outside one (the worker's LISTEN connection).
+ */
+export const TCP_KEEP_ALIVE = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 } as const;
+
 /**
  * A pg client that prepares the hot queries: planning the ingest and claim statements
  * costs more than running them, so each connection plans them once.
@@ -57,7 +67,7 @@ class PreparingClient extends pg.Client {
    * queued behind it) at once, and the pool drops the client when it is released.
    */
   private closeIfUnanswered(result: Promise<unknown>, ms: number): void {
-    const timer = setTimeout(() => this.connection.stream.destroy(new Error(`no answer from Postgres within ${ms} ms; connection closed`)), ms);
+    const timer = setTimeout(() => this.connection.stream.destroy(new Error(`${NO_ANSWER} ${ms} ms; connection closed`)), ms);
     const clear = () => clearTimeout(timer);
     result.then(clear, clear);
   }
@@ -143,10 +153,7 @@ export function createDb(options: CreateDbOptions): Kysely<Database> {
     // A connection attempt (or a wait for a free client) that takes this long fails: a
     // server gone without a RST would otherwise hold it for minutes.
     connectionTimeoutMillis: 30_000,
-    // TCP keep-alive probes on idle sessions, so a peer that vanished is noticed (after
-    // 10 s idle, where the kernel's default is 2 h; probes then follow its interval).
-    keepAlive: true,
-    keepAliveInitialDelayMillis: 10_000,
+    ...TCP_KEEP_ALIVE,
     ...(flags.length > 0 ? { options: flags.join(' ') } : {}),
   });
   // An idle client erroring (server restart) must not crash the process.
@@ -164,7 +171,7 @@ export function createDb(options: CreateDbOptions): Kysely<Database> {
 /** SQLSTATEs of a session that ended or could not start (class 08, admin/crash shutdown, no slot). */
 const CONNECTION_SQLSTATES = /^(08...|57P0[123]|53300)$/;
 /** What pg and Node say when the socket went away, or a dead client is used again. */
-const CONNECTION_MESSAGES = /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|no answer from Postgres within)/;
+const CONNECTION_MESSAGES = new RegExp(`^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|${NO_ANSWER})`);
 const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
 /**

@@ -189,11 +189,12 @@ export class EventIngestor {
       if (answers[i] !== undefined) return;
       const k = `${p.request.scope.workspaceId}/${p.request.idempotencyKey}`;
       const prior = priorByKey.get(k);
-      if (prior) return (answers[i] = replay(prior, p.requestHash));
+      if (prior) {
+        answers[i] = replay(prior, p.requestHash);
+        return;
+      }
       const first = firstByKey.get(k) as number;
-      const firstAnswer = answers[first] as IngestAnswer;
-      answers[i] = (batch[first] as Pending).requestHash.equals(p.requestHash) ? firstAnswer : keyMismatch();
-      return undefined;
+      answers[i] = (batch[first] as Pending).requestHash.equals(p.requestHash) ? (answers[first] as IngestAnswer) : keyMismatch();
     });
     return answers as IngestAnswer[];
   }

@@ -158,7 +158,10 @@ export async function patchUnifiedWebhook(deps: ApiContext, scope: Scope, id: st
     if (body.is_beta !== undefined) set.is_beta = body.is_beta;
     if (body.subscriptions !== undefined) set.subscriptions = body.subscriptions;
     if (body.meta !== undefined) set.meta = body.meta === null ? null : JSON.stringify(body.meta);
-    if (body.is_paused !== undefined) Object.assign(set, pauseColumns(body.is_paused), unpauseColumns(current, pauseColumns(body.is_paused)));
+    if (body.is_paused !== undefined) {
+      const pause = pauseColumns(body.is_paused);
+      Object.assign(set, pause, unpauseColumns(current, pause));
+    }
 
     // The merged webhook must still have somewhere to deliver, and a complete db target.
     const hookUrl = set.hook_url !== undefined ? set.hook_url : current.hook_url;
