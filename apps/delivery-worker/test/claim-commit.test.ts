@@ -38,7 +38,7 @@ it('the claim commits without waiting for the WAL flush; the next statement on t
   await deliveries.insertDelivery(t.db, { id, workspaceId: scope.workspaceId, webhookId, kind: 'event', payload: { n: 1 } });
   const workerId = `worker-${newId()}`;
   const inClaim = await session.transaction().execute(async (trx) => {
-    const claimed = await deliveries.claimDue(trx, { workerId, limit: 10, perWebhook: 10, leaseMs: 30_000 });
+    const { deliveries: claimed } = await deliveries.claimDue(trx, { workerId, limit: 10, perWebhook: 10, leaseMs: 30_000 });
     expect(claimed.map((d) => d.id)).toEqual([id]);
     return syncCommit(trx);
   });

@@ -7,6 +7,7 @@ import * as m0004 from './migrations/2026_12_01_0004_deliveries_drop_workspace_f
 import * as m0005 from './migrations/2026_12_01_0005_queue_hot_path.js';
 import * as m0006 from './migrations/2026_12_01_0006_deliveries_webhook_locks.js';
 import * as m0007 from './migrations/2026_12_01_0007_time_ordered_ids.js';
+import * as m0008 from './migrations/2026_12_02_0008_held_deliveries.js';
 
 /** Every migration, in order. Static imports: no runtime file scanning. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -17,6 +18,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '2026_12_01_0005_queue_hot_path': m0005,
   '2026_12_01_0006_deliveries_webhook_locks': m0006,
   '2026_12_01_0007_time_ordered_ids': m0007,
+  '2026_12_02_0008_held_deliveries': m0008,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

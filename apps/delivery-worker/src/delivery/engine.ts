@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { deliveries, type ClaimedDelivery, type Db, type HealthPolicy } from '@hookpost/db';
+import { deliveries, type Claim, type ClaimedDelivery, type Db, type HealthPolicy } from '@hookpost/db';
 import { messageOf, performAttempt, type DeliveryTarget, type RetryPolicy, type Sender, type TargetLoader } from '@hookpost/delivery';
 import { FailureStreak, type Logger } from '@hookpost/runtime';
 import { CompletionWriter } from './completions.js';
@@ -89,6 +89,12 @@ export class DeliveryEngine {
   private retryAt = Number.POSITIVE_INFINITY;
   private retryFired = false;
   private idleResolvers: (() => void)[] = [];
+  /**
+   * Webhooks stopped (NOTIFY) while a claim was on its way here: the claim may have read
+   * them live just before the stop committed, and its deliveries are not in a lane yet
+   * for webhooksStopped to find. Set from the claim's start to the end of its dispatch.
+   */
+  private stoppedDuringClaim: Set<string> | undefined;
   readonly stats = { claimed: 0, sent: 0, succeeded: 0, failed: 0, released: 0 };
   private readonly claimFailures: FailureStreak;
 
@@ -112,6 +118,7 @@ export class DeliveryEngine {
    * another process): their deliveries queued here, claimed but not yet sent, go back.
    */
   webhooksStopped(webhookIds: string[]): void {
+    for (const id of webhookIds) this.stoppedDuringClaim?.add(id);
     this.dropQueued(webhookIds);
   }
 
@@ -166,31 +173,30 @@ export class DeliveryEngine {
         continue;
       }
       this.notified = false;
-      let claimed: ClaimedDelivery[];
       const excluded = this.saturated();
       this.excludedLast = excluded.length > 0;
       const limit = Math.min(this.room, this.o.batchSize);
       const perWebhook = this.o.perEndpoint * FAST_ENDPOINT_FACTOR;
+      let claim: Claim;
+      this.stoppedDuringClaim = new Set();
       try {
-        claimed = await deliveries.claimDue(this.o.db, {
-          workerId: this.workerId,
-          limit,
-          perWebhook,
-          leaseMs: this.o.leaseMs,
-          excludeWebhooks: excluded,
-        });
+        claim = await deliveries.claimDue(this.o.db, { workerId: this.workerId, limit, perWebhook, leaseMs: this.o.leaseMs, excludeWebhooks: excluded });
         this.claimFailures.succeeded();
       } catch (err) {
+        this.stoppedDuringClaim = undefined;
         this.claimFailures.failed(err);
         await this.sleep(1000);
         continue;
       }
+      const claimed = claim.deliveries;
       // Fewer than asked and no webhook at its share: everything due (and not being
-      // claimed by another worker) was taken.
-      this.moreDue = claimed.length >= limit || reachedShare(claimed, perWebhook);
+      // claimed by another worker) was taken. Held rows took places in the batch.
+      this.moreDue = claim.held > 0 || claimed.length >= limit || reachedShare(claimed, perWebhook);
+      const dispatched = claimed.length === 0 || (await this.dispatchAll(claimed));
+      this.stoppedDuringClaim = undefined;
       if (claimed.length > 0) {
         this.stats.claimed += claimed.length;
-        if (!(await this.dispatchAll(claimed))) {
+        if (!dispatched) {
           await this.sleep(1000);
           continue;
         }
@@ -255,6 +261,11 @@ export class DeliveryEngine {
     const orphans: string[] = [];
     for (const delivery of claimed) {
       const target = targets.get(delivery.webhook_id);
+      if (this.stoppedDuringClaim?.has(delivery.webhook_id)) {
+        // Stopped after the claim read it live: back, and held (releaseClaims reads it now).
+        release.push(delivery.id);
+        continue;
+      }
       if (!target) {
         // Webhook gone (a delete racing an insert of an older version, migration 0006): drop
         // the delivery, or it would come back at every lease. Without a URL: leave it to the

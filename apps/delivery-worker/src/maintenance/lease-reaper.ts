@@ -1,17 +1,21 @@
 import { deliveries, type Db } from '@hookpost/db';
 import { FailureStreak, type Logger } from '@hookpost/runtime';
 
-/** Puts back deliveries whose worker died mid-send, every `everyMs`; wakes the engine when it did. */
+/**
+ * Every `everyMs`: puts back deliveries whose worker died mid-send, and requeues held
+ * deliveries of webhooks resumed in the last minutes that a race left held (see
+ * deliveries.requeueHeldOfResumed). Wakes the engine when either found some.
+ */
 export function startLeaseReaper(db: Db, logger: Logger, everyMs: number, onReclaimed: () => void): () => void {
   const failures = new FailureStreak(logger, { failing: 'lease reaper failed', recovered: 'lease reaper works again', level: 'warn' });
   const tick = async () => {
     try {
-      const n = await deliveries.reclaimExpiredLeases(db);
+      const reclaimed = await deliveries.reclaimExpiredLeases(db);
+      const requeued = await deliveries.requeueHeldOfResumed(db);
       failures.succeeded();
-      if (n > 0) {
-        logger.warn({ deliveries: n }, 'reclaimed deliveries with expired leases');
-        onReclaimed();
-      }
+      if (reclaimed > 0) logger.warn({ deliveries: reclaimed }, 'reclaimed deliveries with expired leases');
+      if (requeued > 0) logger.warn({ deliveries: requeued }, 'requeued deliveries held by a read that raced a resume');
+      if (reclaimed + requeued > 0) onReclaimed();
     } catch (err) {
       failures.failed(err);
     }

@@ -26,23 +26,36 @@ export interface ClaimedDelivery {
   webhook_updated_at: Date | null;
 }
 
+/** What a claim took: the deliveries to send, and how many it found for stopped webhooks and held. */
+export interface Claim {
+  deliveries: ClaimedDelivery[];
+  /**
+   * Due deliveries whose webhook was paused or disabled (as the claim read it), held instead
+   * of claimed. Only races leave such rows pending: a release or a retry that read the
+   * webhook just before the pause committed, after the pause had held the rest.
+   */
+  held: number;
+}
+
 /**
  * Claims up to `limit` due deliveries for `workerId` with FOR UPDATE SKIP LOCKED, and
  * leases them for `leaseMs`: several workers share the queue without double-sending,
  * and a crashed worker's deliveries come back when the lease runs out. At most
  * `perWebhook` are taken per webhook, so one busy endpoint cannot fill a batch;
- * `excludeWebhooks` are endpoints this worker already has a backlog for. The claim commits
- * without waiting for its WAL flush (see the statement); run inside a transaction, it
- * makes that whole transaction's commit asynchronous, so call it on its own.
+ * `excludeWebhooks` are endpoints this worker already has a backlog for. Deliveries of
+ * paused or disabled webhooks are held, not claimed: nothing is sent to a stopped webhook
+ * that the claim saw stopped. The claim commits without waiting for its WAL flush (see
+ * the statement); run inside a transaction, it makes that whole transaction's commit
+ * asynchronous, so call it on its own.
  */
 export async function claimDue(
   db: Db,
   options: { workerId: string; limit: number; perWebhook: number; leaseMs: number; excludeWebhooks?: readonly string[] },
-): Promise<ClaimedDelivery[]> {
+): Promise<Claim> {
   const exclude = options.excludeWebhooks ?? [];
   // Prepared: planning cost as much as running it for small batches. The generic plan is
   // sound because the worker's sessions cannot scan the table (see QUEUE_SESSION_SETTINGS).
-  const result = await sql<ClaimedDelivery>`${sql.raw(PREPARE)}
+  const result = await sql<ClaimedDelivery & { live: boolean }>`${sql.raw(PREPARE)}
     with candidates as materialized (
       -- Read, not locked: a batch looks at 4 × limit due rows to pick at most perWebhook per
       -- webhook, and locking them all wrote a lock record per row (3/4 of them never claimed:
@@ -65,18 +78,25 @@ export async function claimDue(
       -- the qual is rechecked on the current row version, so a row claimed meanwhile is left.
       -- The recheck is a CASE so that it cannot select deliveries_due: that index, read here
       -- with the id list as a filter, walked its whole backlog (38,000 rows for 128).
-      select id from deliveries
+      select id, webhook_id from deliveries
       where id = any(array(select id from picked))
         and case when status = 'pending' then next_attempt_at <= now() else false end
       for update skip locked
     ),
+    judged as (
+      -- The webhook as of this statement: live (or gone: the worker drops those, see
+      -- deleteOrphanClaims) is claimed; paused or disabled is held until its resume.
+      select l.id, w.updated_at as webhook_updated_at, (w.id is null or (w.is_active and not w.is_paused)) as live
+      from locked l left join webhooks w on w.id = l.webhook_id
+    ),
     claimed as (
       update deliveries d
-         set status = 'delivering', attempts = d.attempts + 1,
-             lease_until = now() + make_interval(secs => ${options.leaseMs / 1000}),
-             leased_by = ${options.workerId}, updated_at = now()
-        from locked where d.id = locked.id
-      returning d.id, d.webhook_id, d.event_id, d.kind, d.payload, d.attempts, d.created_at
+         set status = case when j.live then 'delivering' else 'held' end,
+             attempts = d.attempts + case when j.live then 1 else 0 end,
+             lease_until = case when j.live then now() + make_interval(secs => ${options.leaseMs / 1000}) end,
+             leased_by = case when j.live then ${options.workerId} end, updated_at = now()
+        from judged j where d.id = j.id
+      returning d.id, d.webhook_id, d.event_id, d.kind, d.payload, d.attempts, d.created_at, j.webhook_updated_at, j.live
     ),
     -- The claim commits without waiting for its WAL flush: it is on the way from NOTIFY to
     -- the send (at 500 events/s, p50 ingest-to-receipt 7.6-13.7 -> 5.3-6.3 ms). Lost in a
@@ -84,11 +104,16 @@ export async function claimDue(
     -- re-sent with the same webhook-id, as after an expired lease. The completion commits
     -- durably, and its flush takes the claim's WAL with it.
     no_flush_wait as (select set_config('synchronous_commit', 'off', true))
-    select c.*, e.type as event_type, e.object_type as event_object_type, e.data::text as event_data_json, e.data ? 'raw' as event_has_raw, e.created_at as event_created_at,
-           w.updated_at as webhook_updated_at
-    from claimed c cross join no_flush_wait left join events e on e.id = c.event_id left join webhooks w on w.id = c.webhook_id
+    select c.*, e.type as event_type, e.object_type as event_object_type, e.data::text as event_data_json, e.data ? 'raw' as event_has_raw, e.created_at as event_created_at
+    from claimed c cross join no_flush_wait left join events e on e.id = c.event_id and c.live
   `.execute(db);
-  return result.rows;
+  const claimed: ClaimedDelivery[] = [];
+  let held = 0;
+  for (const { live, ...delivery } of result.rows) {
+    if (live) claimed.push(delivery);
+    else held++;
+  }
+  return { deliveries: claimed, held };
 }
 
 /** When the next pending delivery (of a webhook not excluded) falls due; null: none pending. */
@@ -274,6 +299,33 @@ export async function releaseHeld(db: Db, webhookId: string): Promise<number> {
   const r = await sql`
     update deliveries set status = 'pending', next_attempt_at = now(), updated_at = now()
     where webhook_id = ${webhookId} and status = 'held'
+  `.execute(db);
+  const n = Number(r.numAffectedRows ?? 0);
+  if (n > 0) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+  return n;
+}
+
+/**
+ * How far back requeueHeldOfResumed looks for resumed webhooks. A held written from a stale
+ * read commits within one statement's time of the resume (DATABASE_QUERY_TIMEOUT_MS, 2 min
+ * by default); the reaper runs every half lease. Ten minutes covers both with room.
+ */
+export const RESUME_SETTLE_MS = 10 * 60_000;
+
+/**
+ * Requeues held deliveries of webhooks that are live and were changed (resumed) in the last
+ * `withinMs`. releaseHeld runs in the resume's transaction and sees only what had committed
+ * when it started: a claim, a release or a retry that read the webhook as paused just before
+ * can write 'held' after it, and that delivery would wait for a resume that already
+ * happened. Reads the few recently changed webhooks (webhooks_updated) and their held rows
+ * (deliveries_held). Returns how many it requeued.
+ */
+export async function requeueHeldOfResumed(db: Db, withinMs = RESUME_SETTLE_MS): Promise<number> {
+  const r = await sql`
+    update deliveries d set status = 'pending', next_attempt_at = now(), updated_at = now()
+      from webhooks w
+     where w.updated_at > now() - make_interval(secs => ${withinMs / 1000}) and w.is_active and not w.is_paused
+       and d.webhook_id = w.id and d.status = 'held'
   `.execute(db);
   const n = Number(r.numAffectedRows ?? 0);
   if (n > 0) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);

@@ -1,0 +1,69 @@
+/**
+ * What races between a stop (pause, disable) or a resume and the worker can leave behind,
+ * and how it is put right. A release or a retry that read the webhook just before a stop
+ * committed writes `pending` after the stop held the rest; a claim, release or retry that
+ * read it just before a resume committed writes `held` after the resume released the rest.
+ * The rows are written here directly, as those races leave them, to test the repair
+ * deterministically: the claim holds what it finds pending for a stopped webhook, and the
+ * lease reaper requeues what it finds held for a webhook resumed in the last minutes.
+ */
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { deliveries } from '@hookpost/db';
+import { eventually, startStack, type Stack } from './stack.js';
+
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack(); // lease 5 s: the reaper runs every 2.5 s
+});
+afterAll(async () => stack?.close());
+
+const at = (path: string) => stack.receiver.deliveries().filter((d) => d.path === path);
+
+async function workspaceOf(webhookId: string): Promise<string> {
+  const r = await sql<{ workspace_id: string }>`select workspace_id from webhooks where id = ${webhookId}`.execute(stack.database.db);
+  return r.rows[0]!.workspace_id;
+}
+
+async function statusOf(deliveryId: string): Promise<{ status: string; attempts: number }> {
+  const r = await sql<{ status: string; attempts: number }>`select status, attempts from deliveries where id = ${deliveryId}`.execute(stack.database.db);
+  return r.rows[0]!;
+}
+
+/** Writes a delivery as a race leaves it (a pending one NOTIFYs the workers, so the claim runs at once). */
+async function leftBehind(webhookId: string, status: 'pending' | 'held'): Promise<string> {
+  const id = randomUUID();
+  const row = await deliveries.insertDelivery(stack.database.db, { id, workspaceId: await workspaceOf(webhookId), webhookId, kind: 'test', payload: { n: id }, status });
+  expect(row?.status).toBe(status);
+  return id;
+}
+
+it('a delivery left pending for a disabled webhook is held by the claim and never sent; enabling sends it once', async () => {
+  const hook = await stack.trutoWebhook('/stray-pending');
+  expect((await stack.call('PATCH', `/webhook/${hook.id}`, { is_active: false })).status).toBe(200);
+  const id = await leftBehind(hook.id, 'pending');
+  await eventually(async () => (await statusOf(id)).status === 'held', 10_000, 'the claim holds it');
+  expect((await statusOf(id)).attempts).toBe(0);
+  await new Promise((r) => setTimeout(r, 1_000));
+  expect(at('/stray-pending')).toHaveLength(0);
+
+  expect((await stack.call('PATCH', `/webhook/${hook.id}`, { is_active: true })).status).toBe(200);
+  await eventually(async () => (await statusOf(id)).status === 'succeeded', 10_000, 'sent after enabling');
+  expect(at('/stray-pending')).toHaveLength(1);
+}, 30_000);
+
+it('a delivery left held for a webhook resumed minutes ago is requeued by the reaper and sent once; one of a stopped webhook stays held', async () => {
+  const live = await stack.trutoWebhook('/stray-held');
+  const stopped = await stack.trutoWebhook('/held-and-stopped');
+  expect((await stack.call('PATCH', `/webhook/${stopped.id}`, { is_active: false })).status).toBe(200);
+  const strayId = await leftBehind(live.id, 'held');
+  const keptId = await leftBehind(stopped.id, 'held');
+
+  await eventually(async () => (await statusOf(strayId)).status === 'succeeded', 10_000, 'the reaper requeues it');
+  expect(at('/stray-held')).toHaveLength(1);
+  await new Promise((r) => setTimeout(r, 3_000)); // more than one reaper tick
+  expect((await statusOf(keptId)).status).toBe('held');
+  expect(at('/held-and-stopped')).toHaveLength(0);
+}, 30_000);
