@@ -123,7 +123,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const stopRetention = startRetention(
     db,
     logger,
-    { attemptsMs: config.retention.attemptDays * 86_400_000, pollRunsMs: config.retention.pollRunHours * 3_600_000 },
+    {
+      attemptsMs: config.retention.attemptDays * 86_400_000,
+      deliveriesMs: config.retention.deliveryDays * 86_400_000,
+      idempotencyKeysMs: config.retention.idempotencyKeyHours * 3_600_000,
+      pollRunsMs: config.retention.pollRunHours * 3_600_000,
+    },
     config.retention.intervalMs,
   );
   logger.info({ channels: WAKE_CHANNELS, workerId: engine.workerId }, 'worker ready');

@@ -11,7 +11,8 @@ let offset = pool.length;
  * of at a random leaf per insert, so a busy queue keeps a few hot index pages instead of
  * dirtying (and, after each checkpoint, logging a full-page image of) pages all over its
  * indexes (migration 0007). Ids made within one millisecond are not ordered among
- * themselves; nothing relies on ids being ordered, only on their being unique. An id tells
+ * themselves; only retention relies on their order (firstIdAt), to find old rows through
+ * the primary key. An id tells
  * when its row was made; ids are not secrets (every endpoint that takes one checks the
  * caller's workspace), and 74 random bits keep them unguessable all the same.
  *
@@ -29,4 +30,14 @@ export function newId(): string {
   b[8] = ((b[8] as number) & 0x3f) | 0x80; // variant 10
   const h = b.toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+/**
+ * The smallest version 7 id of the millisecond `at`: every id newId (or hookpost_uuid_v7)
+ * made before `at` compares below it (UUIDs compare bytewise, the time first). Rows from
+ * before migration 0007 have random ids: pair this with a test on the row's time.
+ */
+export function firstIdAt(at: Date): string {
+  const h = Math.max(0, at.getTime()).toString(16).padStart(12, '0');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-7000-8000-000000000000`;
 }

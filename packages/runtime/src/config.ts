@@ -124,6 +124,10 @@ export const EnvSchema = z.object({
 
   /** Attempts older than this are deleted by the worker, in batches. */
   ATTEMPT_RETENTION_DAYS: z.coerce.number().positive().default(30),
+  /** Finished (succeeded or dead) deliveries made longer ago than this are deleted with their attempts; pending and held ones stay. */
+  DELIVERY_RETENTION_DAYS: z.coerce.number().positive().default(30),
+  /** A stored Idempotency-Key (and the response it replays) is kept this long. */
+  IDEMPOTENCY_KEY_RETENTION_HOURS: z.coerce.number().positive().default(24),
   RETENTION_INTERVAL_MS: z.coerce.number().int().min(100).default(10 * 60_000),
   /** After a rotation, the old secret keeps signing (alongside the new) for this long. */
   SECRET_ROTATION_OVERLAP_SECONDS: z.coerce.number().min(0).max(30 * 86400).default(24 * 3600),
@@ -178,7 +182,7 @@ export interface Config {
   };
   retry: { schedule: string; jitter: number; timeScale: number; maxRetryAfterSeconds: number };
   health: { failureThreshold: number; pauseAfterSeconds: number };
-  retention: { attemptDays: number; intervalMs: number; pollRunHours: number };
+  retention: { attemptDays: number; deliveryDays: number; idempotencyKeyHours: number; intervalMs: number; pollRunHours: number };
   polling: {
     concurrency: number;
     defaultIntervalMinutes: number;
@@ -261,7 +265,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       maxRetryAfterSeconds: e.RETRY_AFTER_MAX_SECONDS,
     },
     health: { failureThreshold: e.HEALTH_FAILURE_THRESHOLD, pauseAfterSeconds: e.HEALTH_PAUSE_AFTER_SECONDS },
-    retention: { attemptDays: e.ATTEMPT_RETENTION_DAYS, intervalMs: e.RETENTION_INTERVAL_MS, pollRunHours: e.POLL_RUN_RETENTION_HOURS },
+    retention: {
+      attemptDays: e.ATTEMPT_RETENTION_DAYS,
+      deliveryDays: e.DELIVERY_RETENTION_DAYS,
+      idempotencyKeyHours: e.IDEMPOTENCY_KEY_RETENTION_HOURS,
+      intervalMs: e.RETENTION_INTERVAL_MS,
+      pollRunHours: e.POLL_RUN_RETENTION_HOURS,
+    },
     polling: {
       concurrency: e.POLL_CONCURRENCY,
       defaultIntervalMinutes: e.POLL_DEFAULT_INTERVAL_MINUTES,

@@ -1,4 +1,4 @@
-import { deliveries, polling, type Db } from '@hookpost/db';
+import { deliveries, events, polling, type Db } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
 
 /** Calls `deleteBatch` until a batch comes back short, so no single statement holds locks for long. */
@@ -11,30 +11,43 @@ async function pruneInBatches(deleteBatch: (batch: number) => Promise<number>, b
   }
 }
 
-/** Deletes attempts older than the retention age, in batches. */
-export function pruneAttempts(db: Db, olderThanMs: number): Promise<number> {
-  const cutoff = new Date(Date.now() - olderThanMs);
-  return pruneInBatches((batch) => deliveries.deleteOldAttempts(db, cutoff, batch));
+/** How old each kind of row may get, in ms. */
+export interface RetentionAges {
+  attemptsMs: number;
+  /** Finished deliveries (with their attempts). */
+  deliveriesMs: number;
+  idempotencyKeysMs: number;
+  pollRunsMs: number;
 }
 
-/** Deletes finished poll runs older than the retention age, in batches. */
-export function prunePollRuns(db: Db, olderThanMs: number): Promise<number> {
-  const cutoff = new Date(Date.now() - olderThanMs);
-  return pruneInBatches((batch) => polling.deleteOldRuns(db, cutoff, batch));
+/** What one pass deleted, by kind. */
+export type RetentionPass = Record<'attempts' | 'deliveries' | 'idempotencyKeys' | 'pollRuns', number>;
+
+/**
+ * One retention pass: every kind of row older than its age, in batches. `now` is a
+ * parameter so a test can run a pass as if days had gone by.
+ */
+export async function pruneOnce(db: Db, ages: RetentionAges, now = Date.now()): Promise<RetentionPass> {
+  const before = (ms: number) => new Date(now - ms);
+  return {
+    deliveries: await pruneInBatches((batch) => deliveries.deleteFinishedDeliveries(db, before(ages.deliveriesMs), batch)),
+    attempts: await pruneInBatches((batch) => deliveries.deleteOldAttempts(db, before(ages.attemptsMs), batch)),
+    idempotencyKeys: await pruneInBatches((batch) => events.deleteOldIdempotencyKeys(db, before(ages.idempotencyKeysMs), batch)),
+    pollRuns: await pruneInBatches((batch) => polling.deleteOldRuns(db, before(ages.pollRunsMs), batch)),
+  };
 }
 
-export function startRetention(db: Db, logger: Logger, retention: { attemptsMs: number; pollRunsMs: number }, everyMs: number): () => void {
+/** Runs a retention pass every `everyMs` (and at start); one at a time. */
+export function startRetention(db: Db, logger: Logger, ages: RetentionAges, everyMs: number): () => void {
   let running = false;
   const tick = async () => {
     if (running) return;
     running = true;
     try {
-      const n = await pruneAttempts(db, retention.attemptsMs);
-      if (n > 0) logger.info({ deleted: n }, 'pruned old delivery attempts');
-      const runs = await prunePollRuns(db, retention.pollRunsMs);
-      if (runs > 0) logger.info({ deleted: runs }, 'pruned old poll runs');
+      const deleted = await pruneOnce(db, ages);
+      if (Object.values(deleted).some((n) => n > 0)) logger.info({ deleted }, 'retention pass deleted old rows');
     } catch (err) {
-      logger.warn({ err }, 'attempt retention failed');
+      logger.warn({ err }, 'retention pass failed');
     } finally {
       running = false;
     }

@@ -1,5 +1,6 @@
 import { sql, type RawBuilder, type SqlBool } from 'kysely';
 import { PREPARE, type Db } from '../client.js';
+import { firstIdAt } from '../ids.js';
 import type { DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
 
 /** A delivery claimed by a worker, with what it needs to render the message. */
@@ -321,11 +322,14 @@ export const RESUME_SETTLE_MS = 10 * 60_000;
  * (deliveries_held). Returns how many it requeued.
  */
 export async function requeueHeldOfResumed(db: Db, withinMs = RESUME_SETTLE_MS): Promise<number> {
+  // From the webhooks: a join let the planner walk all of deliveries_held (the backlog of
+  // every webhook paused for long) to find the few rows of the recently resumed ones.
   const r = await sql`
     update deliveries d set status = 'pending', next_attempt_at = now(), updated_at = now()
-      from webhooks w
-     where w.updated_at > now() - make_interval(secs => ${withinMs / 1000}) and w.is_active and not w.is_paused
-       and d.webhook_id = w.id and d.status = 'held'
+     where d.webhook_id = any(array(
+             select w.id from webhooks w
+              where w.updated_at > now() - make_interval(secs => ${withinMs / 1000}) and w.is_active and not w.is_paused))
+       and d.status = 'held'
   `.execute(db);
   const n = Number(r.numAffectedRows ?? 0);
   if (n > 0) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
@@ -449,6 +453,32 @@ export async function failedDeliveryIds(db: Db, workspaceId: string, webhookId: 
     .limit(limit)
     .execute();
   return rows.map((r) => r.id);
+}
+
+/**
+ * Deletes up to `batch` finished (succeeded or dead) deliveries made before `olderThan`,
+ * with their attempt log; returns how many deliveries. Pending and held ones stay however
+ * old (a webhook paused for months still gets them on resume), and a replay copies what it
+ * replays, so deleting the original loses nothing. Reads the primary key from its start:
+ * ids are time-ordered (firstIdAt); rows from before migration 0007 have random ids and
+ * stay unless theirs happens to fall below the cutoff. The status test is on the deleted
+ * row itself, so Postgres rechecks it on a row a replay or a claim changed meanwhile.
+ */
+export async function deleteFinishedDeliveries(db: Db, olderThan: Date, batch: number): Promise<number> {
+  const r = await sql<{ n: string }>`
+    with gone as (
+      delete from deliveries d
+       where d.id in (
+               select id from deliveries
+                where id < ${firstIdAt(olderThan)}::uuid and created_at < ${olderThan} and status in ('succeeded', 'dead')
+                order by id limit ${batch})
+         and d.status in ('succeeded', 'dead') and d.created_at < ${olderThan}
+      returning d.id
+    ),
+    logged as (delete from delivery_attempts a using gone where a.delivery_id = gone.id returning 1)
+    select (select count(*) from gone) as n, (select count(*) from logged) as attempts
+  `.execute(db);
+  return Number(r.rows[0]?.n ?? 0);
 }
 
 /** Deletes up to `batch` attempts older than `olderThan`; returns how many. */

@@ -214,3 +214,16 @@ export async function storeIdempotentResponses(
     where i.workspace_id = r.workspace_id and i.key = r.key
   `.execute(trx);
 }
+
+/**
+ * Deletes up to `batch` idempotency keys stored before `olderThan` (idempotency_keys_created);
+ * returns how many. A repeat of a deleted key is a new request.
+ */
+export async function deleteOldIdempotencyKeys(db: Db, olderThan: Date, batch: number): Promise<number> {
+  const r = await sql`
+    delete from idempotency_keys where (workspace_id, key) in (
+      select workspace_id, key from idempotency_keys where created_at < ${olderThan} order by created_at limit ${batch}
+    )
+  `.execute(db);
+  return Number(r.numAffectedRows ?? 0);
+}

@@ -1,0 +1,110 @@
+/**
+ * Retention: the worker deletes, in batches, finished deliveries (with their attempt log),
+ * attempts, idempotency keys and poll runs older than their ages, and nothing else: a
+ * pending or held delivery stays however old. A pass runs "as if" later (pruneOnce's
+ * `now`), so the rows are made now and the cutoff moves past them.
+ */
+import { randomUUID } from 'node:crypto';
+import { deliveries, events, firstIdAt, newId, workspaces } from '@hookpost/db';
+import { createTestDatabase, insertPlainWebhook, type TestDatabase } from '@hookpost/testkit';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { pruneOnce, type RetentionAges } from '../src/maintenance/retention.js';
+
+let t: TestDatabase;
+let scope: { workspaceId: string; environmentId: string };
+let webhookId: string;
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const ages: RetentionAges = { attemptsMs: 30 * DAY, deliveriesMs: 60 * DAY, idempotencyKeysMs: 24 * HOUR, pollRunsMs: 24 * HOUR };
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  const { workspace, environment } = await workspaces.createWorkspace(t.db, 'retention');
+  scope = { workspaceId: workspace.id, environmentId: environment.id };
+  webhookId = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/retention');
+});
+afterAll(async () => t?.drop());
+
+async function delivery(status: 'succeeded' | 'dead' | 'pending' | 'held', attempts = 1): Promise<string> {
+  const id = newId();
+  await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, attempts)
+            values (${id}, ${scope.workspaceId}, ${webhookId}, 'test', '{}', ${status}, ${attempts})`.execute(t.db);
+  for (let a = 1; a <= attempts; a++) {
+    await sql`insert into delivery_attempts (delivery_id, webhook_id, attempt, started_at, duration_ms, outcome, request_headers)
+              values (${id}, ${webhookId}, ${a}, now(), 5, 'http_500', '{}')`.execute(t.db);
+  }
+  return id;
+}
+
+const count = async (table: 'deliveries' | 'delivery_attempts' | 'idempotency_keys', where = sql`true`) =>
+  Number((await sql<{ n: string }>`select count(*) as n from ${sql.table(table)} where ${where}`.execute(t.db)).rows[0]?.n);
+const exists = async (id: string) => (await count('deliveries', sql`id = ${id}`)) === 1;
+
+it('firstIdAt is below every id made before that millisecond and above none made after', async () => {
+  const before = newId();
+  await new Promise((r) => setTimeout(r, 3));
+  const cut = firstIdAt(new Date());
+  await new Promise((r) => setTimeout(r, 3));
+  const after = newId();
+  const r = await sql<{ below: boolean; above: boolean }>`select ${before}::uuid < ${cut}::uuid as below, ${after}::uuid > ${cut}::uuid as above`.execute(t.db);
+  expect(r.rows[0]).toEqual({ below: true, above: true });
+});
+
+it('deletes finished deliveries past their age with their attempts; keeps pending, held and younger ones', async () => {
+  const succeeded = await delivery('succeeded', 2);
+  const dead = await delivery('dead', 3);
+  const pending = await delivery('pending', 1);
+  const held = await delivery('held', 1);
+
+  // 59 days on: nothing is old enough (attempts' 30 days have passed: those go).
+  const early = await pruneOnce(t.db, ages, Date.now() + 59 * DAY);
+  expect(early.deliveries).toBe(0);
+  expect(early.attempts).toBe(7);
+  for (const id of [succeeded, dead, pending, held]) expect(await exists(id)).toBe(true);
+
+  await delivery('succeeded', 1); // its attempt, younger, survives the next pass's attempts rule but not its delivery's
+  const later = await pruneOnce(t.db, ages, Date.now() + 61 * DAY);
+  expect(later.deliveries).toBe(3);
+  expect(await exists(succeeded)).toBe(false);
+  expect(await exists(dead)).toBe(false);
+  expect(await exists(pending)).toBe(true);
+  expect(await exists(held)).toBe(true);
+  expect(await count('delivery_attempts')).toBe(0); // a deleted delivery's attempts go with it
+});
+
+it('deletes in batches until none are left', async () => {
+  await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, attempts)
+            select hookpost_uuid_v7(), ${scope.workspaceId}, ${webhookId}, 'test', '{}', 'succeeded', 1 from generate_series(1, 12000)`.execute(t.db);
+  const before = await count('deliveries');
+  const pass = await pruneOnce(t.db, ages, Date.now() + 61 * DAY);
+  expect(pass.deliveries).toBe(12000);
+  expect(await count('deliveries')).toBe(before - 12000);
+});
+
+it('a row with a random (pre-0007) id made within the age is kept even when its id sorts low', async () => {
+  const id = `00000000-0000-4000-8000-${randomUUID().slice(24)}`;
+  await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, attempts)
+            values (${id}, ${scope.workspaceId}, ${webhookId}, 'test', '{}', 'succeeded', 1)`.execute(t.db);
+  await pruneOnce(t.db, ages, Date.now());
+  expect(await exists(id)).toBe(true);
+});
+
+it('deletes idempotency keys past their age, so the key is free again', async () => {
+  const key = { workspaceId: scope.workspaceId, key: `k-${newId()}`, requestHash: Buffer.from('h') };
+  expect(await events.claimIdempotencyKeys(t.db, [key])).toEqual([null]);
+  expect((await pruneOnce(t.db, ages, Date.now() + 23 * HOUR)).idempotencyKeys).toBe(0);
+  expect(await count('idempotency_keys')).toBe(1);
+  expect((await pruneOnce(t.db, ages, Date.now() + 25 * HOUR)).idempotencyKeys).toBe(1);
+  expect(await count('idempotency_keys')).toBe(0);
+  expect(await events.claimIdempotencyKeys(t.db, [key])).toEqual([null]); // claimed afresh, not a repeat
+});
+
+it('a replay of a delivery that retention then deletes still sends the replay', async () => {
+  const original = await delivery('dead', 1);
+  const [replay] = await deliveries.replayDeliveries(t.db, scope.workspaceId, [original]);
+  await pruneOnce(t.db, ages, Date.now() + 61 * DAY);
+  expect(await exists(original)).toBe(false);
+  expect(await exists(replay!)).toBe(true); // pending: kept until it finishes
+});
