@@ -1,12 +1,12 @@
 /**
  * Retention: the worker deletes, in batches, finished deliveries (with their attempt log),
- * attempts, idempotency keys and poll runs older than their ages, and nothing else: a
- * pending or held delivery stays however old. A pass runs "as if" later (pruneOnce's
+ * then events no delivery refers to, attempts, idempotency keys and poll runs older than
+ * their ages, and nothing else: a pending or held delivery (and its event) stays however old. A pass runs "as if" later (pruneOnce's
  * `now`), so the rows are made now and the cutoff moves past them.
  */
 import { randomUUID } from 'node:crypto';
 import { deliveries, events, firstIdAt, newId, workspaces } from '@hookpost/db';
-import { createTestDatabase, insertPlainWebhook, type TestDatabase } from '@hookpost/testkit';
+import { createTestDatabase, insertPlainWebhook, plainEvent, type TestDatabase } from '@hookpost/testkit';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pruneOnce, type RetentionAges } from '../src/maintenance/retention.js';
@@ -38,9 +38,20 @@ async function delivery(status: 'succeeded' | 'dead' | 'pending' | 'held', attem
   return id;
 }
 
-const count = async (table: 'deliveries' | 'delivery_attempts' | 'idempotency_keys', where = sql`true`) =>
+const count = async (table: 'deliveries' | 'delivery_attempts' | 'events' | 'idempotency_keys', where = sql`true`) =>
   Number((await sql<{ n: string }>`select count(*) as n from ${sql.table(table)} where ${where}`.execute(t.db)).rows[0]?.n);
 const exists = async (id: string) => (await count('deliveries', sql`id = ${id}`)) === 1;
+const eventExists = async (id: string) => (await count('events', sql`id = ${id}`)) === 1;
+
+/** Ingests one event (fanned out to the file's webhook); returns it and its delivery. */
+async function ingested(): Promise<{ eventId: string; deliveryId: string }> {
+  const event = plainEvent(scope, { n: newId() });
+  await events.ingestEvents(t.db, [event]);
+  const r = await sql<{ id: string }>`select id from deliveries where event_id = ${event.id}`.execute(t.db);
+  expect(r.rows).toHaveLength(1);
+  return { eventId: event.id, deliveryId: r.rows[0]!.id };
+}
+const finish = (id: string) => sql`update deliveries set status = 'succeeded', finished_at = now() where id = ${id}`.execute(t.db);
 
 it('firstIdAt is below every id made before that millisecond and above none made after', async () => {
   const before = newId();
@@ -107,4 +118,38 @@ it('a replay of a delivery that retention then deletes still sends the replay', 
   await pruneOnce(t.db, ages, Date.now() + 61 * DAY);
   expect(await exists(original)).toBe(false);
   expect(await exists(replay!)).toBe(true); // pending: kept until it finishes
+});
+
+it('deletes an old event once no delivery refers to it; keeps one a pending delivery still needs', async () => {
+  const done = await ingested();
+  const waiting = await ingested();
+  await finish(done.deliveryId);
+  const nobody = plainEvent(scope, { n: 'fanned out to nobody' });
+  await sql`insert into events (id, workspace_id, environment_id, type, data) values (${nobody.id}, ${scope.workspaceId}, ${scope.environmentId}, 'record:created', '{}')`.execute(t.db);
+
+  expect((await pruneOnce(t.db, ages, Date.now() + 59 * DAY)).events).toBe(0);
+  const pass = await pruneOnce(t.db, ages, Date.now() + 61 * DAY);
+  expect(pass.events).toBeGreaterThanOrEqual(2);
+  expect(await eventExists(done.eventId)).toBe(false);
+  expect(await eventExists(nobody.id)).toBe(false);
+  expect(await eventExists(waiting.eventId)).toBe(true);
+  expect(await exists(waiting.deliveryId)).toBe(true);
+});
+
+it('a replay in flight keeps its event: retention deletes the old delivery, not the event the replay needs', async () => {
+  const { eventId, deliveryId } = await ingested();
+  await finish(deliveryId);
+  let replayId: string | undefined;
+  await t.db.transaction().execute(async (trx) => {
+    [replayId] = await deliveries.replayDeliveries(trx, scope.workspaceId, [deliveryId]);
+    // The replay has not committed: retention sees no delivery for the event, but the
+    // replay's lock on it makes the pass leave it.
+    const pass = await pruneOnce(t.db, ages, Date.now() + 61 * DAY);
+    expect(pass.deliveries).toBeGreaterThanOrEqual(1);
+  });
+  expect(await exists(deliveryId)).toBe(false);
+  expect(await exists(replayId!)).toBe(true);
+  expect(await eventExists(eventId)).toBe(true);
+  await pruneOnce(t.db, ages, Date.now() + 61 * DAY);
+  expect(await eventExists(eventId)).toBe(true); // the replay, pending, refers to it
 });

@@ -124,7 +124,7 @@ export const EnvSchema = z.object({
 
   /** Attempts older than this are deleted by the worker, in batches. */
   ATTEMPT_RETENTION_DAYS: z.coerce.number().positive().default(30),
-  /** Finished (succeeded or dead) deliveries made longer ago than this are deleted with their attempts; pending and held ones stay. */
+  /** Finished (succeeded or dead) deliveries made longer ago than this are deleted with their attempts, then events no delivery refers to; pending and held ones stay. */
   DELIVERY_RETENTION_DAYS: z.coerce.number().positive().default(30),
   /** A stored Idempotency-Key (and the response it replays) is kept this long. */
   IDEMPOTENCY_KEY_RETENTION_HOURS: z.coerce.number().positive().default(24),

@@ -14,14 +14,14 @@ async function pruneInBatches(deleteBatch: (batch: number) => Promise<number>, b
 /** How old each kind of row may get, in ms. */
 export interface RetentionAges {
   attemptsMs: number;
-  /** Finished deliveries (with their attempts). */
+  /** Finished deliveries (with their attempts), then events no delivery refers to. */
   deliveriesMs: number;
   idempotencyKeysMs: number;
   pollRunsMs: number;
 }
 
 /** What one pass deleted, by kind. */
-export type RetentionPass = Record<'attempts' | 'deliveries' | 'idempotencyKeys' | 'pollRuns', number>;
+export type RetentionPass = Record<'attempts' | 'deliveries' | 'events' | 'idempotencyKeys' | 'pollRuns', number>;
 
 /**
  * One retention pass: every kind of row older than its age, in batches. `now` is a
@@ -31,6 +31,7 @@ export async function pruneOnce(db: Db, ages: RetentionAges, now = Date.now()): 
   const before = (ms: number) => new Date(now - ms);
   return {
     deliveries: await pruneInBatches((batch) => deliveries.deleteFinishedDeliveries(db, before(ages.deliveriesMs), batch)),
+    events: await pruneInBatches((batch) => events.deleteOldEvents(db, before(ages.deliveriesMs), batch)),
     attempts: await pruneInBatches((batch) => deliveries.deleteOldAttempts(db, before(ages.attemptsMs), batch)),
     idempotencyKeys: await pruneInBatches((batch) => events.deleteOldIdempotencyKeys(db, before(ages.idempotencyKeysMs), batch)),
     pollRuns: await pruneInBatches((batch) => polling.deleteOldRuns(db, before(ages.pollRunsMs), batch)),

@@ -431,6 +431,9 @@ export async function replayDeliveries(db: Db, workspaceId: string, ids: readonl
            case when w.is_active and not w.is_paused then 'pending' else 'held' end, d.id
     from deliveries d join live w on w.id = d.webhook_id
     where d.workspace_id = ${workspaceId} and d.id = any(${ids}::uuid[])
+      -- The event, locked until commit: retention (events.deleteOldEvents) cannot delete it
+      -- between this read and the new delivery; one it deleted first is not replayed.
+      and (d.event_id is null or exists (select 1 from events e where e.id = d.event_id for key share))
     returning id
   `.execute(db);
   if (r.rows.length > 0) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
-import { PREPARE, type Db } from '../client.js';
+import { inTransaction, PREPARE, type Db } from '../client.js';
+import { firstIdAt } from '../ids.js';
 
 export interface NewEvent {
   /** Hookpost's id for the event (a UUID chosen by the caller). */
@@ -226,4 +227,28 @@ export async function deleteOldIdempotencyKeys(db: Db, olderThan: Date, batch: n
     )
   `.execute(db);
   return Number(r.numAffectedRows ?? 0);
+}
+
+/**
+ * Deletes up to `batch` events made before `olderThan` that no delivery refers to any more
+ * (retention deletes finished deliveries first); returns how many. A replay copies a
+ * delivery's event_id and locks that event FOR KEY SHARE (deliveries.replayDeliveries):
+ * here the events are locked first (SKIP LOCKED: one a replay holds is left for the next
+ * pass), and the check for deliveries runs after, in a statement of its own, so it sees
+ * every replay that committed before; a replay that comes later finds the event gone and
+ * replays nothing. Found through the primary key, like deliveries (firstIdAt).
+ */
+export async function deleteOldEvents(db: Db, olderThan: Date, batch: number): Promise<number> {
+  const unreferenced = sql`not exists (select 1 from deliveries d where d.event_id = e.id)`;
+  return inTransaction(db, async (trx) => {
+    const locked = await sql<{ id: string }>`
+      select e.id from events e
+       where e.id < ${firstIdAt(olderThan)}::uuid and e.created_at < ${olderThan} and ${unreferenced}
+       order by e.id limit ${batch}
+       for update skip locked
+    `.execute(trx);
+    if (locked.rows.length === 0) return 0;
+    const r = await sql`delete from events e where e.id = any(${locked.rows.map((x) => x.id)}::uuid[]) and ${unreferenced}`.execute(trx);
+    return Number(r.numAffectedRows ?? 0);
+  });
 }
