@@ -11,7 +11,7 @@ import { startRetention } from './maintenance/retention.js';
 import { WakeListener } from './wake-listener.js';
 
 /** Channels the API and ingest notify on; the worker sleeps until one fires. */
-export const WAKE_CHANNELS = ['hookpost_deliveries', 'hookpost_runs', deliveries.WEBHOOKS_STOPPED_CHANNEL] as const;
+export const WAKE_CHANNELS = ['hookpost_deliveries', 'hookpost_runs', deliveries.WEBHOOKS_STOPPED_CHANNEL, deliveries.WEBHOOKS_DELETED_CHANNEL] as const;
 
 export interface WorkerOptions {
   config: Readonly<Config>;
@@ -96,6 +96,19 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     config.polling.concurrency,
   );
 
+  // Before the listener: a delete's NOTIFY asks it for a purge.
+  const retention = startRetention(
+    db,
+    logger,
+    {
+      attemptsMs: config.retention.attemptDays * 86_400_000,
+      deliveriesMs: config.retention.deliveryDays * 86_400_000,
+      idempotencyKeysMs: config.retention.idempotencyKeyHours * 3_600_000,
+      pollRunsMs: config.retention.pollRunHours * 3_600_000,
+    },
+    config.retention.intervalMs,
+  );
+
   const wakeups: Record<string, number> = Object.fromEntries(WAKE_CHANNELS.map((c) => [c, 0]));
   const listener = new WakeListener({
     databaseUrl: options.databaseUrl,
@@ -108,6 +121,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       if (channel === 'hookpost_deliveries') engine.wake();
       else if (channel === 'hookpost_runs') poller.wake();
       else if (channel === deliveries.WEBHOOKS_STOPPED_CHANNEL) engine.webhooksStopped((payload ?? '').split(',').filter(Boolean));
+      else if (channel === deliveries.WEBHOOKS_DELETED_CHANNEL) retention.purgeDeleted();
     },
     // Anything that arrived while we were not listening.
     onListening: () => {
@@ -120,17 +134,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   engine.start();
   poller.start();
   const stopReaper = startLeaseReaper(db, logger, Math.max(1000, Math.floor(config.delivery.leaseMs / 2)), () => engine.wake());
-  const stopRetention = startRetention(
-    db,
-    logger,
-    {
-      attemptsMs: config.retention.attemptDays * 86_400_000,
-      deliveriesMs: config.retention.deliveryDays * 86_400_000,
-      idempotencyKeysMs: config.retention.idempotencyKeyHours * 3_600_000,
-      pollRunsMs: config.retention.pollRunHours * 3_600_000,
-    },
-    config.retention.intervalMs,
-  );
   logger.info({ channels: WAKE_CHANNELS, workerId: engine.workerId }, 'worker ready');
 
   return {
@@ -140,7 +143,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     wakeups,
     async stop() {
       stopReaper();
-      stopRetention();
+      retention.stop();
       stopPolling.abort();
       await poller.stop();
       await engine.stop();

@@ -1,7 +1,8 @@
 /**
  * Deliveries have no foreign key to their webhook (migration 0006): every statement that
  * inserts deliveries locks its webhooks FOR KEY SHARE, and deleting a webhook locks it
- * FOR UPDATE and deletes its deliveries. These tests race the two on real Postgres.
+ * FOR UPDATE and records it for the worker to delete its deliveries in batches (migration
+ * 0009). These tests race the two on real Postgres, and purge what a delete left.
  */
 import { randomUUID } from 'node:crypto';
 import { deliveries, events, webhooks, workspaces, type Database, type NewEvent } from '@hookpost/db';
@@ -24,6 +25,10 @@ function webhook(): Promise<string> {
 }
 
 const event = (): NewEvent => plainEvent(scope, { id: randomUUID() });
+
+async function purgeAll(): Promise<void> {
+  while ((await deliveries.purgeDeletedWebhook(t.db, 1000)) !== null);
+}
 
 async function deliveriesOf(db: Kysely<Database>, webhookId: string): Promise<number> {
   const r = await sql<{ n: number }>`select count(*)::int as n from deliveries where webhook_id = ${webhookId}`.execute(db);
@@ -49,7 +54,37 @@ describe('deliveries and the deletion of their webhook', () => {
       expect(await stillPending(deletion)).toBe(true);
     });
     expect(await deletion).toBe(true);
+    // The delivery fanned out before the delete stays until the worker's purge, unseen.
+    expect(await deliveriesOf(t.db, id)).toBe(1);
+    const [left] = (await sql<{ id: string }>`select id from deliveries where webhook_id = ${id}`.execute(t.db)).rows;
+    expect(await deliveries.getDelivery(t.db, scope.workspaceId, left!.id)).toBeUndefined();
+    await purgeAll();
     expect(await deliveriesOf(t.db, id)).toBe(0);
+  });
+
+  it('the purge deletes a deleted webhook\'s deliveries and attempts in batches, then its record, and no other webhook\'s', async () => {
+    const gone = await webhook();
+    const kept = await webhook();
+    for (const w of [gone, kept]) {
+      await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, attempts)
+                select hookpost_uuid_v7(), ${scope.workspaceId}, ${w}, 'test', '{}', 'succeeded', 1 from generate_series(1, 7)`.execute(t.db);
+      await sql`insert into delivery_attempts (delivery_id, webhook_id, attempt, started_at, duration_ms, outcome, request_headers)
+                select id, webhook_id, 1, now(), 5, 'success', '{}' from deliveries where webhook_id = ${w}`.execute(t.db);
+    }
+    expect(await webhooks.deleteWebhook(t.db, scope, gone)).toBe(true);
+    expect(await deliveriesOf(t.db, gone)).toBe(7);
+    expect(await deliveries.purgeDeletedWebhook(t.db, 3)).toBe(3);
+    expect(await deliveries.purgeDeletedWebhook(t.db, 3)).toBe(3);
+    expect(await deliveries.purgeDeletedWebhook(t.db, 3)).toBe(1); // short: the record goes too
+    expect(await deliveries.purgeDeletedWebhook(t.db, 3)).toBeNull();
+    expect(await deliveriesOf(t.db, gone)).toBe(0);
+    const attempts = async (w: string) =>
+      Number((await sql<{ n: string }>`select count(*) as n from delivery_attempts where webhook_id = ${w}`.execute(t.db)).rows[0]?.n);
+    expect(await attempts(gone)).toBe(0);
+    expect(await deliveriesOf(t.db, kept)).toBe(7);
+    expect(await attempts(kept)).toBe(7);
+    await webhooks.deleteWebhook(t.db, scope, kept);
+    await purgeAll();
   });
 
   it('an ingest that starts while a delete is in flight fans out to nothing there', async () => {

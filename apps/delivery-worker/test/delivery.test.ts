@@ -196,7 +196,7 @@ describe('deletion', () => {
     return { deliveries: Number(deliveries.n), attempts: Number(attempts.n) };
   };
 
-  it('deleting a webhook, or its connection, deletes its deliveries and their attempt log', async () => {
+  it('deleting a webhook, or its connection, answers at once; the worker then deletes its deliveries and their attempt log', async () => {
     const truto = await stack.trutoWebhook('/deleted/truto', { event_types: ['record:updated'] });
     const conn = await stack.call('POST', '/unified/connection', { integration_type: 'hubspot', categories: ['crm'], permissions: [] });
     const unified = await stack.call('POST', '/unified/webhook', { connection_id: conn.body.id, object_type: 'crm_contact', event: 'updated', hook_url: `${stack.receiver.url}/deleted/unified` });
@@ -207,12 +207,17 @@ describe('deletion', () => {
       return a.attempts === 1 && b.attempts === 1;
     });
 
+    // The delete answers at once; the worker, told by NOTIFY, deletes what it left.
     expect((await stack.call('DELETE', `/webhook/${truto.id}`)).status).toBeLessThan(300);
+    await eventually(async () => (await stored(truto.id)).deliveries === 0, 5000, 'the purge');
     expect(await stored(truto.id)).toEqual({ deliveries: 0, attempts: 0 });
     expect(await stored(unified.body.id)).toEqual({ deliveries: 1, attempts: 1 });
 
     expect((await stack.call('DELETE', `/unified/connection/${conn.body.id}`)).status).toBeLessThan(300);
+    await eventually(async () => (await stored(unified.body.id)).deliveries === 0, 5000, 'the purge');
     expect(await stored(unified.body.id)).toEqual({ deliveries: 0, attempts: 0 });
+    const records = await stack.database.db.selectFrom('deleted_webhooks').select('webhook_id').execute();
+    expect(records).toEqual([]);
   });
 
   it('a delivery whose webhook is gone is dropped when claimed, not retried at every lease', async () => {

@@ -244,6 +244,13 @@ export interface Database {
   idempotency_keys: IdempotencyKeysTable;
   deliveries: DeliveriesTable;
   delivery_attempts: DeliveryAttemptsTable;
+  deleted_webhooks: DeletedWebhooksTable;
+}
+
+/** Webhooks deleted whose deliveries and attempts the worker has yet to delete (migration 0009). */
+export interface DeletedWebhooksTable {
+  webhook_id: string;
+  deleted_at: Generated<Date>;
 }
 
 export type WorkspaceRow = Selectable<WorkspacesTable>;

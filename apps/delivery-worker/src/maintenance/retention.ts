@@ -11,6 +11,16 @@ async function pruneInBatches(deleteBatch: (batch: number) => Promise<number>, b
   }
 }
 
+/** Deletes the deliveries and attempts of deleted webhooks, a batch at a time, then their records. */
+async function purgeDeletedWebhooks(db: Db, batch = 5000): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const n = await deliveries.purgeDeletedWebhook(db, batch);
+    if (n === null) return total;
+    total += n;
+  }
+}
+
 /** How old each kind of row may get, in ms. */
 export interface RetentionAges {
   attemptsMs: number;
@@ -21,15 +31,17 @@ export interface RetentionAges {
 }
 
 /** What one pass deleted, by kind. */
-export type RetentionPass = Record<'attempts' | 'deliveries' | 'events' | 'idempotencyKeys' | 'pollRuns', number>;
+export type RetentionPass = Record<'ofDeletedWebhooks' | 'attempts' | 'deliveries' | 'events' | 'idempotencyKeys' | 'pollRuns', number>;
 
 /**
- * One retention pass: every kind of row older than its age, in batches. `now` is a
+ * One retention pass: what deleted webhooks left, then every kind of row older than its
+ * age, in batches. `now` is a
  * parameter so a test can run a pass as if days had gone by.
  */
 export async function pruneOnce(db: Db, ages: RetentionAges, now = Date.now()): Promise<RetentionPass> {
   const before = (ms: number) => new Date(now - ms);
   return {
+    ofDeletedWebhooks: await purgeDeletedWebhooks(db),
     deliveries: await pruneInBatches((batch) => deliveries.deleteFinishedDeliveries(db, before(ages.deliveriesMs), batch)),
     events: await pruneInBatches((batch) => events.deleteOldEvents(db, before(ages.deliveriesMs), batch)),
     attempts: await pruneInBatches((batch) => deliveries.deleteOldAttempts(db, before(ages.attemptsMs), batch)),
@@ -38,23 +50,47 @@ export async function pruneOnce(db: Db, ages: RetentionAges, now = Date.now()): 
   };
 }
 
-/** Runs a retention pass every `everyMs` (and at start); one at a time. */
-export function startRetention(db: Db, logger: Logger, ages: RetentionAges, everyMs: number): () => void {
-  let running = false;
-  const tick = async () => {
-    if (running) return;
-    running = true;
-    try {
-      const deleted = await pruneOnce(db, ages);
-      if (Object.values(deleted).some((n) => n > 0)) logger.info({ deleted }, 'retention pass deleted old rows');
-    } catch (err) {
-      logger.warn({ err }, 'retention pass failed');
-    } finally {
-      running = false;
-    }
+export interface Retention {
+  stop(): void;
+  /** Purges what deleted webhooks left now (a delete's NOTIFY), not at the next pass. */
+  purgeDeleted(): void;
+}
+
+/**
+ * Runs a retention pass every `everyMs` (and at start), and a purge of deleted webhooks'
+ * rows when asked; one job at a time, and a request made while one runs runs after it.
+ */
+export function startRetention(db: Db, logger: Logger, ages: RetentionAges, everyMs: number): Retention {
+  let running: Promise<void> | undefined;
+  let purgeAgain = false;
+  const run = (job: () => Promise<Partial<RetentionPass>>) => {
+    const go = async () => {
+      try {
+        const deleted = await job();
+        if (Object.values(deleted).some((n) => n > 0)) logger.info({ deleted }, 'retention deleted rows');
+      } catch (err) {
+        logger.warn({ err }, 'retention failed');
+      } finally {
+        running = undefined;
+        if (purgeAgain) {
+          purgeAgain = false;
+          run(purge);
+        }
+      }
+    };
+    running = go();
   };
-  const timer = setInterval(() => void tick(), everyMs);
+  const purge = async () => ({ ofDeletedWebhooks: await purgeDeletedWebhooks(db) });
+  const timer = setInterval(() => {
+    if (!running) run(() => pruneOnce(db, ages));
+  }, everyMs);
   timer.unref();
-  void tick();
-  return () => clearInterval(timer);
+  run(() => pruneOnce(db, ages));
+  return {
+    stop: () => clearInterval(timer),
+    purgeDeleted: () => {
+      if (running) purgeAgain = true;
+      else run(purge);
+    },
+  };
 }

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { inTransaction, type Db } from '../client.js';
-import { deleteDeliveriesOfWebhooks } from './deliveries.js';
+import { markWebhooksDeleted } from './deliveries.js';
 import type { ConnectionRow, ConnectionUpdate, NewConnection } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
 
@@ -34,15 +34,16 @@ export async function updateConnection(db: Db, scope: Scope, id: string, values:
 }
 
 /**
- * Deletes the connection and its webhooks (ON DELETE CASCADE), with their deliveries and
- * attempt log. The webhooks are locked first, in id order (as inserts of deliveries lock them).
+ * Deletes the connection and its webhooks (ON DELETE CASCADE); their deliveries and attempt
+ * log follow, deleted by the worker in batches (deliveries.markWebhooksDeleted). The webhooks
+ * are locked first, in id order (as inserts of deliveries lock them).
  */
 export async function deleteConnection(db: Db, scope: Scope, id: string): Promise<boolean> {
   return inTransaction(db, async (trx) => {
     const row = await trx.selectFrom('connections').select('id').where(inScope(scope)).where('id', '=', id).forUpdate().executeTakeFirst();
     if (!row) return false;
     const hooks = await trx.selectFrom('webhooks').select('id').where('connection_id', '=', row.id).orderBy('id').forUpdate().execute();
-    await deleteDeliveriesOfWebhooks(
+    await markWebhooksDeleted(
       trx,
       hooks.map((h) => h.id),
     );

@@ -243,14 +243,43 @@ export async function completeBatch(
 }
 
 /**
- * Deletes these webhooks' deliveries and their attempt log. Deliveries and attempts have
- * no foreign key to their webhook (migrations 0005, 0006): deleting a webhook (or its
- * connection) locks the webhooks FOR UPDATE, then calls this, in one transaction.
+ * Records these webhooks as deleted, for the worker to delete their deliveries and attempt
+ * log in batches (purgeDeletedWebhooks; migration 0009), and tells the workers to drop what
+ * they queued. Deleting a webhook (or its connection) locks the webhooks FOR UPDATE (so
+ * inserts of deliveries in flight finish first, and later ones skip them), calls this,
+ * and deletes the rows, in one transaction: however long the webhook's history, the
+ * request's work is a few rows.
  */
-export async function deleteDeliveriesOfWebhooks(db: Db, webhookIds: readonly string[]): Promise<void> {
+export async function markWebhooksDeleted(db: Db, webhookIds: readonly string[]): Promise<void> {
   if (webhookIds.length === 0) return;
-  await deleteDeliveriesWhere(db, sql<SqlBool>`d.webhook_id = any(${webhookIds}::uuid[])`);
+  await sql`insert into deleted_webhooks (webhook_id) select unnest(${webhookIds}::uuid[]) on conflict do nothing`.execute(db);
   await notifyStopped(db, webhookIds);
+  await sql`select pg_notify(${WEBHOOKS_DELETED_CHANNEL}, '')`.execute(db);
+}
+
+/** Where workers hear that webhooks were deleted: a worker then purges what they left (at commit). */
+export const WEBHOOKS_DELETED_CHANNEL = 'hookpost_webhooks_deleted';
+
+/**
+ * Deletes up to `batch` deliveries (with their attempts) of one deleted webhook, the one
+ * deleted first, and its record once it has none left. Returns the deliveries deleted;
+ * null when no deleted webhook is left to purge.
+ */
+export async function purgeDeletedWebhook(db: Db, batch: number): Promise<number | null> {
+  const next = await sql<{ webhook_id: string }>`select webhook_id from deleted_webhooks order by deleted_at, webhook_id limit 1`.execute(db);
+  const webhookId = next.rows[0]?.webhook_id;
+  if (webhookId === undefined) return null;
+  const r = await sql<{ n: string }>`
+    with gone as (
+      delete from deliveries d where d.id in (select id from deliveries where webhook_id = ${webhookId} limit ${batch}) returning d.id
+    ),
+    logged as (delete from delivery_attempts a using gone where a.delivery_id = gone.id returning 1)
+    select (select count(*) from gone) as n, (select count(*) from logged) as attempts
+  `.execute(db);
+  const n = Number(r.rows[0]?.n ?? 0);
+  // None can be added: every insert of deliveries locks its webhook and skips a deleted one.
+  if (n < batch) await sql`delete from deleted_webhooks where webhook_id = ${webhookId}`.execute(db);
+  return n;
 }
 
 /** Where workers hear that webhooks stopped (paused, disabled, deleted): the payload is their ids, comma-separated. */
@@ -382,8 +411,15 @@ export async function insertDelivery(
   return row;
 }
 
+/** A delivery of a webhook that exists (a deleted webhook's, not yet purged, is not found). */
 export async function getDelivery(db: Db, workspaceId: string, id: string): Promise<DeliveryRow | undefined> {
-  return db.selectFrom('deliveries').selectAll().where('workspace_id', '=', workspaceId).where('id', '=', id).executeTakeFirst();
+  return db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('workspace_id', '=', workspaceId)
+    .where('id', '=', id)
+    .where(({ exists, selectFrom }) => exists(selectFrom('webhooks').select('webhooks.id').whereRef('webhooks.id', '=', 'deliveries.webhook_id')))
+    .executeTakeFirst();
 }
 
 export interface DeliveryListFilter {

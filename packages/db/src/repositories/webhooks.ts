@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { inTransaction, PREPARE, type Db } from '../client.js';
-import { deleteDeliveriesOfWebhooks } from './deliveries.js';
+import { markWebhooksDeleted } from './deliveries.js';
 import type { NewWebhook, WebhookRow, WebhookUpdate } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
 
@@ -35,14 +35,15 @@ export async function updateWebhook(db: Db, scope: Scope, id: string, values: We
 }
 
 /**
- * Deletes the webhook, its deliveries and their attempt log. The row lock waits for
- * inserts of deliveries in flight (they hold it FOR KEY SHARE), so their rows are deleted too.
+ * Deletes the webhook; its deliveries and their attempt log follow, deleted by the worker in
+ * batches (deliveries.markWebhooksDeleted). The row lock waits for inserts of deliveries in
+ * flight (they hold it FOR KEY SHARE), so their rows go too.
  */
 export async function deleteWebhook(db: Db, scope: Scope, id: string): Promise<boolean> {
   return inTransaction(db, async (trx) => {
     const row = await trx.selectFrom('webhooks').select('id').where(inScope(scope)).where('id', '=', id).forUpdate().executeTakeFirst();
     if (!row) return false;
-    await deleteDeliveriesOfWebhooks(trx, [row.id]);
+    await markWebhooksDeleted(trx, [row.id]);
     await trx.deleteFrom('webhooks').where('id', '=', row.id).execute();
     return true;
   });
