@@ -11,7 +11,7 @@ import { startRetention } from './maintenance/retention.js';
 import { WakeListener } from './wake-listener.js';
 
 /** Channels the API and ingest notify on; the worker sleeps until one fires. */
-export const WAKE_CHANNELS = ['hookpost_deliveries', 'hookpost_runs', deliveries.WEBHOOKS_STOPPED_CHANNEL, deliveries.WEBHOOKS_DELETED_CHANNEL] as const;
+export const WAKE_CHANNELS = [deliveries.DELIVERIES_CHANNEL, 'hookpost_runs', deliveries.WEBHOOKS_STOPPED_CHANNEL, deliveries.WEBHOOKS_DELETED_CHANNEL] as const;
 
 export interface WorkerOptions {
   config: Readonly<Config>;
@@ -118,7 +118,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     onNotification: (channel, payload) => {
       wakeups[channel] = (wakeups[channel] ?? 0) + 1;
       logger.trace({ channel, payload }, 'wake-up');
-      if (channel === 'hookpost_deliveries') engine.wake();
+      if (channel === deliveries.DELIVERIES_CHANNEL) engine.wake();
       else if (channel === 'hookpost_runs') poller.wake();
       else if (channel === deliveries.WEBHOOKS_STOPPED_CHANNEL) engine.webhooksStopped((payload ?? '').split(',').filter(Boolean));
       else if (channel === deliveries.WEBHOOKS_DELETED_CHANNEL) retention.purgeDeleted();

@@ -151,12 +151,14 @@ export async function deleteOrphanClaims(db: Db, workerId: string, ids: readonly
   );
 }
 
-/** Deletes the deliveries (`d`) that match, and their attempt log, in one statement. */
-async function deleteDeliveriesWhere(db: Db, where: RawBuilder<SqlBool>): Promise<void> {
-  await sql`
-    with gone as (delete from deliveries d where ${where} returning d.id)
-    delete from delivery_attempts a using gone where a.delivery_id = gone.id
+/** Deletes the deliveries (`d`) that match, and their attempt log, in one statement; returns how many deliveries. */
+async function deleteDeliveriesWhere(db: Db, where: RawBuilder<SqlBool>): Promise<number> {
+  const r = await sql<{ n: string }>`
+    with gone as (delete from deliveries d where ${where} returning d.id),
+    logged as (delete from delivery_attempts a using gone where a.delivery_id = gone.id)
+    select count(*) as n from gone
   `.execute(db);
+  return Number(r.rows[0]?.n ?? 0);
 }
 
 /** Puts back deliveries whose lease ran out (their worker died mid-send). */
@@ -269,17 +271,17 @@ export async function purgeDeletedWebhook(db: Db, batch: number): Promise<number
   const next = await sql<{ webhook_id: string }>`select webhook_id from deleted_webhooks order by deleted_at, webhook_id limit 1`.execute(db);
   const webhookId = next.rows[0]?.webhook_id;
   if (webhookId === undefined) return null;
-  const r = await sql<{ n: string }>`
-    with gone as (
-      delete from deliveries d where d.id in (select id from deliveries where webhook_id = ${webhookId} limit ${batch}) returning d.id
-    ),
-    logged as (delete from delivery_attempts a using gone where a.delivery_id = gone.id returning 1)
-    select (select count(*) from gone) as n, (select count(*) from logged) as attempts
-  `.execute(db);
-  const n = Number(r.rows[0]?.n ?? 0);
+  const n = await deleteDeliveriesWhere(db, sql<SqlBool>`d.id in (select id from deliveries where webhook_id = ${webhookId} limit ${batch})`);
   // None can be added: every insert of deliveries locks its webhook and skips a deleted one.
   if (n < batch) await sql`delete from deleted_webhooks where webhook_id = ${webhookId}`.execute(db);
   return n;
+}
+
+/** Where workers hear that deliveries may be due (at commit of whoever queued them). */
+export const DELIVERIES_CHANNEL = 'hookpost_deliveries';
+
+function notifyDeliveriesDue(db: Db): Promise<unknown> {
+  return sql`select pg_notify(${DELIVERIES_CHANNEL}, '')`.execute(db);
 }
 
 /** Where workers hear that webhooks stopped (paused, disabled, deleted): the payload is their ids, comma-separated. */
@@ -331,7 +333,7 @@ export async function releaseHeld(db: Db, webhookId: string): Promise<number> {
     where webhook_id = ${webhookId} and status = 'held'
   `.execute(db);
   const n = Number(r.numAffectedRows ?? 0);
-  if (n > 0) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+  if (n > 0) await notifyDeliveriesDue(db);
   return n;
 }
 
@@ -361,7 +363,7 @@ export async function requeueHeldOfResumed(db: Db, withinMs = RESUME_SETTLE_MS):
        and d.status = 'held'
   `.execute(db);
   const n = Number(r.numAffectedRows ?? 0);
-  if (n > 0) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+  if (n > 0) await notifyDeliveriesDue(db);
   return n;
 }
 
@@ -388,7 +390,7 @@ export async function insertDeliveries(db: Db, rows: readonly NewDelivery[]): Pr
       where r.webhook_id in (select id from live)
     `.execute(db);
   }
-  if (rows.some((d) => d.status === 'pending')) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+  if (rows.some((d) => d.status === 'pending')) await notifyDeliveriesDue(db);
 }
 
 /** Queues a delivery outside the event path (test sends); undefined when the webhook is gone. */
@@ -407,7 +409,7 @@ export async function insertDelivery(
     returning *
   `.execute(db);
   const row = r.rows[0];
-  if (row?.status === 'pending') await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+  if (row?.status === 'pending') await notifyDeliveriesDue(db);
   return row;
 }
 
@@ -472,7 +474,7 @@ export async function replayDeliveries(db: Db, workspaceId: string, ids: readonl
       and (d.event_id is null or exists (select 1 from events e where e.id = d.event_id for key share))
     returning id
   `.execute(db);
-  if (r.rows.length > 0) await sql`select pg_notify('hookpost_deliveries', '')`.execute(db);
+  if (r.rows.length > 0) await notifyDeliveriesDue(db);
   return r.rows.map((x) => x.id);
 }
 
@@ -504,20 +506,14 @@ export async function failedDeliveryIds(db: Db, workspaceId: string, webhookId: 
  * row itself, so Postgres rechecks it on a row a replay or a claim changed meanwhile.
  */
 export async function deleteFinishedDeliveries(db: Db, olderThan: Date, batch: number): Promise<number> {
-  const r = await sql<{ n: string }>`
-    with gone as (
-      delete from deliveries d
-       where d.id in (
-               select id from deliveries
-                where id < ${firstIdAt(olderThan)}::uuid and created_at < ${olderThan} and status in ('succeeded', 'dead')
-                order by id limit ${batch})
-         and d.status in ('succeeded', 'dead') and d.created_at < ${olderThan}
-      returning d.id
-    ),
-    logged as (delete from delivery_attempts a using gone where a.delivery_id = gone.id returning 1)
-    select (select count(*) from gone) as n, (select count(*) from logged) as attempts
-  `.execute(db);
-  return Number(r.rows[0]?.n ?? 0);
+  return deleteDeliveriesWhere(
+    db,
+    sql<SqlBool>`d.id in (
+                   select id from deliveries
+                    where id < ${firstIdAt(olderThan)}::uuid and created_at < ${olderThan} and status in ('succeeded', 'dead')
+                    order by id limit ${batch})
+                 and d.status in ('succeeded', 'dead') and d.created_at < ${olderThan}`,
+  );
 }
 
 /** Deletes up to `batch` attempts older than `olderThan`; returns how many. */
