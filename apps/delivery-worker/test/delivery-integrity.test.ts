@@ -87,6 +87,28 @@ describe('deliveries and the deletion of their webhook', () => {
     await purgeAll();
   });
 
+  it('two purges at once take different deleted webhooks, and neither waits for the other', async () => {
+    const [first, second] = [await webhook(), await webhook()];
+    for (const w of [first, second]) {
+      await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, attempts)
+                select hookpost_uuid_v7(), ${scope.workspaceId}, ${w}, 'test', '{}', 'succeeded', 1 from generate_series(1, 4)`.execute(t.db);
+      expect(await webhooks.deleteWebhook(t.db, scope, w)).toBe(true);
+    }
+    // Another worker's purge holds the first-deleted webhook's record for its batch.
+    await t.db.transaction().execute(async (trx) => {
+      await sql`select 1 from deleted_webhooks where webhook_id = ${first} for update`.execute(trx);
+      const other = deliveries.purgeDeletedWebhook(t.db, 1000);
+      expect(await stillPending(other)).toBe(false);
+      expect(await other).toBe(4);
+      expect(await deliveriesOf(t.db, second)).toBe(0);
+      expect(await deliveriesOf(t.db, first)).toBe(4);
+      // Nothing else is free to purge while the first is taken.
+      expect(await deliveries.purgeDeletedWebhook(t.db, 1000)).toBeNull();
+    });
+    await purgeAll();
+    expect(await deliveriesOf(t.db, first)).toBe(0);
+  });
+
   it('an ingest that starts while a delete is in flight fans out to nothing there', async () => {
     const id = await webhook();
     const other = await webhook();

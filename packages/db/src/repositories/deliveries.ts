@@ -1,7 +1,7 @@
-import { sql, type RawBuilder, type SqlBool } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import { PREPARE, type Db } from '../client.js';
 import { firstIdAt } from '../ids.js';
-import type { DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
+import type { Database, DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
 
 /** A delivery claimed by a worker, with what it needs to render the message. */
 export interface ClaimedDelivery {
@@ -264,17 +264,24 @@ export const WEBHOOKS_DELETED_CHANNEL = 'hookpost_webhooks_deleted';
 
 /**
  * Deletes up to `batch` deliveries (with their attempts) of one deleted webhook, the one
- * deleted first, and its record once it has none left. Returns the deliveries deleted;
- * null when no deleted webhook is left to purge.
+ * deleted first that no other worker is purging, and its record once it has none left.
+ * Returns the deliveries deleted; null when no deleted webhook is left to this worker.
+ * The record stays locked (SKIP LOCKED) for the batch: workers that all heard the delete's
+ * NOTIFY purge different webhooks instead of racing through the same rows. Opens its own
+ * transaction, one per batch, so it takes the pool, not a transaction.
  */
-export async function purgeDeletedWebhook(db: Db, batch: number): Promise<number | null> {
-  const next = await sql<{ webhook_id: string }>`select webhook_id from deleted_webhooks order by deleted_at, webhook_id limit 1`.execute(db);
-  const webhookId = next.rows[0]?.webhook_id;
-  if (webhookId === undefined) return null;
-  const n = await deleteDeliveriesWhere(db, sql<SqlBool>`d.id in (select id from deliveries where webhook_id = ${webhookId} limit ${batch})`);
-  // None can be added: every insert of deliveries locks its webhook and skips a deleted one.
-  if (n < batch) await sql`delete from deleted_webhooks where webhook_id = ${webhookId}`.execute(db);
-  return n;
+export async function purgeDeletedWebhook(db: Kysely<Database>, batch: number): Promise<number | null> {
+  return db.transaction().execute(async (trx) => {
+    const next = await sql<{ webhook_id: string }>`
+      select webhook_id from deleted_webhooks order by deleted_at, webhook_id limit 1 for update skip locked
+    `.execute(trx);
+    const webhookId = next.rows[0]?.webhook_id;
+    if (webhookId === undefined) return null;
+    const n = await deleteDeliveriesWhere(trx, sql<SqlBool>`d.id in (select id from deliveries where webhook_id = ${webhookId} limit ${batch})`);
+    // None can be added: every insert of deliveries locks its webhook and skips a deleted one.
+    if (n < batch) await sql`delete from deleted_webhooks where webhook_id = ${webhookId}`.execute(trx);
+    return n;
+  });
 }
 
 /** Where workers hear that deliveries may be due (at commit of whoever queued them). */
