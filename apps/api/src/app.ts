@@ -123,7 +123,7 @@ export function createApi(deps: ApiDeps): Api {
     },
   );
 
-  app.use(notFoundHandler());
+  app.use(notFoundHandler(contract));
   app.use(errorHandler(deps.logger));
   const handler = withFastIngest(app, {
     ingestor: ctx.ingestor,

@@ -116,6 +116,8 @@ const cases: Case[] = [
   ['environment empty name', 'POST', () => '/v1/environments', () => ({ name: '  ' }), 400, 'body.name'],
   ['api key bad environment', 'POST', () => '/v1/api-keys', () => ({ environment_id: 'x' }), 400, 'body.environment_id'],
   ['unknown route', 'GET', () => '/unified/nothing-here', undefined, 404, ''],
+  ['known path, wrong method', 'PUT', () => `/webhook/${trutoId}`, () => ({ target_url: 'http://127.0.0.1:9/t' }), 405, ''],
+  ['ingest with GET', 'GET', () => '/v1/events', undefined, 405, ''],
   // NUL characters: Postgres cannot store them (text, jsonb); refused before any route runs
   ['event data with a NUL character', 'POST', () => '/v1/events', () => ({ type: 'record:created', data: { a: 'x\u0000y' } }), 400, 'body.data.a'],
   ['batch event with a NUL character', 'POST', () => '/v1/events/batch', () => ({ events: [{ type: 'record:created', data: {} }, { type: 'record:created', data: { tags: ['ok', 'n\u0000'] } }] }), 400, 'body.events.1.data.tags.1'],
@@ -141,6 +143,23 @@ describe('bad input is a 4xx naming the field, and changes nothing', () => {
       expect(res.body.error.issues[0].field).toBe(field);
     }
     expect(await snapshot(api.db)).toBe(before);
+  });
+
+  it('a known path asked with another method is 405 method_not_allowed, with Allow', async () => {
+    const cases: [string, string, string][] = [
+      ['PUT', `/webhook/${trutoId}`, 'GET, PATCH, DELETE, HEAD'],
+      ['DELETE', '/v1/events', 'POST'],
+      ['POST', `/v1/deliveries/${UNKNOWN_ID}/attempts`, 'GET, HEAD'],
+      ['GET', `/unified/webhook/${webhookId}/trigger/`, 'PATCH, PUT'],
+    ];
+    for (const [method, path, allow] of cases) {
+      const res = await call(method, path);
+      expect(res.status, `${method} ${path}`).toBe(405);
+      expect(res.body.error.code).toBe('method_not_allowed');
+      expect(res.headers.get('allow')?.split(', ').sort()).toEqual(allow.split(', ').sort());
+    }
+    // A path no route has stays a 404.
+    expect((await call('PUT', `/v1/webhooks/${UNKNOWN_ID}/nothing`)).status).toBe(404);
   });
 
   it('malformed JSON is 400 malformed_json', async () => {

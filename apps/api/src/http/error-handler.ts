@@ -1,5 +1,6 @@
 import { isConnectionError } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
+import { isAppRoute, type AppRoute, type AppRouter } from '@ts-rest/core';
 import { RequestValidationError } from '@ts-rest/express';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ApiError, validationError, zodIssues } from './errors.js';
@@ -67,7 +68,27 @@ function bodyParserError(err: BodyParserError): ApiError {
   }
 }
 
-/** 404 (or 405 for a known path) in the envelope, for routes nobody serves. */
-export function notFoundHandler(): RequestHandler {
-  return (req, _res, next) => next(new ApiError('not_found', `no route for ${req.method} ${req.path}`));
+/** 404 in the envelope for a path nobody serves; 405 with `Allow` for a known path asked with another method. */
+export function notFoundHandler(router: AppRouter): RequestHandler {
+  const routes = routesOf(router).map((r) => ({ method: r.method, pattern: pathPattern(r.path) }));
+  return (req, res, next) => {
+    const allowed: string[] = [...new Set(routes.filter((r) => r.pattern.test(req.path)).map((r) => r.method))];
+    if (allowed.length === 0) return next(new ApiError('not_found', `no route for ${req.method} ${req.path}`));
+    if (allowed.includes('GET')) allowed.push('HEAD');
+    res.setHeader('allow', allowed.join(', '));
+    next(new ApiError('method_not_allowed', `${req.path} answers ${allowed.join(', ')}, not ${req.method}`));
+  };
+}
+
+function routesOf(router: AppRouter): AppRoute[] {
+  return Object.values(router).flatMap((r) => (isAppRoute(r) ? [r] : routesOf(r)));
+}
+
+/** A contract path (`/webhook/:id`) as a regular expression over request paths; a parameter is one segment. */
+function pathPattern(path: string): RegExp {
+  const source = path
+    .split('/')
+    .map((segment) => (segment.startsWith(':') ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  return new RegExp(`^${source}/?$`, 'i'); // as Express matches: case-insensitive, trailing slash allowed
 }
