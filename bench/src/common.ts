@@ -114,6 +114,8 @@ export interface ReceiverStats {
   /** When `unique` reached `expected`. */
   completeAtUs: number | null;
   latenciesMs?: number[];
+  /** The seq of the event of each `latenciesMs` sample. */
+  latencySeqs?: number[];
 }
 
 /** The pg-boss baseline's queue and job payload (one job = one delivery). */

@@ -15,6 +15,8 @@ export interface BenchConfig {
   rate: number;
   pgbossRate: number;
   steadySeconds: number;
+  /** (c): seconds at the rate before the measured window (delivered and verified, not in its percentiles). */
+  steadyLeadSeconds: number;
   /** (d) webhooks for the fan-out test, and concurrency creating them. */
   fanout: number;
   fanoutCreateConcurrency: number;
@@ -48,6 +50,7 @@ export function loadBenchConfig(): BenchConfig {
     rate: envInt('BENCH_RATE', 500, 1, 100_000),
     pgbossRate: envInt('BENCH_PGBOSS_RATE', envInt('BENCH_RATE', 500, 1, 100_000), 1, 100_000),
     steadySeconds: envNum('BENCH_STEADY_SECONDS', 15, 1, 600),
+    steadyLeadSeconds: envNum('BENCH_STEADY_LEAD_SECONDS', 3, 0, 60),
     fanout: envInt('BENCH_FANOUT', 10_000, 1, 100_000),
     fanoutCreateConcurrency: envInt('BENCH_FANOUT_CREATE_CONCURRENCY', 16, 1, 256),
     rawEvents: envInt('BENCH_RAW_EVENTS', 100_000, 1000, 10_000_000),
@@ -110,6 +113,10 @@ export interface Latency {
   p99: number;
   p999: number;
   max: number;
+  /** Seconds at the rate before the measured window (not in the percentiles above), and their p50/p99. */
+  leadSeconds: number;
+  leadP50: number;
+  leadP99: number;
   maxSendLagMs: number;
   /** The ingest call itself (HTTP 202 / pg-boss send committed), from the scheduled send. */
   ackP50: number;

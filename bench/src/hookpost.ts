@@ -10,7 +10,7 @@ import { SERVICE_NODE_FLAGS } from '@hookpost/runtime';
 import { Pool } from 'undici';
 import { eventData, log, nowUs, sleep, type PhaseConfig } from './common.js';
 import type { Contender, Ctx, SystemResult } from './context.js';
-import { BenchFailure, closedLoop, describe, latencyOf, measurePhase, openLoop, tail, throughputOf, type LateTally } from './load.js';
+import { BenchFailure, closedLoop, describe, measurePhase, measureSteady, tail, throughputOf, type LateTally } from './load.js';
 import { CpuMeter, memoryOf, ServiceProc } from './procs.js';
 import { autoExplain, SlowQuerySampler } from './slow-queries.js';
 
@@ -205,17 +205,10 @@ export async function startHookpost(ctx: Ctx): Promise<Contender | { skipped: st
       },
       steady: async () => {
         sampler.setPhase('c');
-        const n = Math.round(cfg.rate * cfg.steadySeconds);
-        log(`Hookpost: (c) ${cfg.rate}/s for ${cfg.steadySeconds} s (open loop, one event per request)`);
-        let ol: Awaited<ReturnType<typeof openLoop>> | undefined;
-        const fire = single('hp-steady');
-        const steady = async () => {
-          ol = await openLoop(cfg.rate, cfg.steadySeconds, (i, scheduledUs) => fire(i, scheduledUs));
-        };
-        const rc = await measurePhase(receiver, phaseCfg('hp-steady', n, true), limits, steady, late);
-        if (!ol) throw new Error('open loop did not run');
-        const l = latencyOf(cfg.rate, ol, rc, path.join(ctx.logDir, 'hookpost-c-samples.json'));
-        log(`Hookpost: (c) p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(1)} ms (${describe(rc.stats)})`);
+        log(`Hookpost: (c) ${cfg.rate}/s for ${cfg.steadyLeadSeconds} + ${cfg.steadySeconds} s (open loop, one event per request; the first ${cfg.steadyLeadSeconds} s not in the percentiles)`);
+        const timing = { rate: cfg.rate, seconds: cfg.steadySeconds, leadSeconds: cfg.steadyLeadSeconds };
+        const l = await measureSteady(receiver, timing, (n) => phaseCfg('hp-steady', n, true), limits, single('hp-steady'), late, path.join(ctx.logDir, 'hookpost-c-samples.json'));
+        log(`Hookpost: (c) p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(1)} ms; lead-in p99 ${l.leadP99.toFixed(1)} ms`);
         return l;
       },
       // One event → N webhooks (own workspace, so other measurements never see them).

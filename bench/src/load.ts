@@ -32,7 +32,7 @@ export interface OpenLoopResult {
   maxLagMs: number;
   /** Most requests outstanding at once. */
   maxOutstanding: number;
-  /** Per event: scheduled send → the ingest call returned (202 / insert committed), ms. */
+  /** Per event, by its index: scheduled send → the ingest call returned (202 / insert committed), ms. */
   ackMs: number[];
 }
 
@@ -57,7 +57,7 @@ export async function openLoop(
   let maxLagUs = 0;
   let failed: unknown;
   const inflight = new Set<Promise<void>>();
-  const ackMs: number[] = [];
+  const ackMs: number[] = new Array<number>(total).fill(Number.NaN);
   const deadlineUs = startUs + (seconds + 30) * 1e6;
   for (let spins = 0; next < total && spins < 10_000_000; spins++) {
     if (failed !== undefined) break;
@@ -72,7 +72,7 @@ export async function openLoop(
       if (outstanding > maxOutstanding) throw new Error(`open loop: more than ${maxOutstanding} requests outstanding; the system cannot keep up with ${rate}/s`);
       const p: Promise<void> = fire(i, scheduled)
         .then(() => {
-          ackMs.push((nowUs() - scheduled) / 1000);
+          ackMs[i] = (nowUs() - scheduled) / 1000;
         })
         .catch((err: unknown) => {
           failed ??= err;
@@ -210,21 +210,54 @@ function cpuFigures(u: CpuUsage, deliveries: number): Pick<Throughput, 'cpuUsPer
   };
 }
 
-export function latencyOf(targetRate: number, ol: OpenLoopResult, r: DrainResult, samplesFile?: string): Latency {
-  // The raw samples, for looking at the tail over time: receipts in arrival order, acks in answer order.
-  if (samplesFile) writeFileSync(samplesFile, JSON.stringify({ latencyMs: r.stats.latenciesMs ?? [], ackMs: ol.ackMs }));
-  const sorted = [...(r.stats.latenciesMs ?? [])].sort((a, b) => a - b);
-  const acks = [...ol.ackMs].sort((a, b) => a - b);
-  if (sorted.length !== r.expected) throw new BenchFailure(`${r.stats.phase}: ${sorted.length} latency samples for ${r.expected} events`);
+/**
+ * (c) for one system: `rate` events/s, open loop, for `leadSeconds` then `seconds`; the
+ * percentiles are over the last `seconds`. The lead-in (the first events after the phase's
+ * ANALYZE and CHECKPOINT, with the system idle until then) is delivered and verified like the
+ * rest, and its own p99 is reported beside the steady figures.
+ */
+export async function measureSteady(
+  receiver: ReceiverProc,
+  timing: { rate: number; seconds: number; leadSeconds: number },
+  phaseCfg: (expected: number) => PhaseConfig,
+  limits: PhaseLimits,
+  fire: (i: number, scheduledUs: number) => Promise<void>,
+  tally: LateTally,
+  samplesFile: string,
+): Promise<Latency> {
+  const { rate, seconds, leadSeconds } = timing;
+  const total = Math.round(rate * (leadSeconds + seconds));
+  let ol: OpenLoopResult | undefined;
+  const r = await measurePhase(receiver, phaseCfg(total), limits, async () => {
+    ol = await openLoop(rate, leadSeconds + seconds, fire);
+  }, tally);
+  if (!ol) throw new Error('open loop did not run');
+  return latencyOf(rate, leadSeconds, ol, r, samplesFile);
+}
+
+function latencyOf(targetRate: number, leadSeconds: number, ol: OpenLoopResult, r: DrainResult, samplesFile: string): Latency {
+  const all = r.stats.latenciesMs ?? [];
+  const seqs = r.stats.latencySeqs ?? [];
+  if (all.length !== r.expected || seqs.length !== all.length) throw new BenchFailure(`${r.stats.phase}: ${all.length} latency samples for ${r.expected} events`);
+  const leadEvents = Math.round(targetRate * leadSeconds);
+  // The raw samples, for looking at the tail over time: receipts in arrival order with their event, acks by event.
+  writeFileSync(samplesFile, JSON.stringify({ leadEvents, latencyMs: all, seq: seqs, ackMs: ol.ackMs }));
+  const steady = all.filter((_, k) => (seqs[k] as number) >= leadEvents).sort((a, b) => a - b);
+  const lead = all.filter((_, k) => (seqs[k] as number) < leadEvents).sort((a, b) => a - b);
+  const acks = ol.ackMs.slice(leadEvents).sort((a, b) => a - b);
+  const events = ol.events - leadEvents;
   return {
     targetRate,
-    events: ol.events,
+    events,
     achievedRate: ol.events / ol.dispatchSeconds,
-    p50: percentile(sorted, 50),
-    p90: percentile(sorted, 90),
-    p99: percentile(sorted, 99),
-    p999: percentile(sorted, 99.9),
-    max: sorted[sorted.length - 1] as number,
+    p50: percentile(steady, 50),
+    p90: percentile(steady, 90),
+    p99: percentile(steady, 99),
+    p999: percentile(steady, 99.9),
+    max: steady[steady.length - 1] as number,
+    leadSeconds,
+    leadP50: lead.length > 0 ? percentile(lead, 50) : Number.NaN,
+    leadP99: lead.length > 0 ? percentile(lead, 99) : Number.NaN,
     maxSendLagMs: ol.maxLagMs,
     lateDuplicates: r.stats.lateDuplicates,
     ackP50: percentile(acks, 50),

@@ -15,7 +15,7 @@ import { createDatabase, dropDatabase } from '@hookpost/db';
 import PgBoss from 'pg-boss';
 import { eventData, log, nowUs, PGBOSS_QUEUE, type DeliveryJob, type PhaseConfig } from './common.js';
 import type { Contender, Ctx, SystemResult } from './context.js';
-import { closedLoop, describe, latencyOf, measurePhase, openLoop, tail, throughputOf, type LateTally } from './load.js';
+import { closedLoop, describe, measurePhase, measureSteady, tail, throughputOf, type LateTally } from './load.js';
 import { CpuMeter, IpcChannel, memoryOf, readyMessage, ServiceProc } from './procs.js';
 import { autoExplain, SlowQuerySampler } from './slow-queries.js';
 
@@ -142,16 +142,11 @@ export async function startPgBoss(ctx: Ctx): Promise<Contender> {
         }),
       steady: () =>
         measuring('c', async (q) => {
-          const n = Math.round(cfg.pgbossRate * cfg.steadySeconds);
-          log(`pg-boss: (c) ${cfg.pgbossRate}/s for ${cfg.steadySeconds} s (open loop, one send per event)`);
-          let ol: Awaited<ReturnType<typeof openLoop>> | undefined;
-          const steady = async () => {
-            ol = await openLoop(cfg.pgbossRate, cfg.steadySeconds, (i, scheduledUs) => sendOne(q, 'pgboss-steady', i, scheduledUs));
-          };
-          const c = await measurePhase(receiver, phaseCfg('pgboss-steady', n, true), limits, steady, late);
-          if (!ol) throw new Error('open loop did not run');
-          const l = latencyOf(cfg.pgbossRate, ol, c, path.join(ctx.logDir, 'pgboss-c-samples.json'));
-          log(`pg-boss: (c) p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms (${describe(c.stats)})`);
+          log(`pg-boss: (c) ${cfg.pgbossRate}/s for ${cfg.steadyLeadSeconds} + ${cfg.steadySeconds} s (open loop, one send per event; the first ${cfg.steadyLeadSeconds} s not in the percentiles)`);
+          const timing = { rate: cfg.pgbossRate, seconds: cfg.steadySeconds, leadSeconds: cfg.steadyLeadSeconds };
+          const fire = (i: number, scheduledUs: number) => sendOne(q, 'pgboss-steady', i, scheduledUs);
+          const l = await measureSteady(receiver, timing, (n) => phaseCfg('pgboss-steady', n, true), limits, fire, late, path.join(ctx.logDir, 'pgboss-c-samples.json'));
+          log(`pg-boss: (c) p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms; lead-in p99 ${l.leadP99.toFixed(1)} ms`);
           return l;
         }),
       // The do-it-yourself fan-out: the producer writes one job per subscriber, in one insert.

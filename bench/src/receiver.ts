@@ -17,6 +17,8 @@ interface PhaseState {
   stats: ReceiverStats;
   webhooks: Set<string>;
   latencies: number[];
+  /** The event (its seq) of each latency sample, in the same order. */
+  latencySeqs: number[];
 }
 
 const MAX_FAILURE_SAMPLES = 20;
@@ -37,6 +39,7 @@ function freshState(cfg: PhaseConfig | null): PhaseState {
     cfg,
     webhooks: new Set(),
     latencies: [],
+    latencySeqs: [],
     stats: {
       phase: cfg?.phase ?? '(idle)',
       unique: 0,
@@ -150,7 +153,10 @@ function handle(req: IncomingMessage, raw: Buffer, receivedUs: number): void {
   s.stats.unique++;
   s.stats.firstAtUs ??= receivedUs;
   s.stats.lastAtUs = receivedUs;
-  if (cfg?.collectLatency) s.latencies.push((receivedUs - sentUs) / 1000);
+  if (cfg?.collectLatency) {
+    s.latencies.push((receivedUs - sentUs) / 1000);
+    s.latencySeqs.push(seq);
+  }
   if (s.stats.unique === cfg?.expected) s.stats.completeAtUs = receivedUs;
 }
 
@@ -189,7 +195,7 @@ process.on('message', (m: Msg) => {
     reply({ type: 'ok' });
   } else if (m.type === 'stats') {
     state.stats.distinctWebhooks = state.webhooks.size;
-    reply({ type: 'stats', stats: { ...state.stats, ...(m.withLatencies ? { latenciesMs: state.latencies } : {}) } });
+    reply({ type: 'stats', stats: { ...state.stats, ...(m.withLatencies ? { latenciesMs: state.latencies, latencySeqs: state.latencySeqs } : {}) } });
   } else if (m.type === 'stop') {
     server.closeAllConnections();
     server.close(() => {

@@ -149,6 +149,15 @@ export function renderReport(
       '',
       '',
     ],
+    [
+      `    lead-in (first ${cfg.steadyLeadSeconds} s, not above) p50 / p99 ms`,
+      hp?.latency ? `${ms(hp.latency.leadP50)} / ${ms(hp.latency.leadP99)}` : '—',
+      pb?.latency ? `${ms(pb.latency.leadP50)} / ${ms(pb.latency.leadP99)}` : '—',
+      '',
+      '',
+      '',
+      '',
+    ],
     ['    achieved send rate /s', int(hp?.latency?.achievedRate), int(pb?.latency?.achievedRate), '', '', '', ''],
     [
       `(d) fan-out 1 event → ${int(hp?.fanout?.webhooks ?? cfg.fanout)} webhooks: commit (202) ms`,
@@ -218,7 +227,7 @@ export function renderReport(
   }
   out.push(`Baseline: pg-boss ${env.pgBoss}, undici ${env.undici}   Repo: ${env.git}`);
   out.push(
-    `Workload: (a) ${int(cfg.events)} events, (b) ${int(cfg.singleEvents)} events (each ${cfg.rounds} rounds, the systems taking turns; median shown), (c) ${cfg.steadySeconds} s open loop, (d) ${int(cfg.fanout)} webhooks, ` +
+    `Workload: (a) ${int(cfg.events)} events, (b) ${int(cfg.singleEvents)} events (each ${cfg.rounds} rounds, the systems taking turns; median shown), (c) ${cfg.steadyLeadSeconds} s lead-in + ${cfg.steadySeconds} s open loop, (d) ${int(cfg.fanout)} webhooks, ` +
       `(f) ${int(cfg.rawEvents)} POSTs; ${int(cfg.warmup)} warm-up events per system; 1 webhook in (a)–(c)`,
   );
   if (pb) out.push(`pg-boss : ${pb.notes.join('; ')}`);
