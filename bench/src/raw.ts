@@ -29,7 +29,8 @@ export async function runRaw(ctx: Ctx): Promise<DrainResult> {
     if (res.statusCode !== 204) throw new Error(`receiver answered ${res.statusCode}`);
   };
   try {
-    const limits = { timeoutMs: cfg.drainTimeoutMs, stallMs: cfg.stallMs };
+    // The driver is the sender here: its CPU over the phase is what a bare sign-and-POST costs.
+    const limits = { timeoutMs: cfg.drainTimeoutMs, stallMs: cfg.stallMs, cpu: () => CpuMeter.start({ receiver: receiver.child.pid ?? 0 }, ctx.serverUrl) };
     const warm = Math.min(cfg.warmup * 5, cfg.rawEvents);
     await measurePhase(receiver, { phase: 'raw-warmup', run, secrets: { [webhookId]: secret }, requireTruto: false, expected: warm, collectLatency: false }, limits, () =>
       closedLoop(warm, cfg.rawConnections, send('raw-warmup')),
