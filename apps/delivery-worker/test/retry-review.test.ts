@@ -67,6 +67,19 @@ describe('outcomes', () => {
     stack.receiver.setBehaviour('/review/timeout', undefined);
   });
 
+  it('an answer with a NUL character is logged with U+FFFD and does not keep other results from being recorded', async () => {
+    // Postgres cannot store NUL in text: before the fix the batch of completions it was in
+    // failed every time, its deliveries stayed delivering and were sent again after the lease.
+    const bad = await stack.trutoWebhook('/review/nul', { event_types: ['record:updated'] });
+    const good = await stack.trutoWebhook('/review/nul-ok', { event_types: ['record:updated'] });
+    stack.receiver.setBehaviour('/review/nul', { status: 500, body: 'bad\u0000answer', times: 1 });
+    await stack.call('POST', '/v1/events', { type: 'record:updated', data: { n: 'nul' } });
+    const sent = await eventually(async () => (await deliveriesOf(bad.id)).find((x) => x.status === 'succeeded'), 10_000, 'retried and delivered');
+    expect((await attemptsOf(sent.id)).map((a) => (a as Attempt & { response_snippet?: string }).response_snippet)).toEqual(['bad\ufffdanswer', expect.any(String)]);
+    await eventually(async () => (await deliveriesOf(good.id)).find((x) => x.status === 'succeeded'), 5000, 'the other delivered and recorded');
+    expect(at('/review/nul-ok')).toHaveLength(1);
+  });
+
   it('paused while an attempt is in flight: its retry is held, not sent; resume sends it', async () => {
     const id = await unifiedWebhook('/review/pause-in-flight', 'crm_deal');
     stack.receiver.setBehaviour('/review/pause-in-flight', { status: 500, latency_ms: 600 });

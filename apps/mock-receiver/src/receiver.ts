@@ -35,6 +35,8 @@ export interface Behaviour {
   failure_status?: number;
   /** Retry-After header value to send with non-2xx answers. */
   retry_after?: string;
+  /** Answer with this text (as text/plain) instead of the usual JSON. */
+  body?: string;
   /** Apply to this many requests only, then fall back to 200. */
   times?: number;
 }
@@ -86,8 +88,9 @@ export function verifyDelivery(secrets: readonly string[], headers: IncomingMess
  * signatures against its secrets, records the delivery, and answers 200.
  * `GET /deliveries` lists what arrived (filters: path, webhook_id, verified, limit).
  * `POST /_control/secrets {secret}` adds a secret; `DELETE /deliveries` forgets everything.
- * `POST /_control/behaviour {path?, status?, latency_ms?, failure_rate?, failure_status?, retry_after?, times?}`
- * makes a path (default: every path) fail, slow down or send Retry-After; `{reset: true}` clears.
+ * `POST /_control/behaviour {path?, status?, latency_ms?, failure_rate?, failure_status?, retry_after?, body?, times?}`
+ * makes a path (default: every path) fail, slow down, send Retry-After or answer with a given
+ * text; `{reset: true}` clears.
  */
 export function createReceiver(options: ReceiverOptions = {}): Receiver {
   const secrets = [...(options.secrets ?? [])];
@@ -98,7 +101,7 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
   const behaviours = new Map<string, Behaviour>();
 
   /** The answer for one request to `path`, consuming a `times` budget. */
-  const decide = (path: string): { status: number; latency: number; retryAfter?: string } => {
+  const decide = (path: string): { status: number; latency: number; retryAfter?: string; body?: string } => {
     const key = behaviours.has(path) ? path : behaviours.has('*') ? '*' : undefined;
     const b = key ? behaviours.get(key) : undefined;
     if (!b || !key) return { status: 200, latency: 0 };
@@ -111,7 +114,12 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
     }
     const failing = b.failure_rate !== undefined && Math.random() < b.failure_rate;
     const status = failing ? (b.failure_status ?? 500) : (b.status ?? 200);
-    return { status, latency: b.latency_ms ?? 0, ...(b.retry_after && (status < 200 || status >= 300) ? { retryAfter: b.retry_after } : {}) };
+    return {
+      status,
+      latency: b.latency_ms ?? 0,
+      ...(b.retry_after && (status < 200 || status >= 300) ? { retryAfter: b.retry_after } : {}),
+      ...(b.body !== undefined ? { body: b.body } : {}),
+    };
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -179,7 +187,8 @@ export function createReceiver(options: ReceiverOptions = {}): Receiver {
     if (received.length > capacity) received = received.slice(received.length - capacity);
     log('delivery received', { path: delivery.path, webhook_id: delivery.webhook_id, verified, signatures, status: answer.status });
     if (answer.retryAfter) res.setHeader('retry-after', answer.retryAfter);
-    json(res, answer.status, { received: answer.status >= 200 && answer.status < 300 });
+    if (answer.body !== undefined) res.writeHead(answer.status, { 'content-type': 'text/plain; charset=utf-8' }).end(answer.body);
+    else json(res, answer.status, { received: answer.status >= 200 && answer.status < 300 });
   };
 
   const server = createServer((req, res) => {

@@ -4,6 +4,7 @@
  * made only to an address the policy allows (checked on the address actually used).
  */
 import { isIP } from 'node:net';
+import { StringDecoder } from 'node:string_decoder';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { BlockedAddressError, type AddressPolicy } from './address-policy.js';
 import type { RenderedDelivery } from './payloads.js';
@@ -71,7 +72,7 @@ export class Sender {
       let timedOut = false;
       let settled = false;
       const answered = () => {
-        const snippet = kept ? Buffer.concat(kept).toString('utf8') : '';
+        const snippet = kept ? snippetText(Buffer.concat(kept)) : '';
         finish({
           statusCode,
           durationMs: elapsed(),
@@ -191,4 +192,13 @@ function parseTarget(url: string, policy: AddressPolicy): { origin: string; path
     return { failure: { class: 'blocked_address', message: new BlockedAddressError(literal, literal).message } };
   }
   return { origin: target.origin, path: target.pathname + target.search };
+}
+
+/**
+ * The kept start of a response body as text for the attempt log: a character cut by the cap
+ * is left out (StringDecoder holds back an incomplete sequence) and invalid bytes read as
+ * U+FFFD. (NUL, which Postgres cannot store in text, is replaced where attempts are written.)
+ */
+export function snippetText(bytes: Buffer): string {
+  return new StringDecoder('utf8').write(bytes);
 }

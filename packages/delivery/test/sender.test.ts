@@ -18,6 +18,8 @@ const local = localServer((req, res) => {
   if (path === '/ok') return res.writeHead(200, { 'content-type': 'text/plain' }).end('fine, thanks');
   if (path === '/empty') return res.writeHead(204).end();
   if (path === '/large') return res.writeHead(200).end('x'.repeat(512 * 1024));
+  // 4095 ASCII bytes, then 'é' (2 bytes) across the 4 KB cap.
+  if (path === '/cut-character') return res.writeHead(500).end(`${'a'.repeat(4095)}é and more`);
   if (path === '/limited') return res.writeHead(429, { 'retry-after': '7' }).end();
   if (path === '/silent') return; // never answers
   if (path === '/trickle') {
@@ -48,6 +50,14 @@ describe('Sender', () => {
     expect(r.responseSnippet).toHaveLength(4096);
     // The connection was dropped, not reused: the next send still works.
     expect((await sender.send(`${local.url()}/ok`, delivery)).statusCode).toBe(200);
+    await sender.close();
+  });
+
+  it('leaves out a character the 4 KB cap cuts in two', async () => {
+    const sender = loopback();
+    const r = await sender.send(`${local.url()}/cut-character`, delivery);
+    expect(r.statusCode).toBe(500);
+    expect(r.responseSnippet).toBe('a'.repeat(4095));
     await sender.close();
   });
 

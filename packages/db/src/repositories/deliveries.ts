@@ -193,6 +193,15 @@ export interface Completion {
 }
 
 /**
+ * Text from outside (a receiver's answer, an error message) as Postgres can store it: NUL
+ * (which no text column holds) as U+FFFD. The sender already cleans its snippets; this keeps
+ * one odd string from failing a whole batch of completions, whoever built it.
+ */
+function storableText(s: string | null): string | null {
+  return s !== null && s.includes('\u0000') ? s.replaceAll('\u0000', '\ufffd') : s;
+}
+
+/**
  * Records a batch of finished attempts in one statement: the deliveries' new states,
  * the attempt log, and — for webhooks that had a success — the end of any failure
  * streak. Only rows still leased by `workerId` change. Failures are applied to webhook
@@ -218,7 +227,7 @@ export async function completeBatch(
              updated_at = now(), finished_at = case when c.status in ('succeeded', 'dead') then now() else null end
         from unnest(${completions.map((c) => c.id)}::uuid[], ${completions.map((c) => c.status)}::text[],
                     ${completions.map((c) => c.nextAttemptAt)}::timestamptz[], ${completions.map((c) => c.statusCode)}::int[],
-                    ${completions.map((c) => c.error)}::text[]) as c(id, status, next_at, code, error),
+                    ${completions.map((c) => storableText(c.error))}::text[]) as c(id, status, next_at, code, error),
              webhooks w
        -- By primary key: \`leased_by\` implies status 'delivering' (migration 0005); naming the
        -- status would let the planner walk the dead entries of deliveries_leased instead.
@@ -230,7 +239,7 @@ export async function completeBatch(
       select * from unnest(
         ${attempts.map((a) => a.deliveryId)}::uuid[], ${attempts.map((a) => a.webhookId)}::uuid[], ${attempts.map((a) => a.attempt)}::int[],
         ${attempts.map((a) => a.startedAt)}::timestamptz[], ${attempts.map((a) => a.durationMs)}::int[], ${attempts.map((a) => a.statusCode)}::int[],
-        ${attempts.map((a) => a.outcome)}::text[], ${attempts.map((a) => a.error)}::text[], ${attempts.map((a) => a.responseSnippet)}::text[],
+        ${attempts.map((a) => a.outcome)}::text[], ${attempts.map((a) => storableText(a.error))}::text[], ${attempts.map((a) => storableText(a.responseSnippet))}::text[],
         ${attempts.map((a) => JSON.stringify(a.requestHeaders))}::jsonb[])
       returning 1
     ),
