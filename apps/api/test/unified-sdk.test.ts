@@ -146,6 +146,22 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
     await expect(sdk.webhook.getUnifiedWebhook({ id: w.id as string })).rejects.toMatchObject({ statusCode: 404 });
   });
 
+  it('stores db_url encrypted and shows it with its password and credential parameters masked', async () => {
+    const call = client(api.url, ws.key);
+    const dbUrl = 'postgres://sync:pw-in-userinfo@db.example.com:5432/crm?sslmode=require&password=pw-in-query&sslpassword=pw-ssl&application_name=hp';
+    const created = await call('POST', '/unified/webhook', { connection_id: connectionId, object_type: 'crm_contact', event: 'updated', db_type: 'postgres', db_url: dbUrl });
+    expect(created.status).toBe(200);
+    const shown = [created.body.db_url, (await sdk.webhook.getUnifiedWebhook({ id: created.body.id })).dbUrl];
+    for (const url of shown) {
+      expect(url).not.toMatch(/pw-/);
+      const u = new URL(url as string);
+      expect([u.username, u.password, u.searchParams.get('password'), u.searchParams.get('sslpassword')]).toEqual(['sync', '***', '***', '***']);
+      expect([u.host, u.searchParams.get('sslmode'), u.searchParams.get('application_name')]).toEqual(['db.example.com:5432', 'require', 'hp']);
+    }
+    const row = await api.db.selectFrom('webhooks').select('db_url_encrypted').where('id', '=', created.body.id).executeTakeFirstOrThrow();
+    expect(row.db_url_encrypted?.toString('latin1')).not.toMatch(/pw-/);
+  });
+
   it('accepts the 2023 model: events[], include_raw, subscriptions, meta', async () => {
     const call = client(api.url, ws.key);
     const res = await call('POST', '/unified/webhook', {
