@@ -403,6 +403,32 @@ describe('group commit (EventIngestor)', () => {
     expect(await counts(ws.workspaceId)).toEqual({ events: 2, deliveries: 2, keys: 0 });
   });
 
+  /** Loses the answer of the ingest statement (it ran and committed) `n` times, as a dropped session or DATABASE_QUERY_TIMEOUT_MS would. */
+  const lostIngestAnswer = (n: number): KyselyPlugin => {
+    const ingests = new Set<QueryId>();
+    return {
+      transformQuery: (args) => {
+        const node = args.node as { kind: string; sqlFragments?: readonly string[] };
+        if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes('insert into events')) ingests.add(args.queryId);
+        return args.node;
+      },
+      transformResult: async (args) => {
+        if (ingests.delete(args.queryId) && n-- > 0) throw new Error('Connection terminated unexpectedly');
+        return args.result;
+      },
+    };
+  };
+
+  it('a group whose statement lost its session is not run again request by request: no event stored twice', async () => {
+    const ws = await workspaceWithWebhook();
+    const g = ingestor({}, api.db.withPlugin(lostIngestAnswer(1)));
+    const results = await settle([g.submit(req(ws, [ev({ data: { n: 'a' } })])), g.submit(req(ws, [ev({ data: { n: 'b' } })]))]);
+    // Both answered with the connection error (503 over HTTP: the fate is unknown)...
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    // ...and the two id-less events, which the group did commit, were not stored again.
+    expect(await counts(ws.workspaceId)).toEqual({ events: 2, deliveries: 2, keys: 0 });
+  });
+
   it('a read after the commit that fails once is retried: every request answered', async () => {
     const ws = await workspaceWithWebhook();
     expect((await ingestor().submit(req(ws, [ev({ id: 'seen' })]))).status).toBe(202);

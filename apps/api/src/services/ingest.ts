@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { EventAccepted, EventIn } from '@hookpost/contract';
-import { events as eventsRepo, newId, type Db, type NewEvent, type Scope } from '@hookpost/db';
+import { events as eventsRepo, isConnectionError, newId, type Db, type NewEvent, type Scope } from '@hookpost/db';
 import type { Kysely } from 'kysely';
 import type { Database } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
@@ -105,9 +105,13 @@ export class EventIngestor {
       const answers = await this.run(batch);
       batch.forEach((p, i) => p.resolve(answers[i] as IngestAnswer));
     } catch (err) {
-      // One request, or events already committed (whose retry would store the id-less ones
-      // twice): every request of the group gets the error; a client retry is safe.
-      if (batch.length === 1 || err instanceof eventsRepo.EventsStoredAnswerUnknown) {
+      // One request; events already committed (whose retry would store the id-less ones
+      // twice); or the session lost mid-statement (a dropped connection, a statement
+      // unanswered for DATABASE_QUERY_TIMEOUT_MS), when the group may yet commit on the
+      // server: every request of the group gets the error (503), and a client retry with the
+      // event id or Idempotency-Key is safe. Only an error the database answered with (the
+      // statement rolled back) is worth committing the requests one by one.
+      if (batch.length === 1 || err instanceof eventsRepo.EventsStoredAnswerUnknown || isConnectionError(err)) {
         for (const p of batch) p.reject(err);
         return;
       }
