@@ -67,3 +67,26 @@ it('a delivery left held for a webhook resumed minutes ago is requeued by the re
   expect((await statusOf(keptId)).status).toBe('held');
   expect(at('/held-and-stopped')).toHaveLength(0);
 }, 30_000);
+
+it('deliveries of a webhook left without a URL (a database target) are held, not claimed and handed back at every claim; other webhooks are served', async () => {
+  // Before the fix the claim took them, the engine found no target and released them as
+  // pending with their old due time: the oldest rows at every claim, a backlog of them
+  // (4 × the claim's batch) kept every other webhook from being sent to at all.
+  const urlless = await stack.trutoWebhook('/urlless');
+  const other = await stack.trutoWebhook('/urlless-other');
+  const workspaceId = await workspaceOf(urlless.id);
+  await sql`update webhooks set hook_url = null, db_type = 'postgres', db_url_encrypted = decode('00', 'hex') where id = ${urlless.id}`.execute(stack.database.db);
+  await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, next_attempt_at)
+            select hookpost_uuid_v7(), ${workspaceId}, ${urlless.id}, 'test', '{}', 'pending', now() - interval '1 hour' from generate_series(1, 300)`.execute(stack.database.db);
+  const sent = await leftBehind(other.id, 'pending');
+  await eventually(async () => (await statusOf(sent)).status === 'succeeded', 10_000, 'the other webhook served');
+  const counts = async () =>
+    (await sql<{ status: string; n: number }>`select status, count(*)::int as n from deliveries where webhook_id = ${urlless.id} group by status`.execute(stack.database.db)).rows;
+  await eventually(async () => (await counts()).every((c) => c.status === 'held'), 10_000, 'all held');
+  expect(await counts()).toEqual([{ status: 'held', n: 300 }]);
+  const attempts = await sql<{ n: number }>`select count(*)::int as n from delivery_attempts where webhook_id = ${urlless.id}`.execute(stack.database.db);
+  expect(attempts.rows[0]?.n).toBe(0);
+  // A URL again: the lease reaper requeues them (webhooks changed in the last minutes).
+  await sql`update webhooks set hook_url = ${`${stack.receiver.url}/urlless`}, db_type = null, db_url_encrypted = null, updated_at = now() where id = ${urlless.id}`.execute(stack.database.db);
+  await eventually(() => at('/urlless').length === 300, 15_000, 'sent once it has a URL');
+}, 40_000);

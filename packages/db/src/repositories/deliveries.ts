@@ -3,6 +3,14 @@ import { PREPARE, type Db } from '../client.js';
 import { firstIdAt } from '../ids.js';
 import type { Database, DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
 
+/**
+ * Whether deliveries to the webhook `w` may be sent now: active, not paused, and with a URL
+ * to send to. One without (a database target: the worker does not write to databases yet)
+ * has its deliveries held like a paused one's, not claimed and handed back at every claim;
+ * the lease reaper requeues them once it has a URL again (requeueHeldOfResumed).
+ */
+const SENDABLE_W = sql.raw('(w.is_active and not w.is_paused and w.hook_url is not null)');
+
 /** A delivery claimed by a worker, with what it needs to render the message. */
 export interface ClaimedDelivery {
   id: string;
@@ -87,7 +95,7 @@ export async function claimDue(
     judged as (
       -- The webhook as of this statement: live (or gone: the worker drops those, see
       -- deleteOrphanClaims) is claimed; paused or disabled is held until its resume.
-      select l.id, w.updated_at as webhook_updated_at, (w.id is null or (w.is_active and not w.is_paused)) as live
+      select l.id, w.updated_at as webhook_updated_at, (w.id is null or ${SENDABLE_W}) as live
       from locked l left join webhooks w on w.id = l.webhook_id
     ),
     claimed as (
@@ -131,7 +139,7 @@ export async function releaseClaims(db: Db, workerId: string, ids: readonly stri
   if (ids.length === 0) return;
   await sql`
     update deliveries d
-       set status = case when w.is_active and not w.is_paused then 'pending' else 'held' end,
+       set status = case when ${SENDABLE_W} then 'pending' else 'held' end,
            attempts = d.attempts - 1, lease_until = null, leased_by = null, updated_at = now()
       from webhooks w
      where w.id = d.webhook_id and d.id = any(${ids}::uuid[]) and d.leased_by = ${workerId} -- still ours, so delivering (0005)
@@ -221,7 +229,7 @@ export async function completeBatch(
     with updated as (
       -- A retry for a webhook paused meanwhile waits, held, for its resume.
       update deliveries d
-         set status = case when c.status = 'pending' and not (w.is_active and not w.is_paused) then 'held' else c.status end,
+         set status = case when c.status = 'pending' and not ${SENDABLE_W} then 'held' else c.status end,
              next_attempt_at = coalesce(c.next_at, d.next_attempt_at),
              last_status_code = c.code, last_error = c.error, lease_until = null, leased_by = null,
              updated_at = now(), finished_at = case when c.status in ('succeeded', 'dead') then now() else null end
@@ -328,7 +336,7 @@ async function notifyStopped(db: Db, webhookIds: readonly string[]): Promise<voi
  */
 export function liveWebhooks(ids: readonly string[] | RawBuilder<unknown>): RawBuilder<unknown> {
   const query = isRaw(ids) ? ids : sql`select unnest(${ids}::uuid[])`;
-  return sql`select w.id, w.is_active, w.is_paused from webhooks w where w.id in (${query}) order by w.id for key share`;
+  return sql`select w.id, ${SENDABLE_W} as sendable from webhooks w where w.id in (${query}) order by w.id for key share`;
 }
 
 function isRaw(x: readonly string[] | RawBuilder<unknown>): x is RawBuilder<unknown> {
@@ -375,7 +383,7 @@ export async function requeueHeldOfResumed(db: Db, withinMs = RESUME_SETTLE_MS):
     update deliveries d set status = 'pending', next_attempt_at = now(), updated_at = now()
      where d.webhook_id = any(array(
              select w.id from webhooks w
-              where w.updated_at > now() - make_interval(secs => ${withinMs / 1000}) and w.is_active and not w.is_paused))
+              where w.updated_at > now() - make_interval(secs => ${withinMs / 1000}) and ${SENDABLE_W}))
        and d.status = 'held'
   `.execute(db);
   const n = Number(r.numAffectedRows ?? 0);
@@ -482,7 +490,7 @@ export async function replayDeliveries(db: Db, workspaceId: string, ids: readonl
     with live as materialized (${liveWebhooks(sql`select webhook_id from deliveries where workspace_id = ${workspaceId} and id = any(${ids}::uuid[])`)})
     insert into deliveries (id, workspace_id, webhook_id, event_id, kind, payload, status, replay_of)
     select hookpost_uuid_v7(), d.workspace_id, d.webhook_id, d.event_id, d.kind, d.payload,
-           case when w.is_active and not w.is_paused then 'pending' else 'held' end, d.id
+           case when w.sendable then 'pending' else 'held' end, d.id
     from deliveries d join live w on w.id = d.webhook_id
     where d.workspace_id = ${workspaceId} and d.id = any(${ids}::uuid[])
       -- The event, locked until commit: retention (events.deleteOldEvents) cannot delete it
