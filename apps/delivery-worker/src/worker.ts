@@ -146,7 +146,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       retention.stop();
       stopPolling.abort();
       await poller.stop();
-      await engine.stop();
+      // Every send ends within DELIVERY_TIMEOUT_MS: wait for that, so each is recorded before
+      // the pools close (the process's own grace, in main.ts, is 5 s longer).
+      await engine.stop(config.delivery.timeoutMs + 1_000);
       await listener.stop();
       await sender.close();
       await Promise.all([...adapters.values()].map((a) => a.close()));

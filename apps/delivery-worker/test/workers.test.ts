@@ -284,6 +284,28 @@ describe('a worker stopped with SIGTERM mid-run', () => {
   }, 60_000);
 });
 
+describe('a worker stopped with SIGTERM while a slow send is in flight', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ workers: 0, env: { DELIVERY_TIMEOUT_MS: '14000', DELIVERY_LEASE_MS: '60000' } });
+  });
+  afterAll(async () => stack?.close());
+
+  it('waits for a send up to DELIVERY_TIMEOUT_MS, records it, then exits 0', async () => {
+    // Before the fix the engine waited 10 s whatever the timeout: an 11 s answer was
+    // received but never recorded (written after the pools closed), and sent again later.
+    stack.receiver.setBehaviour('/term/slow', { latency_ms: 11_000 });
+    const hook = await stack.trutoWebhook('/term/slow');
+    await ingest(stack, 1, 'term-slow', 1);
+    const worker = await stack.startWorker();
+    await eventually(async () => (await statusCounts(stack, [hook.id])).delivering === 1, 10_000, 'in flight');
+    expect(await worker.kill('SIGTERM')).toBe(0);
+    expect(await statusCounts(stack, [hook.id])).toEqual({ succeeded: 1 });
+    const attempts = await stack.database.db.selectFrom('delivery_attempts').select('outcome').where('webhook_id', '=', hook.id).execute();
+    expect(attempts.map((a) => a.outcome)).toEqual(['success']);
+  }, 40_000);
+});
+
 describe('every connection to Postgres cut mid-run', () => {
   let stack: Stack;
   beforeAll(async () => {

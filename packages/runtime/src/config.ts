@@ -215,6 +215,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       { variable: 'HOOKPOST_ENCRYPTION_KEY', message: 'required when NODE_ENV=production' },
     ]);
   }
+  // A send is bounded by DELIVERY_TIMEOUT_MS; a lease that could run out first would let
+  // another worker (or this one) claim and send the delivery again while it is in flight.
+  if (e.DELIVERY_LEASE_MS !== undefined && e.DELIVERY_LEASE_MS < 2 * e.DELIVERY_TIMEOUT_MS) {
+    throw new ConfigError([
+      { variable: 'DELIVERY_LEASE_MS', message: `must be at least twice DELIVERY_TIMEOUT_MS (${2 * e.DELIVERY_TIMEOUT_MS} ms), or a send could outlive its lease` },
+    ]);
+  }
   const key = e.HOOKPOST_ENCRYPTION_KEY ?? DEV_ENCRYPTION_KEY;
   return Object.freeze({
     env: e.NODE_ENV,

@@ -35,3 +35,12 @@ describe('DATABASE_QUERY_TIMEOUT_MS', () => {
     expect(issuesOf({ DATABASE_QUERY_TIMEOUT_MS: 'soon' })).toEqual(['DATABASE_QUERY_TIMEOUT_MS']);
   });
 });
+
+describe('DELIVERY_LEASE_MS', () => {
+  it('defaults to 3 × DELIVERY_TIMEOUT_MS + 30 s and refuses a lease a send could outlive', () => {
+    expect(loadConfig({}).delivery.leaseMs).toBe(75_000);
+    expect(loadConfig({ DELIVERY_TIMEOUT_MS: '1000', DELIVERY_LEASE_MS: '2000' }).delivery.leaseMs).toBe(2000);
+    expect(issuesOf({ DELIVERY_TIMEOUT_MS: '15000', DELIVERY_LEASE_MS: '20000' })).toEqual(['DELIVERY_LEASE_MS']);
+    expect(issuesOf({ DELIVERY_LEASE_MS: '1500' })).toEqual(['DELIVERY_LEASE_MS']);
+  });
+});
