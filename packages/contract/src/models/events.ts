@@ -108,9 +108,16 @@ export const RotateSecretRequest = z.object({
 });
 
 export const ReplayWebhookRequest = z.object({
-  /** Replays failed (dead, or retrying) deliveries created at or after this time. */
+  /**
+   * Replays failed deliveries created at or after this time: dead ones not replayed yet get a
+   * copy; retrying ones are sent now.
+   */
   since: IsoDateTime,
   limit: z.number().int().min(1).max(10_000).optional(),
 });
 
+/**
+ * What a replay will send: copies of finished deliveries (new ids, `replay_of` set) and, for a
+ * delivery still waiting for a retry, that delivery itself (made due now, its id kept).
+ */
 export const ReplayResult = z.object({ count: z.number().int(), deliveries: z.array(Uuid) });

@@ -481,43 +481,58 @@ export async function listAttempts(db: Db, deliveryId: string): Promise<Delivery
 }
 
 /**
- * Queues a fresh copy of each given delivery (new id, so receivers that de-duplicate
- * on webhook-id accept it): pending if its webhook is deliverable, held otherwise.
+ * Replays the given deliveries; returns the ids that will be sent. A finished one (succeeded
+ * or dead) gets a fresh copy (new id, so receivers that de-duplicate on webhook-id accept
+ * it), pending if its webhook is deliverable, held otherwise. One still in the queue is not
+ * copied, which would send it twice: a pending one (a retry waiting) is made due now and
+ * keeps its id; a held one waits for its webhook's resume; one being sent is left alone.
  */
 export async function replayDeliveries(db: Db, workspaceId: string, ids: readonly string[]): Promise<string[]> {
   if (ids.length === 0) return [];
   const r = await sql<{ id: string }>`
-    with live as materialized (${liveWebhooks(sql`select webhook_id from deliveries where workspace_id = ${workspaceId} and id = any(${ids}::uuid[])`)})
-    insert into deliveries (id, workspace_id, webhook_id, event_id, kind, payload, status, replay_of)
-    select hookpost_uuid_v7(), d.workspace_id, d.webhook_id, d.event_id, d.kind, d.payload,
-           case when w.sendable then 'pending' else 'held' end, d.id
-    from deliveries d join live w on w.id = d.webhook_id
-    where d.workspace_id = ${workspaceId} and d.id = any(${ids}::uuid[])
-      -- The event, locked until commit: retention (events.deleteOldEvents) cannot delete it
-      -- between this read and the new delivery; one it deleted first is not replayed.
-      and (d.event_id is null or exists (select 1 from events e where e.id = d.event_id for key share))
-    returning id
+    with live as materialized (${liveWebhooks(sql`select webhook_id from deliveries where workspace_id = ${workspaceId} and id = any(${ids}::uuid[])`)}),
+    copied as (
+      insert into deliveries (id, workspace_id, webhook_id, event_id, kind, payload, status, replay_of)
+      select hookpost_uuid_v7(), d.workspace_id, d.webhook_id, d.event_id, d.kind, d.payload,
+             case when w.sendable then 'pending' else 'held' end, d.id
+      from deliveries d join live w on w.id = d.webhook_id
+      where d.workspace_id = ${workspaceId} and d.id = any(${ids}::uuid[]) and d.status in ('succeeded', 'dead')
+        -- The event, locked until commit: retention (events.deleteOldEvents) cannot delete it
+        -- between this read and the new delivery; one it deleted first is not replayed.
+        and (d.event_id is null or exists (select 1 from events e where e.id = d.event_id for key share))
+      returning id
+    ),
+    rushed as (
+      update deliveries d set next_attempt_at = now(), updated_at = now()
+      where d.workspace_id = ${workspaceId} and d.id = any(${ids}::uuid[]) and d.status = 'pending'
+        and d.webhook_id in (select id from live)
+      returning d.id
+    )
+    select id from copied union all select id from rushed
   `.execute(db);
   if (r.rows.length > 0) await notifyDeliveriesDue(db);
   return r.rows.map((x) => x.id);
 }
 
 /**
- * Replays a webhook's failed deliveries since a time: dead ones, and pending ones that
- * have already failed at least once. At most `limit`, oldest first.
+ * A webhook's failed deliveries since a time, for a replay: dead ones not replayed already
+ * (a dead copy of one is picked instead, the latest of its line), and pending ones that have
+ * already failed at least once (replayDeliveries makes those due now). At most `limit`,
+ * oldest first. Replaying twice therefore sends each failed event once more, not twice.
  */
 export async function failedDeliveryIds(db: Db, workspaceId: string, webhookId: string, since: Date, limit: number): Promise<string[]> {
-  const rows = await db
-    .selectFrom('deliveries')
-    .select('id')
-    .where('workspace_id', '=', workspaceId)
-    .where('webhook_id', '=', webhookId)
-    .where('created_at', '>=', since)
-    .where((eb) => eb.or([eb('status', '=', 'dead'), eb.and([eb('status', 'in', ['pending', 'held']), eb('attempts', '>', 0)])]))
-    .orderBy('created_at')
-    .limit(limit)
-    .execute();
-  return rows.map((r) => r.id);
+  // Copies are made after their originals: those of deliveries since `since` are in the
+  // same range of deliveries_webhook, read once (a hash anti-join, no index on replay_of).
+  const r = await sql<{ id: string }>`
+    select d.id from deliveries d
+    where d.workspace_id = ${workspaceId} and d.webhook_id = ${webhookId} and d.created_at >= ${since}
+      and (d.status = 'dead' or (d.status = 'pending' and d.attempts > 0))
+      and d.id not in (select c.replay_of from deliveries c
+                       where c.webhook_id = ${webhookId} and c.created_at >= ${since} and c.replay_of is not null)
+    order by d.created_at, d.id
+    limit ${limit}
+  `.execute(db);
+  return r.rows.map((x) => x.id);
 }
 
 /**
