@@ -263,6 +263,47 @@ describe('matching in SQL', () => {
   });
 });
 
+describe('an event naming a connection of another environment', () => {
+  it('is stored in the connection\'s environment when neither the event nor the key names one, and reaches its webhooks', async () => {
+    const ws = await newWorkspace(api.db);
+    const call = client(api.url, ws.key);
+    const staging = (await call('POST', '/v1/environments', { name: 'Staging' })).body;
+    const stagingKey = (await call('POST', '/v1/api-keys', { name: 'staging', environment_id: staging.id })).body.key;
+    const inStaging = client(api.url, stagingKey);
+    const conn = await createConnection(inStaging);
+    const hook = await inStaging('POST', '/unified/webhook', { connection_id: conn, object_type: 'crm_contact', event: 'updated', hook_url: 'http://127.0.0.1:9/staging' });
+    expect(hook.status).toBe(200);
+    const event = { type: 'record:updated', object_type: 'crm_contact', connection_id: conn, data: { id: 'c1' } };
+    // A workspace-wide key: before, the event went to the default environment (Production)
+    // with its Staging connection, and matched nothing.
+    const sent = await call('POST', '/v1/events', event);
+    expect(sent.status).toBe(202);
+    expect(sent.body.deliveries).toBe(1);
+    const row = await api.db.selectFrom('events').select('environment_id').where('id', '=', sent.body.id).executeTakeFirstOrThrow();
+    expect(row.environment_id).toBe(staging.id);
+  });
+
+  it('is a 400 naming connection_id when the event or the key names another environment, and stores nothing', async () => {
+    const ws = await newWorkspace(api.db);
+    const call = client(api.url, ws.key);
+    const staging = (await call('POST', '/v1/environments', { name: 'Staging' })).body;
+    const stagingKey = (await call('POST', '/v1/api-keys', { name: 'staging', environment_id: staging.id })).body.key;
+    const prodConn = await createConnection(call);
+    const production = (await call('GET', '/v1/environments')).body.find((e: { name: string }) => e.name === 'Production');
+    const stagingConn = await createConnection(client(api.url, stagingKey));
+    const cases: [ReturnType<typeof client>, Record<string, unknown>][] = [
+      [client(api.url, stagingKey), { connection_id: prodConn }], // the key is Staging's
+      [call, { connection_id: stagingConn, environment_id: production.id }], // the event names Production
+    ];
+    for (const [caller, extra] of cases) {
+      const res = await caller('POST', '/v1/events', { type: 'record:updated', data: {}, ...extra });
+      expect(res.status, JSON.stringify(extra)).toBe(400);
+      expect(res.body.error.field).toBe('body.connection_id');
+    }
+    expect(await count('events', ws.workspaceId)).toBe(0);
+  });
+});
+
 describe('group commit (EventIngestor)', () => {
   const logger = createLogger('ingest-review', 'silent');
   const ingestor = (options: Partial<{ windowMs: number; maxEvents: number; maxInFlight: number }> = {}, db: Kysely<Database> = api.db) =>

@@ -133,7 +133,7 @@ export class EventIngestor {
     const answers: (IngestAnswer | undefined)[] = new Array(batch.length);
 
     // 1. References: environments and connections must be the caller's.
-    await this.checkReferences(trx, batch, answers);
+    const connectionEnvs = await this.checkReferences(trx, batch, answers);
 
     // 2. Idempotency keys: a key seen before answers with its stored response.
     const keyed = batch
@@ -166,7 +166,7 @@ export class EventIngestor {
       if (answers[i] !== undefined) return;
       const key = p.request.idempotencyKey;
       if (key !== undefined && firstByKey.get(`${p.request.scope.workspaceId}/${key}`) !== i) return;
-      fresh.push({ index: i, events: p.request.events.map((e) => toNewEvent(p.request.scope, e, this.defaultEnvs)) });
+      fresh.push({ index: i, events: p.request.events.map((e) => toNewEvent(p.request.scope, e, this.defaultEnvs, connectionEnvs)) });
     });
     const all = fresh.flatMap((f) => f.events);
     const results = await eventsRepo.ingestEvents(trx, all);
@@ -210,7 +210,8 @@ export class EventIngestor {
   private connCache = new Map<string, { workspace_id: string; environment_id: string; at: number }>();
   private static readonly REFERENCE_TTL_MS = 5000;
 
-  private async checkReferences(db: Db, batch: Pending[], answers: (IngestAnswer | undefined)[]): Promise<void> {
+  /** Answers requests whose references are not the caller's; returns the environment of each connection named. */
+  private async checkReferences(db: Db, batch: Pending[], answers: (IngestAnswer | undefined)[]): Promise<Map<string, string>> {
     const now = Date.now();
     const fresh = (at: number) => now - at < EventIngestor.REFERENCE_TTL_MS;
     const workspaceIds = [...new Set(batch.map((p) => p.request.scope.workspaceId))];
@@ -233,6 +234,7 @@ export class EventIngestor {
     if (this.envCache.size > 50_000) this.envCache.clear();
     const envOf = { get: (id: string) => this.envCache.get(id)?.workspaceId };
     const connOf = this.connCache;
+    const connectionEnvs = new Map<string, string>();
     batch.forEach((p, i) => {
       const { scope, events, single } = p.request;
       for (let j = 0; j < events.length; j++) {
@@ -244,20 +246,29 @@ export class EventIngestor {
         }
         if (e.connection_id !== undefined) {
           const c = connOf.get(e.connection_id);
-          const env = e.environment_id ?? scope.environmentId ?? this.defaultEnvs.get(scope.workspaceId);
+          // The event's environment when it or the key names one; otherwise the connection's.
+          const env = e.environment_id ?? scope.environmentId;
           if (!c || !fresh(c.at) || c.workspace_id !== scope.workspaceId) return (answers[i] = invalid(`${at}.connection_id`, 'no connection with this id in this workspace'));
-          if (e.environment_id !== undefined && c.environment_id !== env) {
+          if (env !== undefined && env !== null && c.environment_id !== env) {
             return (answers[i] = invalid(`${at}.connection_id`, 'the connection belongs to another environment'));
           }
+          connectionEnvs.set(e.connection_id, c.environment_id);
         }
       }
       return undefined;
     });
+    return connectionEnvs;
   }
 }
 
-function toNewEvent(scope: Scope, e: EventIn, defaultEnvs: Map<string, string>): NewEvent {
-  const environmentId = e.environment_id ?? scope.environmentId ?? defaultEnvs.get(scope.workspaceId);
+/**
+ * The event as stored. Its environment: the one it names, else the key's, else its
+ * connection's (checked in checkReferences: a connection lives in one environment, and an
+ * event about it belongs there), else the workspace's default.
+ */
+function toNewEvent(scope: Scope, e: EventIn, defaultEnvs: Map<string, string>, connectionEnvs: ReadonlyMap<string, string>): NewEvent {
+  const connectionEnv = e.connection_id !== undefined ? connectionEnvs.get(e.connection_id) : undefined;
+  const environmentId = e.environment_id ?? scope.environmentId ?? connectionEnv ?? defaultEnvs.get(scope.workspaceId);
   if (!environmentId) throw new Error(`workspace ${scope.workspaceId} has no default environment`);
   return {
     id: newId(),
