@@ -93,6 +93,14 @@ export function createApi(deps: ApiDeps): Api {
       next(new ApiError('unsupported_media_type', 'the request body must be JSON (Content-Type: application/json)', 'header.content-type'));
       return;
     }
+    // JSON between systems is UTF-8 (RFC 8259 §8.1). The parser would also read UTF-16 and
+    // UTF-32, where the checks for what Postgres cannot store (which look at the raw bytes)
+    // would not see an escaped NUL: a 500 from the database instead of a 400.
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+    if (hasBody && charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      next(new ApiError('unsupported_media_type', `the request body must be UTF-8 JSON, not ${charset}`, 'header.content-type'));
+      return;
+    }
     next();
   });
   app.use(refuseUnstorableBodies());

@@ -214,6 +214,21 @@ describe('bad input: a 4xx naming the field, nothing stored', () => {
     expect((await ws.call('POST', '/v1/events', JSON.stringify(ev()), { 'content-type': 'application/vnd.hookpost+json' })).status).toBe(202);
     const bodyless = await ws.call('POST', '/v1/events', undefined, { 'content-type': 'text/plain' });
     expect(bodyless.status).toBe(400); // no body at all: the missing fields, not the type
+    // A leading byte order mark is allowed, on the fast path as on Express's.
+    expect((await ws.call('POST', '/v1/events', `\ufeff${JSON.stringify(ev())}`)).status).toBe(202);
+  });
+
+  it('JSON in another encoding than UTF-8 is a 415 naming the header, and stores nothing', async () => {
+    // Before: UTF-16 was parsed, an escaped NUL in it passed the storable-text checks (which
+    // read the raw bytes as UTF-8) and Postgres refused the statement: a 500.
+    const ws = await workspaceWithWebhook();
+    const body = Buffer.from(JSON.stringify(ev({ data: { name: 'a\u0000b' } })), 'utf16le');
+    for (const path of ['/v1/events', '/webhook']) {
+      const res = await fetch(`${api.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${ws.key}`, 'content-type': 'application/json; charset=utf-16le' }, body });
+      expect(res.status, path).toBe(415);
+      expect(((await res.json()) as { error: { field: string } }).error.field).toBe('header.content-type');
+    }
+    expect(await counts(ws.workspaceId)).toEqual({ events: 0, deliveries: 0, keys: 0 });
   });
 
   it('a batch of exactly 1000 is accepted', async () => {

@@ -78,7 +78,9 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
       .then((raw) => {
         let json: unknown;
         try {
-          json = JSON.parse(raw.toString('utf8'));
+          const text = raw.toString('utf8');
+          // A leading byte order mark, as Express's parser allows.
+          json = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
         } catch {
           throw new ApiError('malformed_json', 'request body is not valid JSON', 'body');
         }
