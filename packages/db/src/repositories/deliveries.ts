@@ -125,13 +125,19 @@ export async function claimDue(
   return { deliveries: claimed, held };
 }
 
-/** When the next pending delivery (of a webhook not excluded) falls due; null: none pending. */
+/**
+ * When the next pending delivery (of a webhook not excluded) falls due, on this process's
+ * clock; null: none pending. Due times are the database's (the claim compares them with its
+ * `now()`), so the wait is measured there and added to this clock: a worker whose clock runs
+ * ahead of the database's would otherwise wake early, find nothing due, and ask again at once.
+ */
 export async function nextDueAt(db: Db, excludeWebhooks: readonly string[] = []): Promise<Date | null> {
-  const r = await sql<{ at: Date | null }>`
-    select min(next_attempt_at) as at from deliveries
+  const r = await sql<{ in_ms: number | null }>`
+    select (extract(epoch from min(next_attempt_at) - now()) * 1000)::float8 as in_ms from deliveries
     where status = 'pending' ${excludeWebhooks.length > 0 ? sql`and webhook_id <> all(${excludeWebhooks}::uuid[])` : sql``}
   `.execute(db);
-  return r.rows[0]?.at ?? null;
+  const inMs = r.rows[0]?.in_ms;
+  return inMs === null || inMs === undefined ? null : new Date(Date.now() + Math.max(0, inMs));
 }
 
 /** Returns claimed-but-unsent deliveries to the queue, as if never claimed. */
@@ -224,18 +230,21 @@ export async function completeBatch(
 ): Promise<void> {
   if (completions.length === 0 && attempts.length === 0) return;
   const recovered = [...recoveredWebhooks].sort();
+  // Retry times go as waits from now, added to the database's clock: the claim compares
+  // them with its now(), whatever this process's clock says.
+  const writtenAt = Date.now();
   // Prepared, like the claim (QUEUE_SESSION_SETTINGS keep its generic plan on the primary key).
   await sql`${sql.raw(PREPARE)}
     with updated as (
       -- A retry for a webhook paused meanwhile waits, held, for its resume.
       update deliveries d
          set status = case when c.status = 'pending' and not ${SENDABLE_W} then 'held' else c.status end,
-             next_attempt_at = coalesce(c.next_at, d.next_attempt_at),
+             next_attempt_at = coalesce(now() + make_interval(secs => c.next_in_ms / 1000.0), d.next_attempt_at),
              last_status_code = c.code, last_error = c.error, lease_until = null, leased_by = null,
              updated_at = now(), finished_at = case when c.status in ('succeeded', 'dead') then now() else null end
         from unnest(${completions.map((c) => c.id)}::uuid[], ${completions.map((c) => c.status)}::text[],
-                    ${completions.map((c) => c.nextAttemptAt)}::timestamptz[], ${completions.map((c) => c.statusCode)}::int[],
-                    ${completions.map((c) => storableText(c.error))}::text[]) as c(id, status, next_at, code, error),
+                    ${completions.map((c) => (c.nextAttemptAt ? Math.max(0, c.nextAttemptAt.getTime() - writtenAt) : null))}::float8[], ${completions.map((c) => c.statusCode)}::int[],
+                    ${completions.map((c) => storableText(c.error))}::text[]) as c(id, status, next_in_ms, code, error),
              webhooks w
        -- By primary key: \`leased_by\` implies status 'delivering' (migration 0005); naming the
        -- status would let the planner walk the dead entries of deliveries_leased instead.
@@ -428,7 +437,7 @@ export async function insertDelivery(
     insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, leased_by, lease_until, attempts)
     select ${values.id}::uuid, ${values.workspaceId}::uuid, live.id, ${values.kind}, ${values.payload === undefined ? null : JSON.stringify(values.payload)}::jsonb,
            ${status}, ${values.leasedBy ?? null},
-           ${values.leaseMs ? new Date(Date.now() + values.leaseMs) : null}::timestamptz, ${status === 'delivering' ? 1 : 0}
+           ${values.leaseMs ? sql`(now() + make_interval(secs => ${values.leaseMs / 1000}))` : null}::timestamptz, ${status === 'delivering' ? 1 : 0}
     from live
     returning *
   `.execute(db);

@@ -1,0 +1,45 @@
+/**
+ * A worker whose clock runs ahead of the database's. Due times are the database's (the claim
+ * compares them with its now()); a worker that wrote retry times on its own clock and set its
+ * wake-up timer from the database's due time on its own clock woke early, found nothing due,
+ * asked again at once, and spun (about a thousand claims for a 1.5 s skew) until the
+ * database's clock caught up, while sending every retry late by the skew.
+ */
+import { pathToFileURL } from 'node:url';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { eventually, startStack, type Stack } from './stack.js';
+
+const AHEAD_MS = 2000;
+const preload = pathToFileURL(path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/clock-ahead.mjs')).href;
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack({ workers: 0 });
+  await stack.startWorker({ NODE_OPTIONS: `--import=${preload}`, CLOCK_AHEAD_MS: String(AHEAD_MS) });
+});
+afterAll(async () => stack?.close());
+
+const commits = async () =>
+  Number((await sql<{ n: string }>`select xact_commit as n from pg_stat_database where datname = current_database()`.execute(stack.database.db)).rows[0]?.n);
+
+it('a retry falls due on the database\'s clock, and the worker waits for it without spinning', async () => {
+  const w = await stack.trutoWebhook('/skew');
+  stack.receiver.setBehaviour('/skew', { status: 503, retry_after: '3', times: 1 });
+  await stack.call('POST', '/v1/events', { type: 'record:created', data: { skew: 1 } });
+  await eventually(() => stack.receiver.deliveries().filter((d) => d.path === '/skew').length === 1, 10_000, 'the first attempt');
+  const firstAt = Date.now();
+  await new Promise((r) => setTimeout(r, 1500)); // the worker's statements so far counted
+  const before = await commits();
+  await eventually(() => stack.receiver.deliveries().filter((d) => d.path === '/skew').length === 2, 10_000, 'the retry');
+  const retriedAfter = Date.now() - firstAt;
+  // Retry-After 3 s, on the database's clock: not 3 s + the skew.
+  expect(retriedAfter).toBeGreaterThanOrEqual(2900);
+  expect(retriedAfter).toBeLessThan(3000 + AHEAD_MS - 500);
+  await new Promise((r) => setTimeout(r, 1500)); // backends report their counts within a second or so
+  // The wait was a timer, not a loop of claims: a handful of statements, not hundreds.
+  expect((await commits()) - before).toBeLessThan(100);
+  expect((await stack.call('GET', `/v1/webhooks/${w.id}/deliveries`)).body.result[0].status).toBe('succeeded');
+}, 30_000);
