@@ -90,3 +90,25 @@ it('deliveries of a webhook left without a URL (a database target) are held, not
   await sql`update webhooks set hook_url = ${`${stack.receiver.url}/urlless`}, db_type = null, db_url_encrypted = null, updated_at = now() where id = ${urlless.id}`.execute(stack.database.db);
   await eventually(() => at('/urlless').length === 300, 15_000, 'sent once it has a URL');
 }, 40_000);
+
+it('a URL change sends what the worker had queued for the webhook to the new URL; only sends in flight go to the old one', async () => {
+  // Before the fix, deliveries claimed and queued behind the per-endpoint cap (32 here, up
+  // to twice that queued) kept the target built at their claim: the old URL and secret.
+  const hook = await stack.trutoWebhook('/moving-old');
+  stack.receiver.setBehaviour('/moving-old', { latency_ms: 700 }); // under the 1 s send timeout
+  const events = Array.from({ length: 96 }, (_, n) => ({ type: 'record:created', data: { moving: n } }));
+  expect((await stack.call('POST', '/v1/events/batch', { events })).status).toBe(202);
+  const claimed = async () =>
+    (await sql<{ n: number }>`select count(*)::int as n from deliveries where webhook_id = ${hook.id} and status = 'delivering'`.execute(stack.database.db)).rows[0]?.n ?? 0;
+  await eventually(async () => (await claimed()) >= 64, 5000, 'sends in flight and more queued');
+  expect((await stack.call('PATCH', `/webhook/${hook.id}`, { target_url: `${stack.receiver.url}/moving-new` })).status).toBe(200);
+  await eventually(() => at('/moving-old').length + at('/moving-new').length >= 96, 20_000, 'all delivered').catch(async (e: unknown) => {
+    const rows = await sql`select status, attempts, count(*)::int from deliveries where webhook_id = ${hook.id} group by 1, 2`.execute(stack.database.db);
+    throw new Error(`${String(e)}: old ${at('/moving-old').length}, new ${at('/moving-new').length}, rows ${JSON.stringify(rows.rows)}`);
+  });
+  expect(at('/moving-old').length).toBeLessThanOrEqual(40);
+  expect(at('/moving-new').length).toBeGreaterThanOrEqual(56);
+  const all = [...at('/moving-old'), ...at('/moving-new')];
+  expect(all).toHaveLength(96); // each once
+  expect(new Set(all.map((d) => d.webhook_id)).size).toBe(96);
+}, 40_000);

@@ -114,8 +114,10 @@ export class DeliveryEngine {
   }
 
   /**
-   * These webhooks were paused, disabled or deleted (NOTIFY from whoever did it, possibly
-   * another process): their deliveries queued here, claimed but not yet sent, go back.
+   * These webhooks were paused, disabled, deleted or changed (NOTIFY from whoever did it,
+   * possibly another process): their deliveries queued here, claimed but not yet sent, go
+   * back, and so do those of a claim in flight; claimed again, they are sent as the webhook
+   * is then (or held).
    */
   webhooksStopped(webhookIds: string[]): void {
     for (const id of webhookIds) this.stoppedDuringClaim?.add(id);
@@ -361,7 +363,14 @@ export class DeliveryEngine {
       this.queued -= lane.waiting.length;
       lane.waiting = [];
     }
-    if (ids.length > 0) void deliveries.releaseClaims(this.o.db, this.workerId, ids).catch(() => undefined);
+    // Released, they are pending again if their webhook is still sendable (it changed rather
+    // than stopped): claim again then, rather than at the next NOTIFY or idle re-check.
+    if (ids.length > 0) {
+      void deliveries.releaseClaims(this.o.db, this.workerId, ids).then(
+        () => this.wake(),
+        () => undefined,
+      );
+    }
   }
 
   /** Stops claiming, lets in-flight sends finish (up to `graceMs`), returns the rest, records everything. */

@@ -281,7 +281,7 @@ export async function completeBatch(
 export async function markWebhooksDeleted(db: Db, webhookIds: readonly string[]): Promise<void> {
   if (webhookIds.length === 0) return;
   await sql`insert into deleted_webhooks (webhook_id) select unnest(${webhookIds}::uuid[]) on conflict do nothing`.execute(db);
-  await notifyStopped(db, webhookIds);
+  await notifyWebhooksChanged(db, webhookIds);
   await sql`select pg_notify(${WEBHOOKS_DELETED_CHANNEL}, '')`.execute(db);
 }
 
@@ -317,15 +317,16 @@ function notifyDeliveriesDue(db: Db): Promise<unknown> {
   return sql`select pg_notify(${DELIVERIES_CHANNEL}, '')`.execute(db);
 }
 
-/** Where workers hear that webhooks stopped (paused, disabled, deleted): the payload is their ids, comma-separated. */
+/** Where workers hear that webhooks stopped (paused, disabled, deleted) or changed: the payload is their ids, comma-separated. */
 export const WEBHOOKS_STOPPED_CHANNEL = 'hookpost_webhooks_stopped';
 
 /**
- * Tells every worker, at commit, that these webhooks stopped: deliveries a worker already
- * claimed and queued behind its per-endpoint cap go back instead of being sent after the
- * pause (up to the cap × 8 per worker for a slow endpoint). Sends in flight finish.
+ * Tells every worker, at commit, that these webhooks stopped or changed: deliveries a worker
+ * already claimed and queued behind its per-endpoint cap go back instead of being sent after
+ * the pause, or to the old URL with the old secret (up to the cap × 8 per worker for a slow
+ * endpoint); claimed again, they are read anew. Sends in flight finish.
  */
-async function notifyStopped(db: Db, webhookIds: readonly string[]): Promise<void> {
+export async function notifyWebhooksChanged(db: Db, webhookIds: readonly string[]): Promise<void> {
   // A NOTIFY payload holds < 8000 bytes: 200 ids of 36 characters (and commas) each.
   for (let i = 0; i < webhookIds.length; i += 200) {
     await sql`select pg_notify(${WEBHOOKS_STOPPED_CHANNEL}, ${webhookIds.slice(i, i + 200).join(',')})`.execute(db);
@@ -356,7 +357,7 @@ function isRaw(x: readonly string[] | RawBuilder<unknown>): x is RawBuilder<unkn
 export async function holdPending(db: Db, webhookIds: readonly string[]): Promise<void> {
   if (webhookIds.length === 0) return;
   await sql`update deliveries set status = 'held', updated_at = now() where webhook_id = any(${webhookIds}::uuid[]) and status = 'pending'`.execute(db);
-  await notifyStopped(db, webhookIds);
+  await notifyWebhooksChanged(db, webhookIds);
 }
 
 /** Puts a resumed webhook's held deliveries back in the queue, due now. */

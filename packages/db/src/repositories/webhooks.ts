@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { inTransaction, PREPARE, type Db } from '../client.js';
-import { markWebhooksDeleted } from './deliveries.js';
+import { markWebhooksDeleted, notifyWebhooksChanged } from './deliveries.js';
 import type { NewWebhook, WebhookRow, WebhookUpdate } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
 
@@ -31,7 +31,10 @@ export async function updateWebhook(db: Db, scope: Scope, id: string, values: We
     .where(inScope(scope))
     .where('id', '=', id)
     .executeTakeFirst();
-  return r.numUpdatedRows > 0n;
+  if (r.numUpdatedRows === 0n) return false;
+  // Deliveries workers queued with the old URL, secret or settings go back and are read anew.
+  await notifyWebhooksChanged(db, [id]);
+  return true;
 }
 
 /**
