@@ -62,12 +62,14 @@ export function retryDelayMs(
 ): number | null {
   const base = policy.scheduleSeconds[attemptsMade - 1];
   if (base === undefined) return null;
-  // A Retry-After of 0 (or a date already past) asks for no wait at all: taken literally,
-  // a receiver answering 429 `Retry-After: 0` would have every retry spent at once and
-  // the delivery dead in milliseconds. Only a real wait replaces the schedule's delay.
-  if (retryAfterSeconds !== undefined && retryAfterSeconds > 0) return Math.round(Math.min(retryAfterSeconds, policy.maxRetryAfterSeconds) * 1000);
   const seconds = base * (1 + policy.jitter * (2 * random() - 1));
-  return Math.max(0, Math.round(seconds * 1000 * policy.timeScale));
+  const scheduled = Math.max(0, Math.round(seconds * 1000 * policy.timeScale));
+  // Retry-After is the least wait the receiver asks for (RFC 9110 §10.2.3), bounded by
+  // RETRY_AFTER_MAX_SECONDS; it never shortens the schedule: a receiver answering 429 with
+  // `Retry-After: 1` (or 0, or a date already past) would otherwise have all 20 retries
+  // spent in seconds and the delivery dead, where the schedule spreads them over weeks.
+  if (retryAfterSeconds !== undefined && retryAfterSeconds > 0) return Math.max(scheduled, Math.round(Math.min(retryAfterSeconds, policy.maxRetryAfterSeconds) * 1000));
+  return scheduled;
 }
 
 /**

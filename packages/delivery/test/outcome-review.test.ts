@@ -88,6 +88,14 @@ describe('Retry-After', () => {
     expect(retryDelayMs(p, 1, 0)).toBe(60_000);
     expect(retryDelayMs(p, 3, parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT'))).toBe(180_000);
   });
+  it('lengthens the schedule\'s wait, never shortens it', () => {
+    // Before, `Retry-After: 1` replaced the schedule: a receiver answering 429 with it spent
+    // all 20 retries in 20 s, where unified.to's schedule spreads them over weeks.
+    const p: RetryPolicy = { ...DEFAULT_RETRY_POLICY, jitter: 0 };
+    expect(retryDelayMs(p, 1, 1)).toBe(60_000);
+    expect(retryDelayMs(p, 20, 1)).toBe(10946 * 60_000);
+    expect(retryDelayMs(p, 1, 600)).toBe(600_000);
+  });
   it('past the last attempt there is no retry, whatever Retry-After says', () => {
     expect(retryDelayMs(DEFAULT_RETRY_POLICY, 21, 5)).toBeNull();
   });
