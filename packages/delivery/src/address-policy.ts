@@ -21,10 +21,15 @@ const BLOCKED_V6 = [
   ['2001:db8::', 32], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
 ] as const;
 
+/**
+ * A connection refused by the policy. The message (which reaches API clients and the attempt
+ * log) does not say which address a name resolved to: tenants could map the internal DNS
+ * with it. `address` keeps it for the operator's logs.
+ */
 export class BlockedAddressError extends Error {
   readonly code = 'EBLOCKEDADDRESS';
   constructor(readonly host: string, readonly address: string) {
-    super(`${host} resolves to ${address}, a private or special-purpose address; refused (see HOOKPOST_SSRF_ALLOWLIST)`);
+    super(`${host} resolves to a private or special-purpose address; refused (see HOOKPOST_SSRF_ALLOWLIST)`);
     this.name = 'BlockedAddressError';
   }
 }
@@ -160,5 +165,6 @@ export async function checkHookUrl(url: string, policy: AddressPolicy, timeoutMs
     });
   });
   const refused = addresses.find((a) => !policy.allows(a.address));
-  return refused ? { ok: false, reason: `${host} resolves to ${refused.address}, a private or special-purpose address` } : { ok: true };
+  // Which address is not said (see BlockedAddressError).
+  return refused ? { ok: false, reason: `${host} resolves to a private or special-purpose address` } : { ok: true };
 }
