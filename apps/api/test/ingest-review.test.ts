@@ -59,7 +59,20 @@ describe('Idempotency-Key over HTTP', () => {
     const other = await ws.call('POST', '/v1/events', ev({ data: { n: 2 } }), { 'idempotency-key': 'k1' });
     expect(other.status).toBe(409);
     expect(other.body.error.field).toBe('header.idempotency-key');
+    expect(other.body.error.request_id).toBe(other.headers.get('x-request-id')); // as every other error
     expect(await counts(ws.workspaceId)).toEqual(before);
+  });
+
+  it('the same key and body from a key of another environment is a 409, not the other environment\'s answer', async () => {
+    const ws = await workspaceWithWebhook();
+    const staging = (await ws.call('POST', '/v1/environments', { name: 'Staging' })).body;
+    const stagingCall = client(api.url, (await ws.call('POST', '/v1/api-keys', { name: 'staging', environment_id: staging.id })).body.key);
+    const first = await ws.call('POST', '/v1/events', ev(), { 'idempotency-key': 'k-env' });
+    expect(first.status).toBe(202);
+    const fromStaging = await stagingCall('POST', '/v1/events', ev(), { 'idempotency-key': 'k-env' });
+    expect(fromStaging.status).toBe(409); // before: 202 with the Production event's id
+    expect(fromStaging.body.error.field).toBe('header.idempotency-key');
+    expect((await ws.call('POST', '/v1/events', ev(), { 'idempotency-key': 'k-env' })).body).toEqual(first.body);
   });
 
   it('a key on the batch route: the repeat gets the first answer', async () => {

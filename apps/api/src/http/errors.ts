@@ -56,3 +56,13 @@ export function validationError(issues: ErrorIssue[]): ApiError {
   const first = issues[0] ?? { field: 'request', message: 'invalid request' };
   return new ApiError('validation_failed', `${first.field}: ${first.message}`, first.field, issues);
 }
+
+/**
+ * An answer decided below the HTTP layer (the ingestor's 400s and 409s, shared by a group of
+ * requests) with this request's id in its error envelope, as every other error has.
+ */
+export function withRequestId<T>(body: T, requestId: unknown): T {
+  const envelope = body as { error?: { request_id?: unknown } } | null;
+  if (requestId === undefined || !envelope || typeof envelope.error !== 'object' || envelope.error === null || envelope.error.request_id !== undefined) return body;
+  return { ...envelope, error: { ...envelope.error, request_id: String(requestId) } } as T;
+}

@@ -17,7 +17,7 @@ import { readBodyCapped, type Logger } from '@hookpost/runtime';
 import { credentialFrom, type ApiKeyCache } from './auth.js';
 import { scopeOf } from './context.js';
 import { toApiError } from './error-handler.js';
-import { ApiError, validationError, zodIssues } from './errors.js';
+import { ApiError, validationError, withRequestId, zodIssues } from './errors.js';
 import { bodyError } from './unstorable-bodies.js';
 import type { EventIngestor } from '../services/ingest.js';
 
@@ -94,7 +94,7 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
         const events: EventIn[] = route.single ? [body.data as EventIn] : (body.data as { events: EventIn[] }).events;
         return o.ingestor.submit({ scope: scopeOf(auth), events, single: route.single, idempotencyKey: headers.data['idempotency-key'] });
       })
-      .then((answer) => reply(answer.status, answer.body), fail)
+      .then((answer) => reply(answer.status, withRequestId(answer.body, id)), fail)
       .catch((err: unknown) => {
         o.logger.error({ err, method: req.method, url: req.url }, 'could not answer an ingest request');
         res.destroy();

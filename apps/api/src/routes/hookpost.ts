@@ -3,7 +3,7 @@ import { apiKeys, workspaces, type ApiKeyRow, type EnvironmentRow } from '@hookp
 import { initServer } from '@ts-rest/express';
 import { requireAdminToken } from '../http/auth.js';
 import { requireScope } from '../http/context.js';
-import { ApiError } from '../http/errors.js';
+import { ApiError, withRequestId } from '../http/errors.js';
 import type { ApiContext } from '../services/deps.js';
 import { toAttempt, toDelivery } from '../services/delivery-views.js';
 import { requireWebhook, rotateSecret, secretsOf } from '../services/webhook-delivery.js';
@@ -88,11 +88,11 @@ export function hookpostRouter(deps: ApiContext) {
     },
     ingestEvent: async ({ body, headers, req }) => {
       const answer = await deps.ingestor.submit({ scope: requireScope(req), events: [body], single: true, idempotencyKey: headers['idempotency-key'] });
-      return answer as { status: 202; body: EventAccepted };
+      return { status: answer.status, body: withRequestId(answer.body, req.id) } as { status: 202; body: EventAccepted };
     },
     ingestEvents: async ({ body, headers, req }) => {
       const answer = await deps.ingestor.submit({ scope: requireScope(req), events: body.events, single: false, idempotencyKey: headers['idempotency-key'] });
-      return answer as { status: 202; body: { events: EventAccepted[] } };
+      return { status: answer.status, body: withRequestId(answer.body, req.id) } as { status: 202; body: { events: EventAccepted[] } };
     },
     getWebhookSecret: async ({ params, req }) => ({
       status: 200,

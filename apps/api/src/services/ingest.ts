@@ -300,7 +300,11 @@ function keyMismatch(): IngestAnswer {
  * stored before still match.
  */
 function hashRequest(request: IngestRequest): Buffer {
-  return createHash('sha256')
+  const hash = createHash('sha256');
+  // A key limited to one environment: its requests differ from another environment's with
+  // the same body, so a repeat of the key from there is a 409, not the other's answer.
+  if (request.scope.environmentId) hash.update(`env:${request.scope.environmentId}:`);
+  return hash
     .update(request.single ? '' : 'batch:')
     .update(JSON.stringify(request.events))
     .digest();
