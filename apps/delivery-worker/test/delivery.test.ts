@@ -101,6 +101,23 @@ describe('signed deliveries', () => {
   });
 });
 
+describe('the record as sent', () => {
+  it('arrives as published: a `__proto__` key is kept, like any other', async () => {
+    // Before, the contract's schema copied `data` key by key, and a `__proto__` key, assigned
+    // to a plain object, set its prototype instead: the record arrived without it.
+    await stack.trutoWebhook('/as-published');
+    const raw = '{"type":"record:created","data":{"id":"p-1","__proto__":{"polluted":true},"nested":{"__proto__":1}}}';
+    const res = await fetch(`${stack.apiUrl}/v1/events`, { method: 'POST', headers: { authorization: `Bearer ${stack.key}`, 'content-type': 'application/json' }, body: raw });
+    expect(res.status).toBe(202);
+    const [d] = await eventually(() => (at('/as-published')().length ? at('/as-published')() : null));
+    const payload = JSON.parse(d?.raw_body ?? '{}').payload as Record<string, unknown>;
+    expect(Object.keys(payload)).toContain('__proto__');
+    // (jsonb keeps keys in its own order: shorter keys first.)
+    expect(JSON.stringify(payload)).toBe('{"id":"p-1","nested":{"__proto__":1},"__proto__":{"polluted":true}}');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
 describe('retries', () => {
   it('retries after 500s on the schedule until a 2xx', async () => {
     const w = await stack.trutoWebhook('/retry/500');

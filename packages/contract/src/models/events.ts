@@ -3,7 +3,20 @@ import { IsoDateTime, Uuid, pageLimit, queryDate } from '../common.js';
 import { EventType } from '../event-types.js';
 import { ObjectType } from './unified-webhook.js';
 
-/** One event the host product publishes. `data` is the record (for record:* events) or the event's payload. */
+/**
+ * Any JSON object, passed through as parsed. `metaOpenApi` is what @ts-rest/open-api's schema
+ * generator (@anatine/zod-openapi) reads for a schema it cannot describe itself.
+ */
+function JsonObject() {
+  const schema = z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), { message: 'Expected a JSON object' });
+  return Object.assign(schema, { metaOpenApi: { type: 'object', additionalProperties: {}, nullable: false } });
+}
+
+/**
+ * One event the host product publishes. `data` is the record (for record:* events) or the
+ * event's payload: any JSON object, kept as parsed (not copied key by key, which dropped a
+ * `__proto__` key and cost a walk of every record).
+ */
 export const EventIn = z.object({
   /** Your id for the event: a repeat within the workspace is the same event and creates nothing. */
   id: z.string().min(1).max(255).optional(),
@@ -12,7 +25,7 @@ export const EventIn = z.object({
   connection_id: Uuid.optional(),
   /** Defaults to the API key's environment, else the workspace's default. */
   environment_id: Uuid.optional(),
-  data: z.record(z.unknown()),
+  data: JsonObject(),
 });
 export type EventIn = z.infer<typeof EventIn>;
 
