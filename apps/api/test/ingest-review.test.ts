@@ -444,21 +444,28 @@ describe('group commit (EventIngestor)', () => {
     await dead.destroy();
   });
 
-  /** Fails the read that finds the first copies of repeated event ids (it runs after the events' own statement committed), `n` times. */
-  const failingRepeatLookup = (n: number): KyselyPlugin => {
-    const lookups = new Set<QueryId>();
+  /**
+   * Loses the answer of the first `n` raw statements whose SQL contains `fragment`: they ran
+   * (and committed), the caller sees a dropped session, as after DATABASE_QUERY_TIMEOUT_MS.
+   */
+  const losingAnswers = (fragment: string, n: number): KyselyPlugin => {
+    const matched = new Set<QueryId>();
     return {
       transformQuery: (args) => {
         const node = args.node as { kind: string; sqlFragments?: readonly string[] };
-        if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes('select e.id, e.workspace_id, e.external_id, e.deliveries')) lookups.add(args.queryId);
+        if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes(fragment)) matched.add(args.queryId);
         return args.node;
       },
       transformResult: async (args) => {
-        if (lookups.delete(args.queryId) && n-- > 0) throw new Error('Connection terminated unexpectedly');
+        if (matched.delete(args.queryId) && n-- > 0) throw new Error('Connection terminated unexpectedly');
         return args.result;
       },
     };
   };
+  /** The read that finds the first copies of repeated event ids (it runs after the events' own statement committed). */
+  const failingRepeatLookup = (n: number) => losingAnswers('select e.id, e.workspace_id, e.external_id, e.deliveries', n);
+  /** The ingest statement itself. */
+  const lostIngestAnswer = (n: number) => losingAnswers('insert into events', n);
 
   it('a group whose events committed but whose answer could not be read is not run again: no event stored twice', async () => {
     const ws = await workspaceWithWebhook();
@@ -471,22 +478,6 @@ describe('group commit (EventIngestor)', () => {
     // ...and the id-less event, committed by the group, was not stored again by a one-by-one retry.
     expect(await counts(ws.workspaceId)).toEqual({ events: 2, deliveries: 2, keys: 0 });
   });
-
-  /** Loses the answer of the ingest statement (it ran and committed) `n` times, as a dropped session or DATABASE_QUERY_TIMEOUT_MS would. */
-  const lostIngestAnswer = (n: number): KyselyPlugin => {
-    const ingests = new Set<QueryId>();
-    return {
-      transformQuery: (args) => {
-        const node = args.node as { kind: string; sqlFragments?: readonly string[] };
-        if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes('insert into events')) ingests.add(args.queryId);
-        return args.node;
-      },
-      transformResult: async (args) => {
-        if (ingests.delete(args.queryId) && n-- > 0) throw new Error('Connection terminated unexpectedly');
-        return args.result;
-      },
-    };
-  };
 
   it('a group whose statement lost its session is not run again request by request: no event stored twice', async () => {
     const ws = await workspaceWithWebhook();
