@@ -4,7 +4,7 @@
  * rotation and idempotent ingest. Health, pause and endpoint isolation: health.test.ts.
  */
 import { randomUUID } from 'node:crypto';
-import { verifyStandard, verifyUnified } from '@hookpost/contract/signing';
+import { verifyStandard, verifyTruto, verifyUnified } from '@hookpost/contract/signing';
 import { sql } from 'kysely';
 import type { ReceivedDelivery } from '@hookpost/mock-receiver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -313,6 +313,10 @@ describe('replay, rotation, idempotency', () => {
     expect(d?.headers['webhook-signature']?.split(' ')).toHaveLength(2);
     expect(verifyStandard([w.secret], d?.headers ?? {}, body)).toEqual({ ok: true }); // old secret still verifies
     expect(verifyStandard([rotated.body.secret], d?.headers ?? {}, body)).toEqual({ ok: true });
+    // X-Truto-Signature holds one signature: the previous secret's until the overlap ends
+    // (before, the new one's at once: a Truto receiver had no overlap at all).
+    expect(verifyTruto([w.secret], d?.headers['x-truto-signature'], body)).toEqual({ ok: true });
+    expect(verifyTruto([rotated.body.secret], d?.headers['x-truto-signature'], body).ok).toBe(false);
 
     const again = await stack.call('POST', `/v1/webhooks/${w.id}/rotate-secret`, { overlap_seconds: 0 });
     expect(again.body.previous_secret).toBeUndefined();
@@ -322,6 +326,7 @@ describe('replay, rotation, idempotency', () => {
     expect(second.headers['webhook-signature']?.split(' ')).toHaveLength(1);
     expect(verifyStandard([rotated.body.secret], second.headers, second.raw_body).ok).toBe(false);
     expect(verifyStandard([again.body.secret], second.headers, second.raw_body)).toEqual({ ok: true });
+    expect(verifyTruto([again.body.secret], second.headers['x-truto-signature'], second.raw_body)).toEqual({ ok: true });
   });
 
   it('a changed URL applies to the next delivery (a target is reused only while its webhook is unchanged)', async () => {

@@ -111,6 +111,11 @@ export function verifyUnified(
   if (typeof payload.nonce !== 'string' || typeof payload.sig256 !== 'string') {
     return { ok: false, reason: 'missing nonce or sig256' };
   }
+  // Exactly hex digests: Buffer.from(…, 'hex') stops at the first bad character, so junk
+  // after a valid signature would otherwise pass.
+  if (!/^[0-9a-f]{64}$/i.test(payload.sig256) || (typeof payload.sig === 'string' && !/^[0-9a-f]{40}$/i.test(payload.sig))) {
+    return { ok: false, reason: 'malformed sig or sig256' };
+  }
   for (const secret of secrets) {
     const expected = unifiedSignatures(secret, payload.data, payload.nonce);
     const sha256Ok = safeEqual(Buffer.from(payload.sig256, 'hex'), Buffer.from(expected.sig256, 'hex'));
@@ -137,7 +142,10 @@ export function verifyTruto(secrets: readonly string[], signatureHeader: string 
   if (parts.format !== undefined && parts.format !== 'sha256') return { ok: false, reason: 'unsupported format' };
   const v = parts.v;
   if (!v) return { ok: false, reason: 'missing v=' };
-  const offered = /^[0-9a-f]{64}$/i.test(v) ? Buffer.from(v, 'hex') : Buffer.from(v, 'base64');
+  // Exactly one digest, hex or base64 (Buffer.from ignores characters it cannot read).
+  const hex = /^[0-9a-f]{64}$/i.test(v);
+  if (!hex && !/^[A-Za-z0-9+/]{43}=$/.test(v)) return { ok: false, reason: 'malformed v=' };
+  const offered = hex ? Buffer.from(v, 'hex') : Buffer.from(v, 'base64');
   for (const secret of secrets) {
     if (safeEqual(offered, createHmac('sha256', secret).update(body).digest())) return { ok: true };
   }

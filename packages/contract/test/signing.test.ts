@@ -51,6 +51,9 @@ describe('unified.to body signatures', () => {
     expect(verifyUnified(['whsec_abc'], { data, nonce: 'nonce-1', ...sigs })).toEqual({ ok: true });
     expect(verifyUnified(['whsec_abc'], { data: [{ id: '2' }], nonce: 'nonce-1', ...sigs }).ok).toBe(false);
     expect(verifyUnified(['other'], { data, nonce: 'nonce-1', ...sigs }).ok).toBe(false);
+    // A valid signature with anything after it is not that signature.
+    expect(verifyUnified(['whsec_abc'], { data, nonce: 'nonce-1', sig: sigs.sig, sig256: `${sigs.sig256}zz` }).ok).toBe(false);
+    expect(verifyUnified(['whsec_abc'], { data, nonce: 'nonce-1', sig: `${sigs.sig}00`, sig256: sigs.sig256 }).ok).toBe(false);
   });
 });
 
@@ -64,5 +67,7 @@ describe('X-Truto-Signature', () => {
     expect(verifyTruto(['secret-1'], hex, body)).toEqual({ ok: true });
     expect(verifyTruto(['secret-2'], header, body).ok).toBe(false);
     expect(verifyTruto(['secret-1'], header, body + 'x').ok).toBe(false);
+    expect(verifyTruto(['secret-1'], `${header}!!junk`, body).ok).toBe(false);
+    expect(verifyTruto(['secret-1'], `${hex}zz`, body).ok).toBe(false);
   });
 });

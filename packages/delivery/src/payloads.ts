@@ -68,7 +68,10 @@ export interface RenderedDelivery {
 
 /** The exact bytes and headers of one attempt. */
 export function renderDelivery(target: DeliveryTarget, message: OutgoingMessage, nowSeconds: number): RenderedDelivery {
-  const secret = target.secrets[0];
+  // Standard Webhooks carries a signature per live secret (the new one first). The unified
+  // `sig`/`sig256` and X-Truto-Signature hold one: they keep the previous secret while a
+  // rotation's overlap lasts, so their receivers have until its end to take the new one.
+  const secret = target.secrets[target.secrets.length - 1];
   if (!secret) throw new Error(`webhook ${target.id} has no secret`);
   let body: string;
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': USER_AGENT };

@@ -108,9 +108,16 @@ export const Attempt = z.object({
 export type Attempt = z.infer<typeof Attempt>;
 
 export const WebhookSecret = z.object({
-  /** Signs every delivery: Standard Webhooks (`whsec_…`), unified.to `sig`/`sig256` and `X-Truto-Signature`. */
+  /**
+   * Signs every delivery: Standard Webhooks (`whsec_…`), unified.to `sig`/`sig256` and
+   * `X-Truto-Signature` (those two once a rotation's overlap has ended).
+   */
   secret: z.string(),
-  /** The previous secret, still signing alongside during a rotation overlap. */
+  /**
+   * During a rotation overlap, the previous secret: Standard Webhooks headers carry a signature
+   * with each; `sig`/`sig256` and `X-Truto-Signature`, which hold one, are made with this one
+   * until `previous_secret_expires_at`.
+   */
   previous_secret: z.string().optional(),
   previous_secret_expires_at: IsoDateTime.optional(),
 });
