@@ -117,6 +117,15 @@ describe('Truto webhook API', () => {
     const active = await c('GET', '/webhook?is_active=false&limit=100');
     expect(active.body.result.map((w: { id: string }) => w.id)).toEqual(ids.filter((_, i) => i % 3 === 0));
     expect(active.body.next_cursor).toBeNull();
+
+    // Paused (by health, or through the unified face) shows as is_active=false and filters so.
+    await api.db.updateTable('webhooks').set({ is_paused: true }).where('id', '=', ids[1] as string).execute();
+    const inactive = (await c('GET', '/webhook?is_active=false&limit=100')).body.result as { id: string; is_active: boolean }[];
+    expect(inactive.map((w) => w.id)).toContain(ids[1]);
+    expect(inactive.every((w) => w.is_active === false)).toBe(true);
+    const listedActive = (await c('GET', '/webhook?is_active=true&limit=100')).body.result as { id: string; is_active: boolean }[];
+    expect(listedActive.map((w) => w.id)).not.toContain(ids[1]);
+    expect(listedActive.every((w) => w.is_active === true)).toBe(true);
   });
 
   it('filters by environment_id; environment_id on create must be the workspace\'s', async () => {
@@ -151,5 +160,39 @@ describe('Truto webhook API', () => {
     // A Truto-only webhook (no connection) is not a unified.to webhook.
     const truto = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/only-truto' });
     expect((await call('GET', `/unified/webhook/${truto.body.id}`)).status).toBe(404);
+  });
+});
+
+describe('unpausing a webhook that health paused', () => {
+  const pausedByHealth = { is_paused: true, is_healthy: false, consecutive_failures: 20, failing_since: new Date(Date.now() - 3_600_000) };
+  const healthOf = (id: string) =>
+    api.db.selectFrom('webhooks').select(['is_active', 'is_paused', 'is_healthy', 'consecutive_failures', 'failing_since']).where('id', '=', id).executeTakeFirstOrThrow();
+
+  it('clears its health on either face, as resume does', async () => {
+    const conn = await createConnection(call);
+    const unified = (await call('POST', '/unified/webhook', { connection_id: conn, object_type: 'crm_contact', event: 'created', hook_url: 'http://127.0.0.1:9/u' })).body.id as string;
+    const truto = (await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/t' })).body.id as string;
+    await api.db.updateTable('webhooks').set(pausedByHealth).where('id', 'in', [unified, truto]).execute();
+    const fromUnified = await call('PATCH', `/unified/webhook/${unified}`, { is_paused: false });
+    expect(fromUnified.body).toMatchObject({ is_paused: false, is_healthy: true }); // before: is_healthy false
+    expect((await call('PATCH', `/webhook/${truto}`, { is_active: true })).body.is_active).toBe(true);
+    for (const id of [unified, truto]) {
+      expect(await healthOf(id)).toEqual({ is_active: true, is_paused: false, is_healthy: true, consecutive_failures: 0, failing_since: null });
+    }
+  });
+
+  it('an unpause racing the worker\'s pause waits for it and then clears it: the next failure does not pause again', async () => {
+    const id = (await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/race' })).body.id as string;
+    let patched: Promise<Awaited<ReturnType<typeof call>>> | undefined;
+    // The worker's health update, holding the row as it pauses the webhook.
+    await api.db.transaction().execute(async (trx) => {
+      await trx.updateTable('webhooks').set(pausedByHealth).where('id', '=', id).execute();
+      patched = call('PATCH', `/webhook/${id}`, { is_active: true });
+      await new Promise((r) => setTimeout(r, 300));
+    });
+    expect((await patched)?.body.is_active).toBe(true);
+    // Before: the PATCH read the webhook as not stopped, kept the hour-old failing_since, and
+    // the first failure after it paused the webhook again.
+    expect(await healthOf(id)).toEqual({ is_active: true, is_paused: false, is_healthy: true, consecutive_failures: 0, failing_since: null });
   });
 });

@@ -70,14 +70,15 @@ function pauseColumns(paused: boolean): WebhookUpdate {
 }
 
 /**
- * Unpausing a stopped webhook restarts the clock of its failure streak: with the old
- * `failing_since` kept, the first failure after the unpause paused it again at once
- * (it had been "failing" for longer than HEALTH_PAUSE_AFTER_SECONDS). It is the Truto
- * face's only way back (PATCH is_active=true). Health itself is left to the next answer.
+ * Unpausing a stopped webhook clears its health as resume does (README): healthy, and a new
+ * failure streak. With the old `failing_since` kept, the first failure after the unpause
+ * paused it again at once (it had been "failing" for longer than HEALTH_PAUSE_AFTER_SECONDS).
+ * It is the Truto face's only way back (PATCH is_active=true). `before` must be read under
+ * the row's lock (lockWebhook), or a pause by the worker committing meanwhile goes unseen.
  */
 function unpauseColumns(before: Pick<WebhookWithEnv, 'is_active' | 'is_paused'>, after: WebhookUpdate): WebhookUpdate {
   const stopped = before.is_paused || !before.is_active;
-  return stopped && after.is_paused === false && after.is_active === true ? { failing_since: null } : {};
+  return stopped && after.is_paused === false && after.is_active === true ? webhooks.freshHealth() : {};
 }
 
 export async function createUnifiedWebhook(
@@ -109,6 +110,7 @@ export async function replaceUnifiedWebhook(deps: ApiContext, scope: Scope, id: 
   checkInterval(deps, body.interval);
   await requireAllowedUrl(deps, 'hook_url', body.hook_url);
   await inTransaction(deps.db, async (trx) => {
+    await webhooks.lockWebhook(trx, id);
     const current = await requireUnifiedWebhook(trx, scope, id);
     const connection = await requireConnection(trx, scope, body.connection_id);
     const columns = unifiedColumns(deps, body);
@@ -129,6 +131,7 @@ export async function patchUnifiedWebhook(deps: ApiContext, scope: Scope, id: st
   checkInterval(deps, body.interval);
   await requireAllowedUrl(deps, 'hook_url', body.hook_url);
   await inTransaction(deps.db, async (trx) => {
+    await webhooks.lockWebhook(trx, id);
     const current = await requireUnifiedWebhook(trx, scope, id);
     const set: WebhookUpdate = {};
     if (body.connection_id !== undefined && body.connection_id !== current.connection_id) {
@@ -235,14 +238,16 @@ export async function createTrutoWebhook(
 }
 
 export async function updateTrutoWebhook(deps: ApiContext, scope: Scope, id: string, body: TrutoWebhookUpdate): Promise<void> {
-  const current = await requireTrutoWebhook(deps.db, scope, id);
+  await requireTrutoWebhook(deps.db, scope, id); // 404 before the URL check's 400
   await requireAllowedUrl(deps, 'target_url', body.target_url);
-  const set: WebhookUpdate = {};
-  if (body.target_url !== undefined) set.hook_url = body.target_url;
-  if (body.event_types !== undefined) set.event_types = [...new Set(body.event_types)];
-  if (body.is_active !== undefined) Object.assign(set, body.is_active ? { is_active: true, is_paused: false } : { is_active: false });
-  Object.assign(set, unpauseColumns(current, set));
   await inTransaction(deps.db, async (trx) => {
+    await webhooks.lockWebhook(trx, id);
+    const current = await requireTrutoWebhook(trx, scope, id);
+    const set: WebhookUpdate = {};
+    if (body.target_url !== undefined) set.hook_url = body.target_url;
+    if (body.event_types !== undefined) set.event_types = [...new Set(body.event_types)];
+    if (body.is_active !== undefined) Object.assign(set, body.is_active ? { is_active: true, is_paused: false } : { is_active: false });
+    Object.assign(set, unpauseColumns(current, set));
     if (Object.keys(set).length > 0) await webhooks.updateWebhook(trx, scope, id, set);
     if (body.is_active !== undefined) await syncQueueWithState(trx, await requireTrutoWebhook(trx, scope, id));
   });

@@ -52,18 +52,23 @@ export async function deleteWebhook(db: Db, scope: Scope, id: string): Promise<b
   });
 }
 
+/** What a webhook's health is once it is resumed or unpaused: healthy, with no failure streak. */
+export function freshHealth(): WebhookUpdate {
+  return { is_healthy: true, consecutive_failures: 0, failing_since: null, disabled_reason: null, unhealthy_reason: null, checked_at: new Date() };
+}
+
 /** Clears unhealthy, paused and disabled, and the failure streak, as `resume` promises. */
 export async function resumeWebhook(db: Db, scope: Scope, id: string): Promise<boolean> {
-  return updateWebhook(db, scope, id, {
-    is_healthy: true,
-    is_paused: false,
-    is_active: true,
-    consecutive_failures: 0,
-    failing_since: null,
-    disabled_reason: null,
-    unhealthy_reason: null,
-    checked_at: new Date(),
-  });
+  return updateWebhook(db, scope, id, { ...freshHealth(), is_paused: false, is_active: true });
+}
+
+/**
+ * Locks the webhook's row until the transaction ends: an update that reads the webhook to
+ * decide what to write (is it stopped? a merged target?) must not race the worker's health
+ * changes, which lock it too (webhook-health.ts).
+ */
+export async function lockWebhook(db: Db, id: string): Promise<void> {
+  await sql`select 1 from webhooks where id = ${id} for update`.execute(db);
 }
 
 export type UnifiedSort = 'name' | 'updated_at' | 'created_at';
@@ -118,7 +123,9 @@ export async function listWebhooksAfter(db: Db, scope: Scope, f: CursorListFilte
     .$if(f.after !== undefined, (q) =>
       q.where(sql<boolean>`(w.created_at, w.id) > (${f.after?.createdAt ?? null}::timestamptz, ${f.after?.id ?? null}::uuid)`),
     )
-    .$if(f.isActive !== undefined, (q) => q.where('w.is_active', '=', f.isActive as boolean))
+    // The face's is_active is both switches (webhook-views.ts): a webhook paused by health or
+    // through the unified face shows, and so filters, as inactive.
+    .$if(f.isActive !== undefined, (q) => q.where(sql<boolean>`(w.is_active and not w.is_paused)`, '=', f.isActive as boolean))
     .$if(f.environmentId !== undefined, (q) => q.where('w.environment_id', '=', f.environmentId as string))
     .orderBy('w.created_at', 'asc')
     .orderBy('w.id', 'asc')
