@@ -62,6 +62,17 @@ describe('health', () => {
     }
   });
 
+  it('an endpoint answering only 429 stays healthy and is never paused: it is up and asks for fewer', async () => {
+    // Before, every 429 counted as a failure: unhealthy after the threshold, paused after 1.5 s.
+    const w = await unifiedWebhook('/health/limited', { object_type: 'hris_group' });
+    stack.receiver.setBehaviour('/health/limited', { status: 429, retry_after: '1' });
+    for (let n = 0; n < 4; n++) await stack.call('POST', '/v1/events', { type: 'record:created', object_type: 'hris_group', connection_id: connectionId, data: { id: `l-${n}` } });
+    await eventually(() => at('/health/limited')().length >= 8, 10_000, 'retried several times');
+    await new Promise((r) => setTimeout(r, 2000)); // past HEALTH_PAUSE_AFTER_SECONDS
+    expect((await stack.call('GET', `/unified/webhook/${w.id}`)).body).toMatchObject({ is_healthy: true, is_paused: false });
+    stack.receiver.setBehaviour('/health/limited', undefined);
+  });
+
   it('a slow endpoint does not delay a healthy one', async () => {
     const slow = await stack.trutoWebhook('/iso/slow', { event_types: ['record:updated'] });
     const fast = await stack.trutoWebhook('/iso/fast', { event_types: ['record:deleted'] });

@@ -61,6 +61,9 @@ export class CompletionWriter {
       if (r.outcome === 'success') {
         t.recovered = true;
         t.failures = 0;
+      } else if (r.attempt.statusCode === 429) {
+        // Too many requests: the endpoint is up and asks for fewer (retried later, its share
+        // halved); not a failure of its health, as with the poller's sources.
       } else if (r.outcome === 'gone') {
         t.gone = true;
       } else {
