@@ -19,6 +19,11 @@ export interface DeliveryTarget {
   includeRaw: boolean;
   /** The current secret first, then any still inside its rotation overlap. */
   secrets: readonly string[];
+  /**
+   * When the previous secret's overlap ends (ms since the epoch), if `secrets` holds one: a
+   * delivery rendered later (one that waited in its endpoint's queue) is signed without it.
+   */
+  previousSecretUntil?: number;
   /** The webhook as the unified.to face shows it: the `webhook` field of unified bodies. */
   unifiedView?: UnifiedWebhook;
   externalXref?: string;
@@ -71,7 +76,8 @@ export function renderDelivery(target: DeliveryTarget, message: OutgoingMessage,
   // Standard Webhooks carries a signature per live secret (the new one first). The unified
   // `sig`/`sig256` and X-Truto-Signature hold one: they keep the previous secret while a
   // rotation's overlap lasts, so their receivers have until its end to take the new one.
-  const secret = target.secrets[target.secrets.length - 1];
+  const secrets = target.previousSecretUntil !== undefined && nowSeconds * 1000 >= target.previousSecretUntil ? target.secrets.slice(0, 1) : target.secrets;
+  const secret = secrets[secrets.length - 1];
   if (!secret) throw new Error(`webhook ${target.id} has no secret`);
   let body: string;
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': USER_AGENT };
@@ -103,7 +109,7 @@ export function renderDelivery(target: DeliveryTarget, message: OutgoingMessage,
     }
     headers['x-truto-signature'] = trutoSignature(secret, body);
   }
-  Object.assign(headers, signStandardHeaders(target.secrets, message.deliveryId, nowSeconds, body));
+  Object.assign(headers, signStandardHeaders(secrets, message.deliveryId, nowSeconds, body));
   return { body, headers };
 }
 

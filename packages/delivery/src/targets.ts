@@ -82,6 +82,7 @@ export class TargetLoader {
         fields: row.fields,
         includeRaw: row.include_raw,
         secrets,
+        ...(secrets.length > 1 && Number.isFinite(expiresAt) ? { previousSecretUntil: expiresAt } : {}),
         ...(unified ? { unifiedView: toUnifiedWebhook(row) } : {}),
         ...(row.external_xref ? { externalXref: row.external_xref } : {}),
       };

@@ -83,3 +83,23 @@ describe('renderDelivery from a stored event', () => {
     expect(verifyUnified([secret], r.parsed).ok).toBe(true);
   });
 });
+
+describe('renderDelivery during and after a rotation overlap', () => {
+  const previous = 'whsec_cHJldmlvdXMtc2VjcmV0LWJ5dGVz';
+  const until = Date.parse('2026-12-01T12:00:00Z');
+  const rotated = (origin: DeliveryTarget['origin']) => target({ origin, secrets: [secret, previous], previousSecretUntil: until });
+  const at = (ms: number, t: DeliveryTarget) => renderDelivery(t, messageOf(claimed(data)), Math.floor(ms / 1000));
+
+  it('signs Standard Webhooks with both and the one-signature headers with the previous secret while it lasts', () => {
+    const r = at(until - 1000, rotated('truto'));
+    expect(r.headers['webhook-signature']?.split(' ')).toHaveLength(2);
+    expect(verifyTruto([previous], r.headers['x-truto-signature'], r.body).ok).toBe(true);
+  });
+
+  it('a delivery rendered after the overlap ended (it waited in its endpoint\'s queue) is signed with the new secret only', () => {
+    const r = at(until, rotated('truto'));
+    expect(r.headers['webhook-signature']?.split(' ')).toHaveLength(1);
+    expect(verifyStandard([previous], r.headers, r.body).ok).toBe(false);
+    expect(verifyTruto([secret], r.headers['x-truto-signature'], r.body).ok).toBe(true);
+  });
+});
