@@ -208,8 +208,8 @@ export interface Completion {
 
 /**
  * Text from outside (a receiver's answer, an error message) as Postgres can store it: NUL
- * (which no text column holds) as U+FFFD. The sender already cleans its snippets; this keeps
- * one odd string from failing a whole batch of completions, whoever built it.
+ * (which no text column holds) as U+FFFD. One such string failed the whole batch of
+ * completions it was written with, on every try.
  */
 function storableText(s: string | null): string | null {
   return s !== null && s.includes('\u0000') ? s.replaceAll('\u0000', '\ufffd') : s;
