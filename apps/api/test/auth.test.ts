@@ -106,6 +106,14 @@ describe('authentication', () => {
     const conn = await createConnection(scoped);
     expect((await scoped('GET', `/unified/connection/${conn}`)).body.environment).toBe('Staging');
     expect((await scoped('GET', '/v1/environments')).body.map((e: { name: string }) => e.name)).toEqual(['Staging']);
+    // Another environment's delivery is not found either, nor its attempts, nor replayable
+    // (before: 200, 200 and 202 through /v1/deliveries/{id}).
+    expect((await call('POST', '/v1/events', { type: 'record:created', data: { n: 1 } })).status).toBe(202);
+    const prodDelivery = (await call('GET', `/v1/webhooks/${inProd}/deliveries`)).body.result[0].id as string;
+    expect((await call('GET', `/v1/deliveries/${prodDelivery}`)).status).toBe(200);
+    expect((await scoped('GET', `/v1/deliveries/${prodDelivery}`)).status).toBe(404);
+    expect((await scoped('GET', `/v1/deliveries/${prodDelivery}/attempts`)).status).toBe(404);
+    expect((await scoped('POST', `/v1/deliveries/${prodDelivery}/replay`)).status).toBe(404);
   });
 
   it('creates workspaces with the admin token only', async () => {

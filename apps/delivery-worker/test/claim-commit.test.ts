@@ -50,6 +50,6 @@ it('the claim commits without waiting for the WAL flush; the next statement on t
     return syncCommit(trx);
   });
   expect(inCompletion).toBe('on');
-  const row = await deliveries.getDelivery(t.db, scope.workspaceId, id);
+  const row = await deliveries.getDelivery(t.db, scope, id);
   expect(row?.status).toBe('succeeded');
 });

@@ -57,7 +57,7 @@ describe('deliveries and the deletion of their webhook', () => {
     // The delivery fanned out before the delete stays until the worker's purge, unseen.
     expect(await deliveriesOf(t.db, id)).toBe(1);
     const [left] = (await sql<{ id: string }>`select id from deliveries where webhook_id = ${id}`.execute(t.db)).rows;
-    expect(await deliveries.getDelivery(t.db, scope.workspaceId, left!.id)).toBeUndefined();
+    expect(await deliveries.getDelivery(t.db, scope, left!.id)).toBeUndefined();
     await purgeAll();
     expect(await deliveriesOf(t.db, id)).toBe(0);
   });

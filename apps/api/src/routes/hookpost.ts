@@ -128,18 +128,18 @@ export function hookpostRouter(deps: ApiContext) {
       return { status: 202, body: { count: created.length, deliveries: created } };
     },
     getDelivery: async ({ params, req }) => {
-      const row = await deliveries.getDelivery(db, requireScope(req).workspaceId, params.id);
+      const row = await deliveries.getDelivery(db, requireScope(req), params.id);
       if (!row) throw ApiError.notFound('delivery');
       return { status: 200, body: toDelivery(row) };
     },
     listAttempts: async ({ params, req }) => {
-      const row = await deliveries.getDelivery(db, requireScope(req).workspaceId, params.id);
+      const row = await deliveries.getDelivery(db, requireScope(req), params.id);
       if (!row) throw ApiError.notFound('delivery');
       return { status: 200, body: (await deliveries.listAttempts(db, row.id)).map(toAttempt) };
     },
     replayDelivery: async ({ params, req }) => {
       const scope = requireScope(req);
-      const row = await deliveries.getDelivery(db, scope.workspaceId, params.id);
+      const row = await deliveries.getDelivery(db, scope, params.id);
       if (!row) throw ApiError.notFound('delivery');
       const created = await deliveries.replayDeliveries(db, scope.workspaceId, [row.id]);
       return { status: 202, body: { count: created.length, deliveries: created } };

@@ -2,6 +2,7 @@ import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import { PREPARE, type Db } from '../client.js';
 import { firstIdAt } from '../ids.js';
 import type { Database, DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
+import { inScope, type Scope } from './scope.js';
 
 /**
  * Whether deliveries to the webhook `w` may be sent now: active, not paused, and with a URL
@@ -448,13 +449,17 @@ export async function insertDelivery(
 }
 
 /** A delivery of a webhook that exists (a deleted webhook's, not yet purged, is not found). */
-export async function getDelivery(db: Db, workspaceId: string, id: string): Promise<DeliveryRow | undefined> {
+export async function getDelivery(db: Db, scope: Scope, id: string): Promise<DeliveryRow | undefined> {
+  // Through its webhook, in the caller's scope: a key limited to one environment does not
+  // see (or replay) another environment's deliveries, and a deleted webhook's are gone.
   return db
     .selectFrom('deliveries')
     .selectAll()
-    .where('workspace_id', '=', workspaceId)
+    .where('workspace_id', '=', scope.workspaceId)
     .where('id', '=', id)
-    .where(({ exists, selectFrom }) => exists(selectFrom('webhooks').select('webhooks.id').whereRef('webhooks.id', '=', 'deliveries.webhook_id')))
+    .where(({ exists, selectFrom }) =>
+      exists(selectFrom('webhooks').select('webhooks.id').whereRef('webhooks.id', '=', 'deliveries.webhook_id').where(inScope(scope, 'webhooks'))),
+    )
     .executeTakeFirst();
 }
 
