@@ -68,8 +68,8 @@ export function retryDelayMs(
   // RETRY_AFTER_MAX_SECONDS; it never shortens the schedule: a receiver answering 429 with
   // `Retry-After: 1` (or 0, or a date already past) would otherwise have all 20 retries
   // spent in seconds and the delivery dead, where the schedule spreads them over weeks.
-  if (retryAfterSeconds !== undefined && retryAfterSeconds > 0) return Math.max(scheduled, Math.round(Math.min(retryAfterSeconds, policy.maxRetryAfterSeconds) * 1000));
-  return scheduled;
+  if (retryAfterSeconds === undefined) return scheduled;
+  return Math.max(scheduled, Math.round(Math.min(retryAfterSeconds, policy.maxRetryAfterSeconds) * 1000));
 }
 
 /**

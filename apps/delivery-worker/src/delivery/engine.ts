@@ -270,8 +270,8 @@ export class DeliveryEngine {
       }
       if (!target) {
         // Webhook gone (a delete racing an insert of an older version, migration 0006): drop
-        // the delivery, or it would come back at every lease. Without a URL: leave it to the
-        // database state.
+        // the delivery, or it would come back at every lease. Without a URL (changed after
+        // the claim read it, which holds those): released, and held by releaseClaims.
         (delivery.webhook_updated_at === null ? orphans : release).push(delivery.id);
         continue;
       }
