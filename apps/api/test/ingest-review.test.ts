@@ -499,6 +499,48 @@ describe('group commit (EventIngestor)', () => {
     expect(await counts(ws.workspaceId)).toEqual({ events: 2, deliveries: 2, keys: 0 });
   });
 
+  /** Deletes the workspace's events with these ids and their deliveries (as retention does) once the first ingest statement has answered, before its follow-up read. */
+  const retentionAfterInsert = (workspaceId: string, externalIds: string[]): KyselyPlugin => {
+    const matched = new Set<QueryId>();
+    let done = false;
+    return {
+      transformQuery: (args) => {
+        const node = args.node as { kind: string; sqlFragments?: readonly string[] };
+        if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes('insert into events')) matched.add(args.queryId);
+        return args.node;
+      },
+      transformResult: async (args) => {
+        if (matched.delete(args.queryId) && !done) {
+          done = true;
+          await sql`delete from deliveries where event_id in (select id from events where workspace_id = ${workspaceId} and external_id = any(${externalIds}::text[]))`.execute(api.db);
+          await sql`delete from events where workspace_id = ${workspaceId} and external_id = any(${externalIds}::text[])`.execute(api.db);
+        }
+        return args.result;
+      },
+    };
+  };
+
+  it.each([
+    ['without a key (one statement, committed)', undefined],
+    ['with an Idempotency-Key (one transaction)', 'k-retention'],
+  ])('a repeat whose first event retention deletes mid-ingest is stored as new, %s: 202, nothing stored twice', async (_name, key) => {
+    const ws = await workspaceWithWebhook();
+    expect((await ingestor().submit(req(ws, [ev({ id: 'old' })]))).status).toBe(202);
+    const g = ingestor({}, api.db.withPlugin(retentionAfterInsert(ws.workspaceId, ['old'])));
+    const [batch, other] = await Promise.all([
+      g.submit(req(ws, [ev({ id: 'old' }), ev({ data: { n: 'no id' } })], key, false)),
+      g.submit(req(ws, [ev({ data: { n: 'another' } })])),
+    ]);
+    expect(batch.status).toBe(202);
+    expect(other.status).toBe(202);
+    const accepted = (batch.body as { events: { id: string; external_id?: string; duplicate: boolean; deliveries: number }[] }).events;
+    expect(accepted.map((e) => [e.external_id, e.duplicate, e.deliveries])).toEqual([['old', false, 1], [undefined, false, 1]]);
+    // The first copy and its delivery are gone; the repeat and the two id-less events are stored once each.
+    expect(await counts(ws.workspaceId)).toEqual({ events: 3, deliveries: 3, keys: key === undefined ? 0 : 1 });
+    const stored = await sql<{ id: string }>`select id from events where workspace_id = ${ws.workspaceId} and external_id = 'old'`.execute(api.db);
+    expect(stored.rows.map((r) => r.id)).toEqual([accepted[0]?.id]);
+  });
+
   it('two batches with the same event ids in opposite orders, committed at once: both accepted, no deadlock', async () => {
     const ws = await workspaceWithWebhook();
     const g = ingestor({ maxEvents: 1000 });

@@ -30,7 +30,12 @@ export interface IngestedEvent {
  * statement (matching rules: the `matched` step below). One statement, so atomic on its own: callers need no transaction unless they write
  * more. Returns one entry per input, in input order.
  */
-export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise<IngestedEvent[]> {
+export function ingestEvents(db: Db, events: readonly NewEvent[]): Promise<IngestedEvent[]> {
+  return ingestRound(db, events, 0);
+}
+
+/** One statement of {@link ingestEvents}; `depth` counts the rounds for repeats whose first event vanished. */
+async function ingestRound(db: Db, events: readonly NewEvent[], depth: number): Promise<IngestedEvent[]> {
   if (events.length === 0) return [];
   // The batch goes as one JSON document, not as one array per column: serialised in one
   // JSON.stringify and parsed once by Postgres, where a jsonb[] of stringified data was
@@ -117,6 +122,21 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
     const rows = db.isTransaction ? await lookup() : await afterCommit(lookup);
     for (const r of rows.rows) existing.set(`${r.workspace_id}/${r.external_id}`, { id: r.id, deliveries: r.deliveries });
   }
+  // A repeat whose first event was deleted (retention) between the insert and the lookup:
+  // it is no longer a repeat, so it is stored now, as it would be had it come a moment later.
+  const vanished = missing.filter((e) => !existing.has(`${e.workspaceId}/${e.externalId}`));
+  const stored = new Map<string, IngestedEvent>();
+  if (vanished.length > 0) {
+    if (depth >= 3) throw storedAnswerUnknown(db, new Error(`events ${vanished.map((e) => e.id).join(', ')} were neither inserted nor found`));
+    let again: IngestedEvent[];
+    try {
+      again = await ingestRound(db, vanished, depth + 1);
+    } catch (err) {
+      // Outside a transaction the first statement has committed: running the batch again would store its id-less events twice.
+      throw storedAnswerUnknown(db, err);
+    }
+    vanished.forEach((e, i) => stored.set(e.id, again[i] as IngestedEvent));
+  }
   for (const e of events) {
     const fresh = byId.get(e.id);
     if (fresh !== undefined) {
@@ -124,10 +144,14 @@ export async function ingestEvents(db: Db, events: readonly NewEvent[]): Promise
       continue;
     }
     const first = existing.get(`${e.workspaceId}/${e.externalId}`);
-    if (!first) throw new Error(`event ${e.id} was neither inserted nor found`);
-    results.push({ eventId: first.id, duplicate: true, deliveries: first.deliveries });
+    results.push(first ? { eventId: first.id, duplicate: true, deliveries: first.deliveries } : (stored.get(e.id) as IngestedEvent));
   }
   return results;
+}
+
+/** In a transaction nothing has committed (the caller may run it again); outside one, the first statement has. */
+function storedAnswerUnknown(db: Db, err: unknown): unknown {
+  return db.isTransaction || err instanceof EventsStoredAnswerUnknown ? err : new EventsStoredAnswerUnknown(err);
 }
 
 /**
