@@ -11,6 +11,8 @@ export class CompletionWriter {
   private pending: AttemptResult[] = [];
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  /** Set at shutdown: no batch is retried past it. */
+  private deadline = Number.POSITIVE_INFINITY;
   private readonly failures: FailureStreak;
 
   constructor(
@@ -24,6 +26,12 @@ export class CompletionWriter {
       /** Earliest retry time written, to wake the claimer then. */
       onRetryAt: (at: Date) => void;
     },
+    /**
+     * How long a batch is retried while the database is away: the claims' lease. Past it the
+     * deliveries are someone's again (re-sent, with the same webhook-id) and the batch is
+     * dropped with an error log naming what it held.
+     */
+    private readonly retryForMs: number,
     private readonly maxBatch = 500,
     private readonly maxDelayMs = 5,
   ) {
@@ -44,10 +52,15 @@ export class CompletionWriter {
     }, delay);
   }
 
-  /** Writes everything added so far; resolves when it is committed. */
+  /** Writes everything added so far; resolves when it is committed (or given up). */
   flush(): Promise<void> {
     this.flushing = this.flushing.then(() => this.write());
     return this.flushing;
+  }
+
+  /** At shutdown: batches still failing are retried until `at` at the latest, then given up. */
+  giveUpBy(at: number): void {
+    this.deadline = Math.min(this.deadline, at);
   }
 
   private async write(): Promise<void> {
@@ -77,11 +90,12 @@ export class CompletionWriter {
     const recovered = all.filter((t) => t.recovered && t.failures === 0 && !t.gone).map((t) => t.webhookId);
     const troubled = all.filter((t) => t.failures > 0 || t.gone);
     let recorded = false;
+    const giveUpAt = Date.now() + this.retryForMs;
     for (let tries = 1; ; tries++) {
       try {
         // One statement for the common case; a transaction only when health must change.
         if (!recorded) {
-          await deliveries.completeBatch(this.db, this.workerId, batch.map((r) => r.completion), batch.map((r) => r.attempt), recovered);
+          await deliveries.completeBatch(this.db, this.workerId, batch.map((r) => r.completion), batch.map((r) => r.attempt), recovered, tries > 1);
           recorded = true;
         }
         const stopped = troubled.length
@@ -92,10 +106,20 @@ export class CompletionWriter {
         this.failures.succeeded();
         return;
       } catch (err) {
-        // Deliveries stay leased; if the database stays away the lease expires and they are retried.
+        // Deliveries stay leased while this is retried; past their lease they are claimed and
+        // sent again, so the batch (their attempt log entries with it) is given up then.
         this.failures.failed(err, { tries, results: batch.length });
-        if (tries >= 5) return;
-        await new Promise((r) => setTimeout(r, 200 * tries));
+        const wait = Math.min(200 * tries, 2_000);
+        if (Date.now() + wait >= Math.min(giveUpAt, this.deadline)) {
+          this.logger.error(
+            { err, tries, results: batch.length, recorded, deliveries: batch.slice(0, 20).map((r) => r.completion.id) },
+            recorded
+              ? 'gave up applying webhook health for a batch of attempts (their deliveries are recorded)'
+              : 'gave up recording a batch of attempts: their deliveries will be sent again when their lease ends, and these attempts are missing from the attempt log',
+          );
+          return;
+        }
+        await new Promise((r) => setTimeout(r, wait));
       }
     }
   }

@@ -100,10 +100,17 @@ export class DeliveryEngine {
 
   constructor(private readonly o: EngineOptions) {
     this.claimFailures = new FailureStreak(o.logger, { failing: 'claim failed; retrying shortly', recovered: 'claims work again' });
-    this.completions = new CompletionWriter(o.db, this.workerId, o.health, o.logger, {
-      onStopped: (ids) => this.dropQueued(ids),
-      onRetryAt: (at) => this.wakeAt(at),
-    });
+    this.completions = new CompletionWriter(
+      o.db,
+      this.workerId,
+      o.health,
+      o.logger,
+      {
+        onStopped: (ids) => this.dropQueued(ids),
+        onRetryAt: (at) => this.wakeAt(at),
+      },
+      o.leaseMs,
+    );
   }
 
   start(): void {
@@ -389,6 +396,8 @@ export class DeliveryEngine {
     if (this.inFlight > 0) {
       await Promise.race([new Promise<void>((r) => this.idleResolvers.push(r)), new Promise((r) => setTimeout(r, graceMs))]);
     }
+    // With the database away, the results are retried for a few seconds more, not for the lease.
+    this.completions.giveUpBy(Date.now() + 3_000);
     await this.completions.flush();
   }
 }

@@ -228,6 +228,12 @@ export async function completeBatch(
   completions: readonly Completion[],
   attempts: readonly AttemptRecord[],
   recoveredWebhooks: readonly string[] = [],
+  /**
+   * The same batch again, after a try whose answer was lost (it may have committed): attempts
+   * already logged are not logged twice. The deliveries' update needs no such care: a
+   * committed one has released the lease it matches on.
+   */
+  again = false,
 ): Promise<void> {
   if (completions.length === 0 && attempts.length === 0) return;
   const recovered = [...recoveredWebhooks].sort();
@@ -259,6 +265,8 @@ export async function completeBatch(
         ${attempts.map((a) => a.startedAt)}::timestamptz[], ${attempts.map((a) => a.durationMs)}::int[], ${attempts.map((a) => a.statusCode)}::int[],
         ${attempts.map((a) => a.outcome)}::text[], ${attempts.map((a) => storableText(a.error))}::text[], ${attempts.map((a) => storableText(a.responseSnippet))}::text[],
         ${attempts.map((a) => JSON.stringify(a.requestHeaders))}::jsonb[])
+        as a(delivery_id, webhook_id, attempt, started_at, duration_ms, status_code, outcome, error, response_snippet, request_headers)
+      ${again ? sql`where not exists (select 1 from delivery_attempts x where x.delivery_id = a.delivery_id and x.attempt = a.attempt)` : sql``}
       returning 1
     ),
     healed as (
