@@ -39,6 +39,29 @@ async function workspaceWithWebhook(): Promise<TestWorkspace & { call: ReturnTyp
 
 const ev = (extra: Record<string, unknown> = {}) => ({ type: 'record:created', data: { n: 1 }, ...extra });
 
+describe('listing deliveries by time', () => {
+  it('since/until take a date or a date-time with offset, whatever the offset, and bound created_at', async () => {
+    const ws = await newWorkspace(api.db);
+    const call = client(api.url, ws.key);
+    const hook = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/hook' });
+    expect((await call('POST', '/v1/events', ev())).status).toBe(202);
+    const list = async (q: string) => {
+      const r = await call('GET', `/v1/webhooks/${hook.body.id}/deliveries?${q}`);
+      expect(r.status).toBe(200);
+      return (r.body.result as unknown[]).length;
+    };
+    const at = (ms: number, offsetHours = 0) => {
+      const local = new Date(Date.now() + ms + offsetHours * 3_600_000).toISOString().slice(0, 19);
+      return encodeURIComponent(offsetHours === 0 ? `${local}Z` : `${local}${offsetHours > 0 ? '+' : '-'}${String(Math.abs(offsetHours)).padStart(2, '0')}:00`);
+    };
+    expect(await list(`since=${at(-60_000)}`)).toBe(1);
+    expect(await list(`since=${at(-60_000, 5)}`)).toBe(1); // the same instant, written at +05:00
+    expect(await list(`since=${at(60_000, -7)}`)).toBe(0);
+    expect(await list(`until=${at(-60_000)}`)).toBe(0);
+    expect(await list(`since=2000-01-01&until=${at(60_000, 3)}`)).toBe(1);
+  });
+});
+
 describe('Idempotency-Key over HTTP', () => {
   it('a repeat answers exactly as the first did (status, body, delivery count) and creates nothing', async () => {
     const ws = await workspaceWithWebhook();

@@ -22,11 +22,23 @@ export const queryBoolean = z.preprocess(
   z.boolean({ invalid_type_error: 'must be true or false' }),
 );
 
-/** An ISO-8601 date or date-time in a query string, parsed to a Date. */
+/**
+ * A date (`2026-12-01`, midnight UTC) or a date-time with its offset (`…T10:00:00Z`,
+ * `…+02:00`) in a query string, parsed to a Date. A date-time without an offset is refused:
+ * read in the server's time zone, the same request would mean different instants on
+ * different servers. So are numbers and other forms Date.parse would take.
+ */
 export const queryDate = z
   .string()
-  .refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 date-time')
+  .refine((v) => ISO_DATE.test(v) || IsoDateTime.safeParse(v).success, 'must be an ISO-8601 date (2026-12-01) or date-time with offset (2026-12-01T10:00:00Z)')
+  .refine((v) => isCalendarDay(v.slice(0, 10)), 'must be a real date')
   .transform((v) => new Date(v));
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
+/** `2026-02-30` is not one (Date would read it as March 2nd). */
+const isCalendarDay = (day: string) => {
+  const d = new Date(`${day}T00:00:00Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === day;
+};
 
 /** Pagination limits shared by the list endpoints. */
 export const MAX_PAGE_SIZE = 100;
