@@ -46,7 +46,7 @@ it('the claim commits without waiting for the WAL flush; the next statement on t
   expect(await syncCommit(session)).toBe('on');
 
   const inCompletion = await session.transaction().execute(async (trx) => {
-    await deliveries.completeBatch(trx, workerId, [{ id, status: 'succeeded', nextAttemptAt: null, statusCode: 204, error: null }], []);
+    await deliveries.completeBatch(trx, workerId, [{ id, attempt: 1, status: 'succeeded', nextAttemptAt: null, statusCode: 204, error: null }], []);
     return syncCommit(trx);
   });
   expect(inCompletion).toBe('on');

@@ -51,7 +51,7 @@ async function claimedWithResult(workerId: string): Promise<AttemptResult> {
   expect(claimed.map((d) => d.id)).toContain(id);
   return {
     outcome: 'success',
-    completion: { id, status: 'succeeded', nextAttemptAt: null, statusCode: 204, error: null },
+    completion: { id, attempt: 1, status: 'succeeded', nextAttemptAt: null, statusCode: 204, error: null },
     attempt: { deliveryId: id, webhookId, attempt: 1, startedAt: new Date(), durationMs: 3, statusCode: 204, outcome: 'success', error: null, responseSnippet: null, requestHeaders: {} },
   };
 }

@@ -2,7 +2,7 @@ import type { AttemptRecord, Completion } from '@hookpost/db';
 import { attemptLabel, outcomeOf, type Outcome } from './outcome.js';
 import { loggableHeaders, renderDelivery, type DeliveryTarget, type OutgoingMessage } from './payloads.js';
 import { maxAttempts, retryDelayMs, type RetryPolicy } from './retry-policy.js';
-import type { Sender } from './sender.js';
+import type { Sender, SendResult } from './sender.js';
 
 export interface AttemptResult {
   outcome: Outcome;
@@ -25,15 +25,39 @@ export async function performAttempt(
   const startedAt = new Date();
   const rendered = renderDelivery(target, message, Math.floor(startedAt.getTime() / 1000));
   const result = await sender.send(target.hookUrl, rendered);
+  return settle(message.deliveryId, target.id, attemptNumber, policy, startedAt, result, loggableHeaders(rendered.headers));
+}
+
+/**
+ * An attempt that could not be sent: its webhook's secret could not be decrypted (a wrong
+ * HOOKPOST_ENCRYPTION_KEY, a damaged row). It fails like an endpoint that does not answer:
+ * logged, retried on the schedule, counted against the webhook's health (which pauses it
+ * and holds the rest) — and the deliveries of other webhooks go on.
+ */
+export function unsentAttempt(deliveryId: string, webhookId: string, attemptNumber: number, policy: RetryPolicy, reason: string): AttemptResult {
+  return settle(deliveryId, webhookId, attemptNumber, policy, new Date(), { durationMs: 0, failure: { class: 'secret_unreadable', message: reason } }, {});
+}
+
+/** What an attempt's result means for its delivery: succeeded, retried at the policy's next time, or dead. */
+function settle(
+  deliveryId: string,
+  webhookId: string,
+  attemptNumber: number,
+  policy: RetryPolicy,
+  startedAt: Date,
+  result: SendResult,
+  requestHeaders: Record<string, string>,
+): AttemptResult {
   const outcome = outcomeOf(result);
   const error = result.failure ? `${result.failure.class}: ${result.failure.message}` : outcome === 'success' ? null : `HTTP ${result.statusCode}`;
   let completion: Completion;
   if (outcome === 'success') {
-    completion = { id: message.deliveryId, status: 'succeeded', nextAttemptAt: null, statusCode: result.statusCode ?? null, error: null };
+    completion = { id: deliveryId, attempt: attemptNumber, status: 'succeeded', nextAttemptAt: null, statusCode: result.statusCode ?? null, error: null };
   } else {
     const delay = outcome === 'gone' || attemptNumber >= maxAttempts(policy) ? null : retryDelayMs(policy, attemptNumber, result.retryAfterSeconds);
     completion = {
-      id: message.deliveryId,
+      id: deliveryId,
+      attempt: attemptNumber,
       status: delay === null ? 'dead' : 'pending',
       nextAttemptAt: delay === null ? null : new Date(Date.now() + delay),
       statusCode: result.statusCode ?? null,
@@ -44,8 +68,8 @@ export async function performAttempt(
     outcome,
     completion,
     attempt: {
-      deliveryId: message.deliveryId,
-      webhookId: target.id,
+      deliveryId,
+      webhookId,
       attempt: attemptNumber,
       startedAt,
       durationMs: result.durationMs,
@@ -53,7 +77,7 @@ export async function performAttempt(
       outcome: attemptLabel(result),
       error,
       responseSnippet: result.responseSnippet ?? null,
-      requestHeaders: loggableHeaders(rendered.headers),
+      requestHeaders,
     },
   };
 }

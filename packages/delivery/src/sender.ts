@@ -10,7 +10,8 @@ import { BlockedAddressError, type AddressPolicy } from './address-policy.js';
 import type { RenderedDelivery } from './payloads.js';
 import { parseRetryAfter } from './retry-policy.js';
 
-export type FailureClass = 'timeout' | 'connect_error' | 'network_error' | 'blocked_address' | 'invalid_url';
+/** Why an attempt got no answer; `secret_unreadable`: not sent, its webhook's secret could not be decrypted. */
+export type FailureClass = 'timeout' | 'connect_error' | 'network_error' | 'blocked_address' | 'invalid_url' | 'secret_unreadable';
 
 export interface SendResult {
   statusCode?: number;

@@ -35,13 +35,16 @@ export class TargetLoader {
   ) {}
 
   /**
-   * Targets by webhook id; a webhook that is gone or has no URL is left out.
+   * Targets by webhook id; a webhook that is gone or has no URL is left out, and one whose
+   * secret cannot be decrypted is in `unreadable` (with why), so that one bad row does not
+   * keep every other webhook's deliveries from being sent.
    * `webhookVersions` (from the claim): ids mapped to their `updated_at`, or null when the
    * webhook no longer exists.
    */
-  async load(ids: readonly string[], webhookVersions?: ReadonlyMap<string, Date | null>): Promise<Map<string, DeliveryTarget>> {
+  async load(ids: readonly string[], webhookVersions?: ReadonlyMap<string, Date | null>): Promise<LoadedTargets> {
     const now = Date.now();
     const out = new Map<string, DeliveryTarget>();
+    const unreadable = new Map<string, string>();
     const toRead: string[] = [];
     for (const id of ids) {
       if (!webhookVersions) {
@@ -54,7 +57,7 @@ export class TargetLoader {
       if (version !== undefined && cached?.reusable && cached.version === version.getTime() && cached.expiresAt > now) out.set(id, cached.target);
       else toRead.push(id);
     }
-    if (toRead.length === 0) return out;
+    if (toRead.length === 0) return { targets: out, unreadable };
     const rows = await webhooks.getWebhooksForDelivery(this.db, toRead);
     if (this.cache.size + rows.length > MAX_CACHED) this.cache.clear();
     for (const row of rows) {
@@ -68,9 +71,14 @@ export class TargetLoader {
         expiresAt = cached.expiresAt;
       } else {
         const previousExpires = row.previous_secret_expires_at?.getTime() ?? 0;
-        const live = [this.box.open(row.secret_encrypted)];
-        if (row.previous_secret_encrypted && previousExpires > now) live.push(this.box.open(row.previous_secret_encrypted));
-        secrets = live;
+        try {
+          const live = [this.box.open(row.secret_encrypted)];
+          if (row.previous_secret_encrypted && previousExpires > now) live.push(this.box.open(row.previous_secret_encrypted));
+          secrets = live;
+        } catch (err) {
+          unreadable.set(row.id, `the webhook's signing secret could not be decrypted (${err instanceof Error ? err.message : String(err)}); is HOOKPOST_ENCRYPTION_KEY the one it was stored with?`);
+          continue;
+        }
         expiresAt = previousExpires > now ? previousExpires : Number.POSITIVE_INFINITY;
       }
       const unified = row.origin === 'unified' && !!row.connection_id;
@@ -89,6 +97,12 @@ export class TargetLoader {
       this.cache.set(row.id, { version, target, reusable: !unified, expiresAt });
       out.set(row.id, target);
     }
-    return out;
+    return { targets: out, unreadable };
   }
+}
+
+export interface LoadedTargets {
+  targets: Map<string, DeliveryTarget>;
+  /** Webhooks whose secret could not be decrypted, with why (no secret in it). */
+  unreadable: Map<string, string>;
 }

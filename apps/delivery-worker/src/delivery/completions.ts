@@ -67,36 +67,28 @@ export class CompletionWriter {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
-    const tallies = new Map<string, HealthTally>();
+    // Webhooks whose failure streak a success ends (the statement keeps those of completions that counted).
+    const tallies = tallyHealth(batch);
+    const recovered = [...tallies.values()].filter((t) => t.recovered && t.failures === 0 && !t.gone).map((t) => t.webhookId);
+    let troubled: HealthTally[] = [];
     let earliestRetry: Date | undefined;
-    for (const r of batch) {
-      const t = tallies.get(r.attempt.webhookId) ?? { webhookId: r.attempt.webhookId, failures: 0, recovered: false, gone: false };
-      if (r.outcome === 'success') {
-        t.recovered = true;
-        t.failures = 0;
-      } else if (r.attempt.statusCode === 429) {
-        // Too many requests: the endpoint is up and asks for fewer (retried later, its share
-        // halved); not a failure of its health, as with the poller's sources.
-      } else if (r.outcome === 'gone') {
-        t.gone = true;
-      } else {
-        t.failures++;
-      }
-      tallies.set(t.webhookId, t);
-      const at = r.completion.nextAttemptAt;
-      if (at && (!earliestRetry || at < earliestRetry)) earliestRetry = at;
-    }
-    const all = [...tallies.values()];
-    const recovered = all.filter((t) => t.recovered && t.failures === 0 && !t.gone).map((t) => t.webhookId);
-    const troubled = all.filter((t) => t.failures > 0 || t.gone);
     let recorded = false;
     const giveUpAt = Date.now() + this.retryForMs;
     for (let tries = 1; ; tries++) {
       try {
         // One statement for the common case; a transaction only when health must change.
         if (!recorded) {
-          await deliveries.completeBatch(this.db, this.workerId, batch.map((r) => r.completion), batch.map((r) => r.attempt), recovered, tries > 1);
+          const counted = await deliveries.completeBatch(this.db, this.workerId, batch.map((r) => r.completion), batch.map((r) => r.attempt), recovered, tries > 1);
           recorded = true;
+          // A late completion of an earlier claim (its lease ran out, the delivery was claimed
+          // again) is logged, but says nothing about health or retries: the later claim will.
+          const all = counted.size === batch.length;
+          const current = all ? batch : batch.filter((r) => counted.has(r.completion.id));
+          troubled = [...(all ? tallies : tallyHealth(current)).values()].filter((t) => t.failures > 0 || t.gone);
+          for (const r of current) {
+            const at = r.completion.nextAttemptAt;
+            if (at && (!earliestRetry || at < earliestRetry)) earliestRetry = at;
+          }
         }
         const stopped = troubled.length
           ? await this.db.transaction().execute((trx) => webhookHealth.applyHealth(trx, troubled, this.health))
@@ -123,4 +115,25 @@ export class CompletionWriter {
       }
     }
   }
+}
+
+/** What a batch of results says about each webhook's health, in batch order. */
+function tallyHealth(results: readonly AttemptResult[]): Map<string, HealthTally> {
+  const tallies = new Map<string, HealthTally>();
+  for (const r of results) {
+    const t = tallies.get(r.attempt.webhookId) ?? { webhookId: r.attempt.webhookId, failures: 0, recovered: false, gone: false };
+    if (r.outcome === 'success') {
+      t.recovered = true;
+      t.failures = 0;
+    } else if (r.attempt.statusCode === 429) {
+      // Too many requests: the endpoint is up and asks for fewer (retried later, its share
+      // halved); not a failure of its health, as with the poller's sources.
+    } else if (r.outcome === 'gone') {
+      t.gone = true;
+    } else {
+      t.failures++;
+    }
+    tallies.set(t.webhookId, t);
+  }
+  return tallies;
 }

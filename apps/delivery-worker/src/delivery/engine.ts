@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { deliveries, type Claim, type ClaimedDelivery, type Db, type HealthPolicy } from '@hookpost/db';
-import { messageOf, performAttempt, type DeliveryTarget, type RetryPolicy, type Sender, type TargetLoader } from '@hookpost/delivery';
+import { deliveries, type Claim, type ClaimedDelivery, type ClaimRef, type Db, type HealthPolicy } from '@hookpost/db';
+import { messageOf, performAttempt, unsentAttempt, type DeliveryTarget, type LoadedTargets, type RetryPolicy, type Sender, type TargetLoader } from '@hookpost/delivery';
 import { FailureStreak, type Logger } from '@hookpost/runtime';
 import { CompletionWriter } from './completions.js';
 
@@ -26,7 +26,12 @@ export interface EngineOptions {
 interface Queued {
   delivery: ClaimedDelivery;
   target: DeliveryTarget;
-  /** When this worker claimed it (its lease started). */
+  /**
+   * When this worker asked for the claim (Date.now()). The lease runs from the claim
+   * statement's start on the database's clock, a moment later: counted from here, the
+   * lease this worker relies on ends before the real one, however long the claim waited
+   * (for locks, say) or its answer took.
+   */
   claimedAt: number;
 }
 
@@ -188,6 +193,7 @@ export class DeliveryEngine {
       const perWebhook = this.o.perEndpoint * FAST_ENDPOINT_FACTOR;
       let claim: Claim;
       this.stoppedDuringClaim = new Set();
+      const claimedAt = Date.now();
       try {
         claim = await deliveries.claimDue(this.o.db, { workerId: this.workerId, limit, perWebhook, leaseMs: this.o.leaseMs, excludeWebhooks: excluded });
         this.claimFailures.succeeded();
@@ -201,7 +207,7 @@ export class DeliveryEngine {
       // Fewer than asked and no webhook at its share: everything due (and not being
       // claimed by another worker) was taken. Held rows took places in the batch.
       this.moreDue = claim.held > 0 || claimed.length >= limit || reachedShare(claimed, perWebhook);
-      const dispatched = claimed.length === 0 || (await this.dispatchAll(claimed));
+      const dispatched = claimed.length === 0 || (await this.dispatchAll(claimed, claimedAt));
       this.stoppedDuringClaim = undefined;
       if (claimed.length > 0) {
         this.stats.claimed += claimed.length;
@@ -251,47 +257,63 @@ export class DeliveryEngine {
   }
 
   /** Starts or queues the claimed deliveries; false when their webhooks could not be read (all handed back). */
-  private async dispatchAll(claimed: ClaimedDelivery[]): Promise<boolean> {
-    const claimedAt = Date.now();
-    let targets: Map<string, DeliveryTarget>;
+  private async dispatchAll(claimed: ClaimedDelivery[], claimedAt: number): Promise<boolean> {
+    let loaded: LoadedTargets;
     try {
       // The claim read each webhook's version: targets already built from it need no read.
       const versions = new Map(claimed.map((d) => [d.webhook_id, d.webhook_updated_at]));
-      targets = await this.o.targets.load([...versions.keys()], versions);
+      loaded = await this.o.targets.load([...versions.keys()], versions);
     } catch (err) {
       this.o.logger.error({ err, deliveries: claimed.length }, 'could not load the claimed deliveries\' webhooks; handing them back');
       this.stats.released += claimed.length;
       this.moreDue = true;
-      const ids = claimed.map((d) => d.id);
-      await deliveries.releaseClaims(this.o.db, this.workerId, ids).catch(() => undefined);
+      await deliveries.releaseClaims(this.o.db, this.workerId, claimed).catch(() => undefined);
       return false;
     }
-    const release: string[] = [];
+    const { targets, unreadable } = loaded;
+    if (unreadable.size > 0) {
+      this.o.logger.error({ webhooks: [...unreadable.keys()], reason: [...unreadable.values()][0] }, 'webhooks whose secret cannot be decrypted: their deliveries fail unsent');
+    }
+    const release: ClaimRef[] = [];
     const orphans: string[] = [];
+    let late = 0;
     for (const delivery of claimed) {
       const target = targets.get(delivery.webhook_id);
       if (this.stoppedDuringClaim?.has(delivery.webhook_id)) {
         // Stopped after the claim read it live: back, and held (releaseClaims reads it now).
-        release.push(delivery.id);
+        release.push(delivery);
+        continue;
+      }
+      const unreadableWhy = unreadable.get(delivery.webhook_id);
+      if (unreadableWhy !== undefined) {
+        this.stats.failed++;
+        this.completions.add(unsentAttempt(delivery.id, delivery.webhook_id, delivery.attempts, this.o.retry, unreadableWhy));
         continue;
       }
       if (!target) {
         // Webhook gone (a delete racing an insert of an older version, migration 0006): drop
         // the delivery, or it would come back at every lease. Without a URL (changed after
         // the claim read it, which holds those): released, and held by releaseClaims.
-        (delivery.webhook_updated_at === null ? orphans : release).push(delivery.id);
+        if (delivery.webhook_updated_at === null) orphans.push(delivery.id);
+        else release.push(delivery);
         continue;
       }
       const lane = this.lanes.get(delivery.webhook_id) ?? { active: 0, waiting: [] };
       this.lanes.set(delivery.webhook_id, lane);
       const cap = this.capOf(delivery.webhook_id);
-      if (lane.active < cap) {
-        this.send(lane, { delivery, target, claimedAt });
+      const q = { delivery, target, claimedAt };
+      if (!this.leaseCovers(q)) {
+        // The claim took so long (waiting for locks, say) that a send now could outlive its
+        // lease: back, due now, to be claimed again with a lease of its own.
+        release.push(delivery);
+        late++;
+      } else if (lane.active < cap) {
+        this.send(lane, q);
       } else if (lane.waiting.length < cap * 2) {
-        lane.waiting.push({ delivery, target, claimedAt });
+        lane.waiting.push(q);
         this.queued++;
       } else {
-        release.push(delivery.id);
+        release.push(delivery);
       }
     }
     if (orphans.length > 0) {
@@ -299,6 +321,10 @@ export class DeliveryEngine {
         () => this.o.logger.warn({ deliveries: orphans.length }, 'dropped deliveries whose webhook is gone'),
         (err: unknown) => this.o.logger.warn({ err }, 'could not drop deliveries of deleted webhooks; their leases will expire'),
       );
+    }
+    if (late > 0) {
+      this.o.logger.warn({ deliveries: late, claimMs: Date.now() - claimedAt }, 'a claim took so long that its lease may not cover a send; handing it back');
+      this.notified = true;
     }
     if (release.length > 0) {
       this.stats.released += release.length;
@@ -310,9 +336,14 @@ export class DeliveryEngine {
     return true;
   }
 
-  /** Whether a send started now still ends (timeout included) inside the claim's lease. */
+  /**
+   * Whether a send started now still ends (timeout included, and a margin for timers) inside
+   * the claim's lease. The margin is at most half of what the lease leaves past a timeout, so
+   * that the shortest lease the config allows (2 × timeout) still covers a send.
+   */
   private leaseCovers(q: Queued): boolean {
-    return Date.now() - q.claimedAt + this.o.timeoutMs + 1000 < this.o.leaseMs;
+    const margin = Math.min(1000, (this.o.leaseMs - this.o.timeoutMs) / 2);
+    return Date.now() - q.claimedAt + this.o.timeoutMs + margin < this.o.leaseMs;
   }
 
   private send(lane: EndpointLane, q: Queued): void {
@@ -349,12 +380,12 @@ export class DeliveryEngine {
    * worker may take it over, and two sends must not happen.
    */
   private startQueued(lane: EndpointLane, webhookId: string): void {
-    const expiring: string[] = [];
+    const expiring: ClaimRef[] = [];
     while (lane.active < this.capOf(webhookId) && lane.waiting.length > 0) {
       const next = lane.waiting.shift() as Queued;
       this.queued--;
       if (this.leaseCovers(next)) this.send(lane, next);
-      else expiring.push(next.delivery.id);
+      else expiring.push(next.delivery);
     }
     if (expiring.length > 0) this.moreDue = true;
     if (expiring.length > 0) void deliveries.releaseClaims(this.o.db, this.workerId, expiring).catch(() => undefined);
@@ -362,11 +393,11 @@ export class DeliveryEngine {
 
   /** Paused or disabled webhooks: hand their not-yet-sent deliveries back (they end up held). */
   private dropQueued(webhookIds: string[]): void {
-    const ids: string[] = [];
+    const ids: ClaimRef[] = [];
     for (const id of webhookIds) {
       const lane = this.lanes.get(id);
       if (!lane) continue;
-      ids.push(...lane.waiting.map((w) => w.delivery.id));
+      ids.push(...lane.waiting.map((w) => w.delivery));
       this.queued -= lane.waiting.length;
       lane.waiting = [];
     }
@@ -386,9 +417,9 @@ export class DeliveryEngine {
     this.wakeSignal?.();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.loop?.catch(() => undefined);
-    const waiting: string[] = [];
+    const waiting: ClaimRef[] = [];
     for (const lane of this.lanes.values()) {
-      waiting.push(...lane.waiting.map((w) => w.delivery.id));
+      waiting.push(...lane.waiting.map((w) => w.delivery));
       this.queued -= lane.waiting.length;
       lane.waiting = [];
     }

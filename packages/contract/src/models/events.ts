@@ -97,7 +97,7 @@ export const Attempt = z.object({
   started_at: IsoDateTime,
   duration_ms: z.number().int(),
   status_code: z.number().int().optional(),
-  /** `success`, `http_<code>`, `timeout`, `connect_error`, `network_error`, `blocked_address`, `invalid_url`. */
+  /** `success`, `http_<code>`, `timeout`, `connect_error`, `network_error`, `blocked_address`, `invalid_url`, `secret_unreadable` (not sent: its webhook's secret could not be decrypted). */
   outcome: z.string(),
   error: z.string().optional(),
   /** The first 4 KB of the response body. */

@@ -141,15 +141,26 @@ export async function nextDueAt(db: Db, excludeWebhooks: readonly string[] = [])
   return inMs === null || inMs === undefined ? null : new Date(Date.now() + Math.max(0, inMs));
 }
 
-/** Returns claimed-but-unsent deliveries to the queue, as if never claimed. */
-export async function releaseClaims(db: Db, workerId: string, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
+/**
+ * One claim of a delivery: the worker and the attempt number the claim gave it. A worker
+ * claims its own delivery again after a lease it let run out (the reaper put it back), so
+ * the worker alone does not tell its claims apart; the attempt number does (it only grows
+ * while a delivery is sent: a release undoes the claim of a delivery never sent).
+ */
+export interface ClaimRef {
+  id: string;
+  attempts: number;
+}
+
+/** Returns claimed-but-unsent deliveries to the queue, as if never claimed; a claim since superseded is left alone. */
+export async function releaseClaims(db: Db, workerId: string, claims: readonly ClaimRef[]): Promise<void> {
+  if (claims.length === 0) return;
   await sql`
     update deliveries d
        set status = case when ${SENDABLE_W} then 'pending' else 'held' end,
            attempts = d.attempts - 1, lease_until = null, leased_by = null, updated_at = now()
-      from webhooks w
-     where w.id = d.webhook_id and d.id = any(${ids}::uuid[]) and d.leased_by = ${workerId} -- still ours, so delivering (0005)
+      from unnest(${claims.map((c) => c.id)}::uuid[], ${claims.map((c) => c.attempts)}::int[]) as c(id, attempts), webhooks w
+     where d.id = c.id and w.id = d.webhook_id and d.leased_by = ${workerId} and d.attempts = c.attempts -- still this claim, so delivering (0005)
   `.execute(db);
 }
 
@@ -200,6 +211,8 @@ export interface AttemptRecord {
 
 export interface Completion {
   id: string;
+  /** The attempt number its claim gave it ({@link ClaimRef}): a completion of an earlier claim changes nothing. */
+  attempt: number;
   status: Extract<DeliveryStatus, 'succeeded' | 'pending' | 'dead'>;
   /** For `pending`: when to try again. */
   nextAttemptAt: Date | null;
@@ -219,8 +232,10 @@ function storableText(s: string | null): string | null {
 /**
  * Records a batch of finished attempts in one statement: the deliveries' new states,
  * the attempt log, and — for webhooks that had a success — the end of any failure
- * streak. Only rows still leased by `workerId` change. Failures are applied to webhook
- * health separately (webhook-health.ts), in a transaction that locks in id order.
+ * streak. Only rows still under the claim that was sent change (`workerId`, the attempt
+ * number); returns their ids, the completions that counted (every attempt is logged).
+ * Failures are applied to webhook health separately (webhook-health.ts), in a transaction
+ * that locks in id order, and only for completions that counted.
  */
 export async function completeBatch(
   db: Db,
@@ -234,14 +249,14 @@ export async function completeBatch(
    * committed one has released the lease it matches on.
    */
   again = false,
-): Promise<void> {
-  if (completions.length === 0 && attempts.length === 0) return;
+): Promise<Set<string>> {
+  if (completions.length === 0 && attempts.length === 0) return new Set();
   const recovered = [...recoveredWebhooks].sort();
   // Retry times go as waits from now, added to the database's clock: the claim compares
   // them with its now(), whatever this process's clock says.
   const writtenAt = Date.now();
   // Prepared, like the claim (QUEUE_SESSION_SETTINGS keep its generic plan on the primary key).
-  await sql`${sql.raw(PREPARE)}
+  const r = await sql<{ updated: string[] }>`${sql.raw(PREPARE)}
     with updated as (
       -- A retry for a webhook paused meanwhile waits, held, for its resume.
       update deliveries d
@@ -249,14 +264,16 @@ export async function completeBatch(
              next_attempt_at = coalesce(now() + make_interval(secs => c.next_in_ms / 1000.0), d.next_attempt_at),
              last_status_code = c.code, last_error = c.error, lease_until = null, leased_by = null,
              updated_at = now(), finished_at = case when c.status in ('succeeded', 'dead') then now() else null end
-        from unnest(${completions.map((c) => c.id)}::uuid[], ${completions.map((c) => c.status)}::text[],
+        from unnest(${completions.map((c) => c.id)}::uuid[], ${completions.map((c) => c.attempt)}::int[], ${completions.map((c) => c.status)}::text[],
                     ${completions.map((c) => (c.nextAttemptAt ? Math.max(0, c.nextAttemptAt.getTime() - writtenAt) : null))}::float8[], ${completions.map((c) => c.statusCode)}::int[],
-                    ${completions.map((c) => storableText(c.error))}::text[]) as c(id, status, next_in_ms, code, error),
+                    ${completions.map((c) => storableText(c.error))}::text[]) as c(id, attempt, status, next_in_ms, code, error),
              webhooks w
        -- By primary key: \`leased_by\` implies status 'delivering' (migration 0005); naming the
        -- status would let the planner walk the dead entries of deliveries_leased instead.
-       where d.id = c.id and w.id = d.webhook_id and d.leased_by = ${workerId}
-      returning d.id
+       -- The claim's attempt number: a late completion of an earlier claim (its lease ran out,
+       -- the delivery was claimed again, by this worker too) must not end the later one.
+       where d.id = c.id and w.id = d.webhook_id and d.leased_by = ${workerId} and d.attempts = c.attempt
+      returning d.id, d.webhook_id
     ),
     logged as (
       insert into delivery_attempts (delivery_id, webhook_id, attempt, started_at, duration_ms, status_code, outcome, error, response_snippet, request_headers)
@@ -271,12 +288,15 @@ export async function completeBatch(
     ),
     healed as (
       -- Index order over a sorted id list: concurrent statements lock in the same order.
+      -- Only by a completion that counted (a late one of an earlier claim says nothing new).
       update webhooks set consecutive_failures = 0, failing_since = null, is_healthy = true, checked_at = now()
       where id = any(${recovered}::uuid[]) and (consecutive_failures > 0 or not is_healthy)
+        and id in (select webhook_id from updated)
       returning 1
     )
-    select (select count(*) from updated) as updated, (select count(*) from logged) as logged, (select count(*) from healed) as healed
+    select array(select id from updated) as updated, (select count(*) from logged) as logged, (select count(*) from healed) as healed
   `.execute(db);
+  return new Set(r.rows[0]?.updated ?? []);
 }
 
 /**

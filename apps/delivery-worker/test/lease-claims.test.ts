@@ -1,0 +1,143 @@
+/**
+ * Claims and their leases, where a send could happen twice or a result land on the wrong
+ * claim: a claim that waited (for a lock) until its lease was over; a late completion or
+ * release of an earlier claim of the same delivery (its lease ran out, the reaper put it
+ * back, the same worker claimed it again); and a webhook whose secret cannot be decrypted,
+ * which used to hand every claimed delivery back, so that nothing was sent to anyone.
+ */
+import { deliveries, newId, workspaces, type ClaimedDelivery, type Database } from '@hookpost/db';
+import { createTestDatabase, insertPlainWebhook, type TestDatabase } from '@hookpost/testkit';
+import { sql, type Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CompletionWriter } from '../src/delivery/completions.js';
+import { createLogger } from '@hookpost/runtime';
+import { startStack, type Stack } from './stack.js';
+
+let stack: Stack;
+let db: Kysely<Database>;
+beforeAll(async () => {
+  // A send may take 1 s; the lease is the shortest the config allows for it (2 × timeout).
+  stack = await startStack({ env: { DELIVERY_TIMEOUT_MS: '1000', DELIVERY_LEASE_MS: '2000' } });
+  db = stack.database.db;
+});
+afterAll(async () => stack?.close());
+
+const at = (path: string) => () => stack.receiver.deliveries().filter((d) => d.path === path);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor<T>(read: () => Promise<T> | T, done: (v: T) => boolean, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await read();
+    if (done(v) || Date.now() > deadline) return v;
+    await sleep(50);
+  }
+}
+
+const scopeOf = async (webhookId: string) => {
+  const w = await db.selectFrom('webhooks').select(['workspace_id', 'environment_id']).where('id', '=', webhookId).executeTakeFirstOrThrow();
+  return { workspaceId: w.workspace_id, environmentId: w.environment_id };
+};
+
+describe('a claim whose lease is over by the time its rows arrive', () => {
+  it('is handed back, not sent: one send, although the claim waited 2.5 s for a lock (the lease is 2 s)', async () => {
+    const hook = await stack.trutoWebhook('/lease/slow');
+    stack.receiver.setBehaviour('/lease/slow', { latency_ms: 800 });
+    const scope = await scopeOf(hook.id);
+    const id = newId();
+    // A migration's lock on events (0005 rewrote every row under one): the worker's claim,
+    // which reads events, waits for it with its lease already running.
+    await db.transaction().execute(async (trx) => {
+      await sql`lock table events in access exclusive mode`.execute(trx);
+      await deliveries.insertDelivery(db, { id, workspaceId: scope.workspaceId, webhookId: hook.id, kind: 'test', payload: { n: 1 } });
+      await sleep(2_500);
+    });
+    const row = await waitFor(
+      () => deliveries.getDelivery(db, scope, id),
+      (r) => r?.status === 'succeeded',
+    );
+    expect(row?.status).toBe('succeeded');
+    // Long enough for a second, overlapping send (the reaper runs every second) to arrive.
+    await sleep(2_000);
+    expect(at('/lease/slow')().length).toBe(1);
+  }, 30_000);
+});
+
+describe('a late result of an earlier claim of the same delivery', () => {
+  // A database of its own, with no worker on it: the claims here are the test's.
+  let t: TestDatabase;
+  let scope: { workspaceId: string; environmentId: string };
+  let webhookId: string;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    const { workspace, environment } = await workspaces.createWorkspace(t.db, 'stale-claims');
+    scope = { workspaceId: workspace.id, environmentId: environment.id };
+    webhookId = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/stale');
+  });
+  afterAll(async () => t?.drop());
+
+  it('changes neither the delivery nor its release; both attempts are logged; the later claim decides', async () => {
+    const id = newId();
+    await deliveries.insertDelivery(t.db, { id, workspaceId: scope.workspaceId, webhookId, kind: 'test', payload: { n: 2 } });
+    const workerId = `worker-${newId()}`;
+    // Claim 1 (attempt 1); its lease runs out, the reaper puts it back, the same worker claims it again (attempt 2).
+    const [first] = (await deliveries.claimDue(t.db, { workerId, limit: 10, perWebhook: 10, leaseMs: 1 })).deliveries;
+    expect(first).toMatchObject({ id, attempts: 1 });
+    await sleep(5);
+    expect(await deliveries.reclaimExpiredLeases(t.db)).toBe(1);
+    const [second] = (await deliveries.claimDue(t.db, { workerId, limit: 10, perWebhook: 10, leaseMs: 60_000 })).deliveries;
+    expect(second).toMatchObject({ id, attempts: 2 });
+
+    // Claim 1's release and its failure (retry in an hour) arrive late: nothing changes.
+    await deliveries.releaseClaims(t.db, workerId, [first as ClaimedDelivery]);
+    expect(await deliveries.getDelivery(t.db, scope, id)).toMatchObject({ status: 'delivering', attempts: 2, leased_by: workerId });
+    const stale = {
+      outcome: 'failure' as const,
+      completion: { id, attempt: 1, status: 'pending' as const, nextAttemptAt: new Date(Date.now() + 3_600_000), statusCode: 500, error: 'HTTP 500' },
+      attempt: { deliveryId: id, webhookId, attempt: 1, startedAt: new Date(), durationMs: 5, statusCode: 500, outcome: 'http_500', error: 'HTTP 500', responseSnippet: null, requestHeaders: {} },
+    };
+    const writer = new CompletionWriter(t.db, workerId, { failureThreshold: 1, pauseAfterSeconds: 3600 }, createLogger('test', 'silent'), { onStopped: () => undefined, onRetryAt: () => undefined }, 60_000);
+    writer.add(stale);
+    await writer.flush();
+    expect(await deliveries.getDelivery(t.db, scope, id)).toMatchObject({ status: 'delivering', attempts: 2, leased_by: workerId });
+    // Its failure does not count against the webhook either (threshold 1 would mark it unhealthy).
+    const health = await t.db.selectFrom('webhooks').select(['consecutive_failures', 'is_healthy']).where('id', '=', webhookId).executeTakeFirstOrThrow();
+    expect(health).toEqual({ consecutive_failures: 0, is_healthy: true });
+
+    // Claim 2's success ends the delivery.
+    writer.add({
+      outcome: 'success',
+      completion: { id, attempt: 2, status: 'succeeded', nextAttemptAt: null, statusCode: 204, error: null },
+      attempt: { ...stale.attempt, attempt: 2, statusCode: 204, outcome: 'success', error: null },
+    });
+    await writer.flush();
+    expect(await deliveries.getDelivery(t.db, scope, id)).toMatchObject({ status: 'succeeded', attempts: 2 });
+    const logged = await deliveries.listAttempts(t.db, id);
+    expect(logged.map((a) => [a.attempt, a.outcome])).toEqual([
+      [1, 'http_500'],
+      [2, 'success'],
+    ]);
+  });
+});
+
+describe('a webhook whose secret cannot be decrypted', () => {
+  it('fails its own deliveries (secret_unreadable, retried, then dead); every other webhook is delivered', async () => {
+    const bad = await stack.trutoWebhook('/lease/unreadable');
+    const good = await stack.trutoWebhook('/lease/readable');
+    // As after a wrong HOOKPOST_ENCRYPTION_KEY, or a damaged row.
+    await db.updateTable('webhooks').set({ secret_encrypted: Buffer.from('not what was sealed') }).where('id', '=', bad.id).execute();
+    for (let i = 0; i < 5; i++) expect((await stack.call('POST', '/v1/events', { type: 'record:created', data: { i } })).status).toBe(202);
+    const received = await waitFor(at('/lease/readable'), (r) => r.length >= 5);
+    expect(received.length).toBeGreaterThanOrEqual(5);
+    expect(received.filter((d) => d.webhook_id === good.id).every((d) => d.verified)).toBe(true);
+    const failed = await waitFor(
+      () => stack.call('GET', `/v1/webhooks/${bad.id}/deliveries?status=dead`),
+      (r) => r.body.result.length === 5,
+    );
+    expect(failed.body.result.length).toBe(5);
+    const attempts = await stack.call('GET', `/v1/deliveries/${failed.body.result[0].id}/attempts`);
+    expect((attempts.body as { outcome: string }[]).map((a) => a.outcome)).toEqual(['secret_unreadable', 'secret_unreadable', 'secret_unreadable', 'secret_unreadable']);
+    expect(at('/lease/unreadable')().length).toBe(0);
+    expect(stack.workers[0]?.output()).toContain('webhooks whose secret cannot be decrypted');
+  }, 30_000);
+});
