@@ -180,6 +180,8 @@ export interface EventsTable {
   data: JSONColumnType<Record<string, unknown>, string, string>;
   /** Deliveries it fanned out to when accepted. */
   deliveries: Generated<number>;
+  /** Deliveries that refer to it now (fan-out and replays, less those deleted); null: not counted yet (migration 0010). */
+  refs: number | null;
   created_at: CreatedAt;
 }
 

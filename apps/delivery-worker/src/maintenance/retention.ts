@@ -11,6 +11,18 @@ async function pruneInBatches(deleteBatch: (batch: number) => Promise<number>, b
   }
 }
 
+/** Deletes old events no delivery refers to, a batch of old events at a time (in id order, each batch after the last). */
+async function pruneOldEvents(db: Db, olderThan: Date, batch = 5000): Promise<number> {
+  let total = 0;
+  let after: string | null = null;
+  for (;;) {
+    const b: events.EventRetentionBatch = await events.deleteOldEvents(db, olderThan, batch, after);
+    total += b.deleted;
+    if (b.scanned < batch || b.lastId === null) return total;
+    after = b.lastId;
+  }
+}
+
 /** Deletes the deliveries and attempts of deleted webhooks, a batch at a time, then their records. */
 async function purgeDeletedWebhooks(db: Db, batch = 5000): Promise<number> {
   let total = 0;
@@ -43,7 +55,7 @@ export async function pruneOnce(db: Db, ages: RetentionAges, now = Date.now()): 
   return {
     ofDeletedWebhooks: await purgeDeletedWebhooks(db),
     deliveries: await pruneInBatches((batch) => deliveries.deleteFinishedDeliveries(db, before(ages.deliveriesMs), batch)),
-    events: await pruneInBatches((batch) => events.deleteOldEvents(db, before(ages.deliveriesMs), batch)),
+    events: await pruneOldEvents(db, before(ages.deliveriesMs)),
     attempts: await pruneInBatches((batch) => deliveries.deleteOldAttempts(db, before(ages.attemptsMs), batch)),
     idempotencyKeys: await pruneInBatches((batch) => events.deleteOldIdempotencyKeys(db, before(ages.idempotencyKeysMs), batch)),
     pollRuns: await pruneInBatches((batch) => polling.deleteOldRuns(db, before(ages.pollRunsMs), batch)),

@@ -177,11 +177,21 @@ export async function deleteOrphanClaims(db: Db, workerId: string, ids: readonly
   );
 }
 
-/** Deletes the deliveries (`d`) that match, and their attempt log, in one statement; returns how many deliveries. */
+/**
+ * Deletes the deliveries (`d`) that match, and their attempt log, in one statement, and
+ * lowers their events' counts of deliveries referring to them (events.refs, migration 0010:
+ * what event retention goes by); returns how many deliveries. Every delete of deliveries
+ * comes here.
+ */
 async function deleteDeliveriesWhere(db: Db, where: RawBuilder<SqlBool>): Promise<number> {
   const r = await sql<{ n: string }>`
-    with gone as (delete from deliveries d where ${where} returning d.id),
-    logged as (delete from delivery_attempts a using gone where a.delivery_id = gone.id)
+    with gone as (delete from deliveries d where ${where} returning d.id, d.event_id),
+    logged as (delete from delivery_attempts a using gone where a.delivery_id = gone.id),
+    unreferenced as (
+      update events e set refs = e.refs - g.n
+        from (select event_id, count(*)::int as n from gone where event_id is not null group by event_id) g
+       where e.id = g.event_id and e.refs is not null
+    )
     select count(*) as n from gone
   `.execute(db);
   return Number(r.rows[0]?.n ?? 0);
@@ -543,7 +553,13 @@ export async function replayDeliveries(db: Db, workspaceId: string, ids: readonl
         -- The event, locked until commit: retention (events.deleteOldEvents) cannot delete it
         -- between this read and the new delivery; one it deleted first is not replayed.
         and (d.event_id is null or exists (select 1 from events e where e.id = d.event_id for key share))
-      returning id
+      returning id, event_id
+    ),
+    -- The copies refer to their events: counted (migration 0010), so retention keeps them.
+    referenced as (
+      update events e set refs = e.refs + c.n
+        from (select event_id, count(*)::int as n from copied where event_id is not null group by event_id) c
+       where e.id = c.event_id and e.refs is not null
     ),
     rushed as (
       update deliveries d set next_attempt_at = now(), updated_at = now()

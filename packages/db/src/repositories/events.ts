@@ -81,15 +81,16 @@ async function ingestRound(db: Db, events: readonly NewEvent[], depth: number): 
       for key share of w
     ),
     -- The event keeps its fan-out count: a repeat answers with it, without counting
-    -- deliveries (which need no index on event_id for it).
+    -- deliveries (which need no index on event_id for it); and starts its count of the
+    -- deliveries referring to it (refs, migration 0010) with it.
     -- Rows go in in (workspace, external id, input position) order. Each insert of an external
     -- id that a concurrent transaction has just inserted waits for that one; two batches
     -- holding the same ids in different orders would each wait for the other (a deadlock,
     -- answered 500) if they inserted in input order. Input position last: of an id repeated
     -- within the batch, the first is the one stored.
     ins as (
-      insert into events (id, workspace_id, environment_id, external_id, type, object_type, connection_id, data, deliveries)
-      select i.id, i.workspace_id, i.environment_id, i.external_id, i.type, i.object_type, i.connection_id, i.data, coalesce(c.n, 0)
+      insert into events (id, workspace_id, environment_id, external_id, type, object_type, connection_id, data, deliveries, refs)
+      select i.id, i.workspace_id, i.environment_id, i.external_id, i.type, i.object_type, i.connection_id, i.data, coalesce(c.n, 0), coalesce(c.n, 0)
       from input i left join (select event_id, count(*)::int as n from matched group by event_id) c on c.event_id = i.id
       order by i.workspace_id, i.external_id, i.ord
       on conflict (workspace_id, external_id) where external_id is not null do nothing
@@ -253,26 +254,47 @@ export async function deleteOldIdempotencyKeys(db: Db, olderThan: Date, batch: n
   return Number(r.numAffectedRows ?? 0);
 }
 
+/** What one batch of event retention looked at and deleted. */
+export interface EventRetentionBatch {
+  /** Old events looked at (locked) in this batch; fewer than the batch size: none are left. */
+  scanned: number;
+  deleted: number;
+  /** The last event looked at: the next batch starts after it. */
+  lastId: string | null;
+}
+
 /**
- * Deletes up to `batch` events made before `olderThan` that no delivery refers to any more
- * (retention deletes finished deliveries first); returns how many. A replay copies a
- * delivery's event_id and locks that event FOR KEY SHARE (deliveries.replayDeliveries):
- * here the events are locked first (SKIP LOCKED: one a replay holds is left for the next
- * pass), and the check for deliveries runs after, in a statement of its own, so it sees
- * every replay that committed before; a replay that comes later finds the event gone and
- * replays nothing. Found through the primary key, like deliveries (firstIdAt).
+ * Deletes, of the next `batch` events made before `olderThan` (by id, after `afterId`), those
+ * no delivery refers to any more (`refs` = 0; retention deletes finished deliveries first).
+ * The events are locked first (SKIP LOCKED: one a replay holds is left for the next pass): a
+ * replay copies a delivery's event_id, locks that event FOR KEY SHARE and raises its count
+ * (deliveries.replayDeliveries), so the count read after the lock includes every replay that
+ * committed before, and a replay that comes later finds the event gone and replays nothing.
+ * An event not counted yet (stored before migration 0010) is counted here, in a statement of
+ * its own, after the lock. Found through the primary key, like deliveries (firstIdAt).
  */
-export async function deleteOldEvents(db: Db, olderThan: Date, batch: number): Promise<number> {
-  const unreferenced = sql`not exists (select 1 from deliveries d where d.event_id = e.id)`;
+export async function deleteOldEvents(db: Db, olderThan: Date, batch: number, afterId: string | null = null): Promise<EventRetentionBatch> {
   return inTransaction(db, async (trx) => {
-    const locked = await sql<{ id: string }>`
-      select e.id from events e
-       where e.id < ${firstIdAt(olderThan)}::uuid and e.created_at < ${olderThan} and ${unreferenced}
+    const locked = await sql<{ id: string; refs: number | null }>`
+      select e.id, e.refs from events e
+       where e.id < ${firstIdAt(olderThan)}::uuid and e.created_at < ${olderThan}
+         ${afterId === null ? sql`` : sql`and e.id > ${afterId}::uuid`}
        order by e.id limit ${batch}
        for update skip locked
     `.execute(trx);
-    if (locked.rows.length === 0) return 0;
-    const r = await sql`delete from events e where e.id = any(${locked.rows.map((x) => x.id)}::uuid[]) and ${unreferenced}`.execute(trx);
-    return Number(r.numAffectedRows ?? 0);
+    const rows = locked.rows;
+    if (rows.length === 0) return { scanned: 0, deleted: 0, lastId: null };
+    const uncounted = rows.filter((r) => r.refs === null).map((r) => r.id);
+    if (uncounted.length > 0) {
+      // One scan of deliveries for the batch's uncounted events (there is no index on event_id).
+      await sql`
+        update events e set refs = coalesce(c.n, 0)
+          from unnest(${uncounted}::uuid[]) as u(id)
+          left join (select event_id, count(*)::int as n from deliveries where event_id = any(${uncounted}::uuid[]) group by event_id) c on c.event_id = u.id
+         where e.id = u.id
+      `.execute(trx);
+    }
+    const r = await sql`delete from events e where e.id = any(${rows.map((x) => x.id)}::uuid[]) and e.refs = 0`.execute(trx);
+    return { scanned: rows.length, deleted: Number(r.numAffectedRows ?? 0), lastId: rows[rows.length - 1]?.id ?? null };
   });
 }
