@@ -1,5 +1,5 @@
 import { createDb, createSecretBox, deliveries, migrateDatabase, QUEUE_SESSION_SETTINGS } from '@hookpost/db';
-import { createAddressPolicy, retryPolicyFrom, Sender, TargetLoader } from '@hookpost/delivery';
+import { createAddressPolicy, maxAttempts, retryPolicyFrom, Sender, TargetLoader } from '@hookpost/delivery';
 import type { Config, Logger } from '@hookpost/runtime';
 import { createSourceAdapters } from '@hookpost/sources';
 import { DeliveryEngine } from './delivery/engine.js';
@@ -54,11 +54,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     // the pool, or one slow webhook would take every connection to its origin.
     connectionsPerOrigin: config.delivery.concurrency,
   });
+  const retry = retryPolicyFrom(config.retry);
   const engine = new DeliveryEngine({
     db,
     sender,
     targets: new TargetLoader(db, box),
-    retry: retryPolicyFrom(config.retry),
+    retry,
     health: { failureThreshold: config.health.failureThreshold, pauseAfterSeconds: config.health.pauseAfterSeconds },
     logger,
     concurrency: config.delivery.concurrency,
@@ -133,7 +134,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   await listener.start();
   engine.start();
   poller.start();
-  const stopReaper = startLeaseReaper(db, logger, Math.max(1000, Math.floor(config.delivery.leaseMs / 2)), () => engine.wake());
+  const stopReaper = startLeaseReaper(db, logger, Math.max(1000, Math.floor(config.delivery.leaseMs / 2)), maxAttempts(retry), () => engine.wake());
   logger.info({ channels: WAKE_CHANNELS, workerId: engine.workerId }, 'worker ready');
 
   return {
@@ -145,10 +146,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       stopReaper();
       retention.stop();
       stopPolling.abort();
-      await poller.stop();
+      // Both at once: the engine stops claiming now, not after the poller's runs end.
       // Every send ends within DELIVERY_TIMEOUT_MS: wait for that, so each is recorded before
       // the pools close (the process's own grace, in main.ts, is 5 s longer).
-      await engine.stop(config.delivery.timeoutMs + 1_000);
+      await Promise.all([poller.stop(), engine.stop(config.delivery.timeoutMs + 1_000)]);
       await listener.stop();
       await sender.close();
       await Promise.all([...adapters.values()].map((a) => a.close()));

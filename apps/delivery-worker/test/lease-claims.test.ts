@@ -84,7 +84,7 @@ describe('a late result of an earlier claim of the same delivery', () => {
     const [first] = (await deliveries.claimDue(t.db, { workerId, limit: 10, perWebhook: 10, leaseMs: 1 })).deliveries;
     expect(first).toMatchObject({ id, attempts: 1 });
     await sleep(5);
-    expect(await deliveries.reclaimExpiredLeases(t.db)).toBe(1);
+    expect(await deliveries.reclaimExpiredLeases(t.db, 20)).toBe(1);
     const [second] = (await deliveries.claimDue(t.db, { workerId, limit: 10, perWebhook: 10, leaseMs: 60_000 })).deliveries;
     expect(second).toMatchObject({ id, attempts: 2 });
 
@@ -140,4 +140,35 @@ describe('a webhook whose secret cannot be decrypted', () => {
     expect(at('/lease/unreadable')().length).toBe(0);
     expect(stack.workers[0]?.output()).toContain('webhooks whose secret cannot be decrypted');
   }, 30_000);
+});
+
+describe('a delivery whose last attempt never finishes (its worker dies sending it)', () => {
+  let t: TestDatabase;
+  let scope: { workspaceId: string; environmentId: string };
+  let webhookId: string;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    const { workspace, environment } = await workspaces.createWorkspace(t.db, 'lost-last-attempt');
+    scope = { workspaceId: workspace.id, environmentId: environment.id };
+    webhookId = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/lost');
+  });
+  afterAll(async () => t?.drop());
+
+  it('comes back after its lease while attempts are left, and is dead after the last one', async () => {
+    const id = newId();
+    await deliveries.insertDelivery(t.db, { id, workspaceId: scope.workspaceId, webhookId, kind: 'test', payload: { n: 3 } });
+    const maxAttempts = 2;
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      const { deliveries: claimed } = await deliveries.claimDue(t.db, { workerId: `worker-${newId()}`, limit: 10, perWebhook: 10, leaseMs: 1 });
+      expect(claimed.map((d) => [d.id, d.attempts])).toEqual([[id, attempt]]);
+      await sleep(5);
+      expect(await deliveries.reclaimExpiredLeases(t.db, maxAttempts)).toBe(1);
+      const row = await deliveries.getDelivery(t.db, scope, id);
+      expect(row?.status).toBe(attempt < maxAttempts ? 'pending' : 'dead');
+    }
+    const row = await deliveries.getDelivery(t.db, scope, id);
+    expect(row).toMatchObject({ status: 'dead', attempts: 2, leased_by: null });
+    expect(row?.finished_at).not.toBeNull();
+    expect(row?.last_error).toMatch(/^lease_expired/);
+  });
 });

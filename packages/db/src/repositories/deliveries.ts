@@ -197,10 +197,19 @@ async function deleteDeliveriesWhere(db: Db, where: RawBuilder<SqlBool>): Promis
   return Number(r.rows[0]?.n ?? 0);
 }
 
-/** Puts back deliveries whose lease ran out (their worker died mid-send). */
-export async function reclaimExpiredLeases(db: Db): Promise<number> {
+/**
+ * Puts back deliveries whose lease ran out (their worker died mid-send). One whose lost
+ * attempt was its last (`maxAttempts`) is dead instead: a delivery that kills every worker
+ * that sends it would otherwise come back at every lease, forever.
+ */
+export async function reclaimExpiredLeases(db: Db, maxAttempts: number): Promise<number> {
   const r = await sql`
-    update deliveries set status = 'pending', lease_until = null, leased_by = null, updated_at = now()
+    update deliveries
+       set status = case when attempts >= ${maxAttempts} then 'dead' else 'pending' end,
+           finished_at = case when attempts >= ${maxAttempts} then now() end,
+           last_error = case when attempts >= ${maxAttempts}
+                             then 'lease_expired: its last attempt did not finish (the worker sending it stopped)' else last_error end,
+           lease_until = null, leased_by = null, updated_at = now()
     where status = 'delivering' and lease_until < now()
   `.execute(db);
   return Number(r.numAffectedRows ?? 0);
