@@ -6,8 +6,8 @@
  * completion, commits durably. Shown on one session as the worker opens it, the claim
  * inside an explicit transaction so that the setting can be read before it ends.
  */
-import { createDb, deliveries, newId, QUEUE_SESSION_SETTINGS, workspaces, type Database, type Db } from '@hookpost/db';
-import { createTestDatabase, insertPlainWebhook, type TestDatabase } from '@hookpost/testkit';
+import { createDb, deliveries, newId, QUEUE_SESSION_SETTINGS, type Database, type Db } from '@hookpost/db';
+import { createPlainSetup, type TestDatabase } from '@hookpost/testkit';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
@@ -17,10 +17,7 @@ let scope: { workspaceId: string; environmentId: string };
 let webhookId: string;
 
 beforeAll(async () => {
-  t = await createTestDatabase();
-  const { workspace, environment } = await workspaces.createWorkspace(t.db, 'claim-commit');
-  scope = { workspaceId: workspace.id, environmentId: environment.id };
-  webhookId = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/claim-commit');
+  ({ t, scope, webhookId } = await createPlainSetup('claim-commit'));
   // Durable unless a statement says otherwise, whatever the server's default.
   session = createDb({ connectionString: t.url, poolMax: 1, applicationName: 'hookpost-test-claim', settings: { ...QUEUE_SESSION_SETTINGS, synchronous_commit: 'on' } });
 });

@@ -6,9 +6,9 @@
  * "Connection terminated" until a set time, as a dropped session does.
  */
 import type { AttemptResult } from '@hookpost/delivery';
-import { deliveries, newId, workspaces } from '@hookpost/db';
+import { deliveries, newId } from '@hookpost/db';
 import { createLogger, type Logger } from '@hookpost/runtime';
-import { createTestDatabase, insertPlainWebhook, type TestDatabase } from '@hookpost/testkit';
+import { createPlainSetup, type TestDatabase } from '@hookpost/testkit';
 import { sql, type KyselyPlugin } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CompletionWriter } from '../src/delivery/completions.js';
@@ -18,10 +18,7 @@ let scope: { workspaceId: string; environmentId: string };
 let webhookId: string;
 
 beforeAll(async () => {
-  t = await createTestDatabase();
-  const { workspace, environment } = await workspaces.createWorkspace(t.db, 'completion-outage');
-  scope = { workspaceId: workspace.id, environmentId: environment.id };
-  webhookId = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/completion-outage');
+  ({ t, scope, webhookId } = await createPlainSetup('completion-outage'));
 });
 afterAll(async () => t?.drop());
 

@@ -5,8 +5,8 @@
  * back, the same worker claimed it again); and a webhook whose secret cannot be decrypted,
  * which used to hand every claimed delivery back, so that nothing was sent to anyone.
  */
-import { deliveries, newId, workspaces, type ClaimedDelivery, type Database } from '@hookpost/db';
-import { createTestDatabase, insertPlainWebhook, type TestDatabase } from '@hookpost/testkit';
+import { deliveries, newId, type ClaimedDelivery, type Database } from '@hookpost/db';
+import { createPlainSetup, type TestDatabase } from '@hookpost/testkit';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CompletionWriter } from '../src/delivery/completions.js';
@@ -69,10 +69,7 @@ describe('a late result of an earlier claim of the same delivery', () => {
   let scope: { workspaceId: string; environmentId: string };
   let webhookId: string;
   beforeAll(async () => {
-    t = await createTestDatabase();
-    const { workspace, environment } = await workspaces.createWorkspace(t.db, 'stale-claims');
-    scope = { workspaceId: workspace.id, environmentId: environment.id };
-    webhookId = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/stale');
+    ({ t, scope, webhookId } = await createPlainSetup('stale-claims', 'http://127.0.0.1:9/stale'));
   });
   afterAll(async () => t?.drop());
 
@@ -147,10 +144,7 @@ describe('a delivery whose last attempt never finishes (its worker dies sending 
   let scope: { workspaceId: string; environmentId: string };
   let webhookId: string;
   beforeAll(async () => {
-    t = await createTestDatabase();
-    const { workspace, environment } = await workspaces.createWorkspace(t.db, 'lost-last-attempt');
-    scope = { workspaceId: workspace.id, environmentId: environment.id };
-    webhookId = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/lost');
+    ({ t, scope, webhookId } = await createPlainSetup('lost-last-attempt', 'http://127.0.0.1:9/lost'));
   });
   afterAll(async () => t?.drop());
 

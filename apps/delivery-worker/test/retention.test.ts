@@ -5,8 +5,8 @@
  * `now`), so the rows are made now and the cutoff moves past them.
  */
 import { randomUUID } from 'node:crypto';
-import { deliveries, events, firstIdAt, newId, workspaces } from '@hookpost/db';
-import { createTestDatabase, insertPlainWebhook, plainEvent, type TestDatabase } from '@hookpost/testkit';
+import { deliveries, events, firstIdAt, newId } from '@hookpost/db';
+import { createPlainSetup, plainEvent, type TestDatabase } from '@hookpost/testkit';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pruneOnce, type RetentionAges } from '../src/maintenance/retention.js';
@@ -20,10 +20,7 @@ const DAY = 24 * HOUR;
 const ages: RetentionAges = { attemptsMs: 30 * DAY, deliveriesMs: 60 * DAY, idempotencyKeysMs: 24 * HOUR, pollRunsMs: 24 * HOUR };
 
 beforeAll(async () => {
-  t = await createTestDatabase();
-  const { workspace, environment } = await workspaces.createWorkspace(t.db, 'retention');
-  scope = { workspaceId: workspace.id, environmentId: environment.id };
-  webhookId = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/retention');
+  ({ t, scope, webhookId } = await createPlainSetup('retention'));
 });
 afterAll(async () => t?.drop());
 

@@ -4,8 +4,8 @@
  * deliveries are listed newest first, in pages that neither skip nor repeat a row, from
  * the index rebuilt ascending in the same migration.
  */
-import { deliveries, events, newId, workspaces, type NewEvent } from '@hookpost/db';
-import { createTestDatabase, insertPlainWebhook, plainEvent, type TestDatabase } from '@hookpost/testkit';
+import { deliveries, events, newId, type NewEvent } from '@hookpost/db';
+import { createPlainSetup, plainEvent, type TestDatabase } from '@hookpost/testkit';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -14,10 +14,7 @@ let scope: { workspaceId: string; environmentId: string };
 let webhookId: string;
 
 beforeAll(async () => {
-  t = await createTestDatabase();
-  const { workspace, environment } = await workspaces.createWorkspace(t.db, 'ids');
-  scope = { workspaceId: workspace.id, environmentId: environment.id };
-  webhookId = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/ids');
+  ({ t, scope, webhookId } = await createPlainSetup('ids'));
 });
 afterAll(async () => t?.drop());
 

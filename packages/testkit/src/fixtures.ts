@@ -1,5 +1,6 @@
-import { newId, webhooks, type Database, type NewEvent } from '@hookpost/db';
+import { newId, webhooks, workspaces, type Database, type NewEvent } from '@hookpost/db';
 import type { Kysely } from 'kysely';
+import { createTestDatabase, type TestDatabase } from './test-database.js';
 
 /**
  * A Truto-face webhook row written straight through the repository (no API, no secret to
@@ -55,4 +56,18 @@ export function plainEvent(scope: { workspaceId: string; environmentId: string }
     connectionId: null,
     data,
   };
+}
+
+export interface PlainSetup {
+  t: TestDatabase;
+  scope: { workspaceId: string; environmentId: string };
+  webhookId: string;
+}
+
+/** The database layer's usual start: a test database of the file's own, one workspace, and one plain webhook to `hookUrl` in it. */
+export async function createPlainSetup(name: string, hookUrl = `http://127.0.0.1:9/${name}`): Promise<PlainSetup> {
+  const t = await createTestDatabase();
+  const { workspace, environment } = await workspaces.createWorkspace(t.db, name);
+  const scope = { workspaceId: workspace.id, environmentId: environment.id };
+  return { t, scope, webhookId: await insertPlainWebhook(t.db, scope, hookUrl) };
 }
