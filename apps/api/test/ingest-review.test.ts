@@ -522,26 +522,31 @@ describe('group commit (EventIngestor)', () => {
     expect(await counts(ws.workspaceId)).toEqual({ events: 2, deliveries: 2, keys: 0 });
   });
 
-  /** Deletes the workspace's events with these ids and their deliveries (as retention does) once the first ingest statement has answered, before its follow-up read. */
-  const retentionAfterInsert = (workspaceId: string, externalIds: string[]): KyselyPlugin => {
+  /** Runs `then` once, when the first raw statement whose SQL contains `fragment` has answered, before its caller reads the answer. */
+  const onceAfter = (fragment: string, then: () => Promise<unknown>): KyselyPlugin => {
     const matched = new Set<QueryId>();
     let done = false;
     return {
       transformQuery: (args) => {
         const node = args.node as { kind: string; sqlFragments?: readonly string[] };
-        if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes('insert into events')) matched.add(args.queryId);
+        if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes(fragment)) matched.add(args.queryId);
         return args.node;
       },
       transformResult: async (args) => {
         if (matched.delete(args.queryId) && !done) {
           done = true;
-          await sql`delete from deliveries where event_id in (select id from events where workspace_id = ${workspaceId} and external_id = any(${externalIds}::text[]))`.execute(api.db);
-          await sql`delete from events where workspace_id = ${workspaceId} and external_id = any(${externalIds}::text[])`.execute(api.db);
+          await then();
         }
         return args.result;
       },
     };
   };
+  /** Deletes the workspace's events with these ids and their deliveries (as retention does) once the first ingest statement has answered, before its follow-up read. */
+  const retentionAfterInsert = (workspaceId: string, externalIds: string[]) =>
+    onceAfter('insert into events', async () => {
+      await sql`delete from deliveries where event_id in (select id from events where workspace_id = ${workspaceId} and external_id = any(${externalIds}::text[]))`.execute(api.db);
+      await sql`delete from events where workspace_id = ${workspaceId} and external_id = any(${externalIds}::text[])`.execute(api.db);
+    });
 
   it.each([
     ['without a key (one statement, committed)', undefined],
@@ -562,6 +567,21 @@ describe('group commit (EventIngestor)', () => {
     expect(await counts(ws.workspaceId)).toEqual({ events: 3, deliveries: 3, keys: key === undefined ? 0 : 1 });
     const stored = await sql<{ id: string }>`select id from events where workspace_id = ${ws.workspaceId} and external_id = 'old'`.execute(api.db);
     expect(stored.rows.map((r) => r.id)).toEqual([accepted[0]?.id]);
+  });
+
+  it('an Idempotency-Key that retention deletes between its claim and its read is claimed anew: accepted once, its answer stored', async () => {
+    const ws = await workspaceWithWebhook();
+    expect((await ingestor().submit(req(ws, [ev()], 'k-expiring'))).status).toBe(202);
+    // Retention deletes the key after the claim's insert found it, before the claim reads it.
+    const plugin = onceAfter('insert into idempotency_keys', () =>
+      sql`delete from idempotency_keys where workspace_id = ${ws.workspaceId} and key = 'k-expiring'`.execute(api.db),
+    );
+    const answer = await ingestor({}, api.db.withPlugin(plugin)).submit(req(ws, [ev()], 'k-expiring'));
+    expect(answer).toMatchObject({ status: 202, body: { duplicate: false } });
+    expect(await counts(ws.workspaceId)).toEqual({ events: 2, deliveries: 2, keys: 1 });
+    // Its answer was stored: a repeat now gets it.
+    expect(await ingestor().submit(req(ws, [ev()], 'k-expiring'))).toEqual(answer);
+    expect(await counts(ws.workspaceId)).toEqual({ events: 2, deliveries: 2, keys: 1 });
   });
 
   it('two batches with the same event ids in opposite orders, committed at once: both accepted, no deadlock', async () => {

@@ -194,9 +194,17 @@ export interface IdempotentResponse {
  * of an earlier request with the same key (committed before), or null when the key is
  * new and now ours. A concurrent holder of the same key makes this wait for its commit.
  */
-export async function claimIdempotencyKeys(
+export function claimIdempotencyKeys(
   trx: Db,
   workspaceKeys: readonly { workspaceId: string; key: string; requestHash: Buffer }[],
+): Promise<(IdempotentResponse | null)[]> {
+  return claimKeys(trx, workspaceKeys, 0);
+}
+
+async function claimKeys(
+  trx: Db,
+  workspaceKeys: readonly { workspaceId: string; key: string; requestHash: Buffer }[],
+  depth: number,
 ): Promise<(IdempotentResponse | null)[]> {
   if (workspaceKeys.length === 0) return [];
   // In key order: a claim of a key another transaction holds waits for it, and two groups
@@ -223,6 +231,16 @@ export async function claimIdempotencyKeys(
     for (const r of rows.rows) {
       stored.set(`${r.workspace_id}/${r.key}`, { status: r.response_status, body: r.response_body, requestHash: r.request_hash });
     }
+  }
+  // A key deleted (retention) between the insert that found it and the read: expired, so new;
+  // claimed again, or its response would not be stored and a repeat would be accepted anew.
+  const vanished = others.filter((k) => !stored.has(`${k.workspaceId}/${k.key}`));
+  if (vanished.length > 0 && depth < 3) {
+    const again = await claimKeys(trx, vanished, depth + 1);
+    vanished.forEach((k, i) => {
+      const prior = again[i];
+      if (prior) stored.set(`${k.workspaceId}/${k.key}`, prior);
+    });
   }
   return workspaceKeys.map((k) => stored.get(`${k.workspaceId}/${k.key}`) ?? null);
 }
