@@ -43,3 +43,22 @@ it('a retry falls due on the database\'s clock, and the worker waits for it with
   expect((await commits()) - before).toBeLessThan(100);
   expect((await stack.call('GET', `/v1/webhooks/${w.id}/deliveries`)).body.result[0].status).toBe('succeeded');
 }, 30_000);
+
+it('the poller waits for a connection falling due on the database\'s clock without spinning', async () => {
+  const created = await stack.call('POST', '/unified/connection', { integration_type: 'hubspot', categories: ['crm'], permissions: [] });
+  expect(created.status).toBe(200);
+  await new Promise((r) => setTimeout(r, 1500)); // whatever the create woke has settled
+  // Due in 4 s on the database's clock: 2 s on the worker's, which runs ahead.
+  await sql`insert into connection_polls (connection_id, next_due_at) values (${created.body.id}, now() + interval '4 seconds')
+            on conflict (connection_id) do update set next_due_at = excluded.next_due_at`.execute(stack.database.db);
+  await sql`select pg_notify('hookpost_runs', '')`.execute(stack.database.db);
+  const before = await commits();
+  await new Promise((r) => setTimeout(r, 5000));
+  // Claimed once it fell due: a connection with no source to poll is then left for a day.
+  const row = await sql<{ not_before: Date | null }>`select not_before from connection_polls where connection_id = ${created.body.id}`.execute(stack.database.db);
+  expect(row.rows[0]?.not_before?.getTime() ?? 0).toBeGreaterThan(Date.now() + 3_600_000);
+  await new Promise((r) => setTimeout(r, 1500));
+  // One claim when it fell due, not one every 100 ms from the worker's "due" to the database's.
+  // (about 18 statements in all over these 6.5 s; spinning, about 58.)
+  expect((await commits()) - before).toBeLessThan(35);
+}, 30_000);

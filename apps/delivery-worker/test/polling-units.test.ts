@@ -113,4 +113,11 @@ describe('schedule', () => {
     await next.pass();
     expect(Date.now() - started).toBeGreaterThanOrEqual(80);
   });
+
+  test('a last request time ahead of this clock (another worker’s clock runs ahead) waits one request’s spacing, not the skew', async () => {
+    const gate = new RequestGate(10, new Date(Date.now() + 200_000));
+    const started = Date.now();
+    await gate.pass();
+    expect(Date.now() - started).toBeLessThan(500);
+  });
 });

@@ -6,6 +6,9 @@ import { Agent } from 'undici';
 import { SourceError, type ListRequest, type SourceAdapter, type SourcePage, type SourceSettings } from './adapter.js';
 import { parseStorableJson } from './storable-json.js';
 
+/** The shortest wait after a 429 (or a 503 with Retry-After), whatever the source says. */
+export const MIN_RETRY_AFTER_MS = 1000;
+
 export interface HttpAdapterOptions {
   policy: AddressPolicy;
   timeoutMs: number;
@@ -96,7 +99,9 @@ export class HttpSourceAdapter implements SourceAdapter {
     const retryAfter = parseRetryAfter(Array.isArray(retryAfterHeader) ? retryAfterHeader[0] : retryAfterHeader);
     if (status === 429 || (status === 503 && retryAfter !== undefined)) {
       const ms = retryAfter !== undefined ? retryAfter * 1000 : (this.options.defaultRetryAfterMs ?? 60_000);
-      throw new SourceError('throttled', `the source asked to wait (${status})`, status, Math.min(ms, this.options.maxRetryAfterMs ?? 3_600_000));
+      // At least a second: `Retry-After: 0` (or a date already past) had the poller ask again at once, forever.
+      const wait = Math.max(MIN_RETRY_AFTER_MS, Math.min(ms, this.options.maxRetryAfterMs ?? 3_600_000));
+      throw new SourceError('throttled', `the source asked to wait (${status})`, status, wait);
     }
     if (status >= 500) throw new SourceError('read', `the source answered ${status}: ${snippet(body)}`, status);
     if (status !== 200) throw new SourceError('process', `the source answered ${status}: ${snippet(body)}`, status);

@@ -56,6 +56,9 @@ describe('HttpSourceAdapter', () => {
     provider.setBehaviour('bad', { status: 429, retry_after: '7', times: 1 });
     const throttled = await failure(list('bad'));
     expect(throttled).toMatchObject({ kind: 'throttled', retryAfterMs: 7000 });
+    // Retry-After: 0 (or a date already past) still waits a second, or the poller asked again at once, forever.
+    provider.setBehaviour('bad', { status: 429, retry_after: '0', times: 1 });
+    expect(await failure(list('bad'))).toMatchObject({ kind: 'throttled', retryAfterMs: 1000 });
     expect((await failure(list('bad', { filters: { no_such_field: 'x' } }))).kind).toBe('process');
     const strict = new HttpSourceAdapter({ policy: createAddressPolicy([]), timeoutMs: 2000 });
     expect((await failure(strict.list(settings('x'), { objectType: 'crm_contact', limit: 1, filters: {} }))).kind).toBe('read');

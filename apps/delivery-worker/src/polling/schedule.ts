@@ -33,7 +33,9 @@ export class RequestGate {
     this.perMs = perSecond / 1000;
     this.burst = Math.max(1, Math.floor(perSecond));
     const now = Date.now();
-    this.lastAt = lastRequestAt?.getTime() ?? 0;
+    // A time ahead of this clock (written by a worker whose clock runs ahead) counts as now:
+    // taken as given, the bucket started deep below empty and held the connection for as long.
+    this.lastAt = Math.min(lastRequestAt?.getTime() ?? 0, now);
     this.tokens = lastRequestAt ? Math.min(this.burst, (now - this.lastAt) * this.perMs) : this.burst;
     this.refilledAt = now;
   }

@@ -32,10 +32,18 @@ export async function claimConnections(db: Db, owner: string, limit: number, lea
   return r.rows;
 }
 
-/** When the next connection becomes claimable (due, not throttled, not leased), or null. */
+/**
+ * When the next connection becomes claimable (due, not throttled, not leased), on this
+ * process's clock, or null. Measured as a wait on the database's clock (claims compare with
+ * its now()): a worker whose clock ran ahead found nothing claimable at the time it computed
+ * and asked again every 100 ms until the database caught up.
+ */
 export async function nextClaimableAt(db: Db): Promise<Date | null> {
-  const r = await sql<{ at: Date | null }>`select min(claimable_at) as at from connection_polls where claimable_at is not null`.execute(db);
-  return r.rows[0]?.at ?? null;
+  const r = await sql<{ in_ms: number | null }>`
+    select (extract(epoch from min(claimable_at) - now()) * 1000)::float8 as in_ms from connection_polls where claimable_at is not null
+  `.execute(db);
+  const inMs = r.rows[0]?.in_ms;
+  return inMs === null || inMs === undefined ? null : new Date(Date.now() + Math.max(0, inMs));
 }
 
 /** Extends a lease this worker holds; false when it lost it (expired and taken). */
