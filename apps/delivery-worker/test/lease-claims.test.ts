@@ -148,21 +148,46 @@ describe('a delivery whose last attempt never finishes (its worker dies sending 
   });
   afterAll(async () => t?.drop());
 
-  it('comes back after its lease while attempts are left, and is dead after the last one', async () => {
+  it('comes back after its lease, its last attempt too, and is dead once it has lost LOST_CLAIMS_ALLOWED more', async () => {
     const id = newId();
     await deliveries.insertDelivery(t.db, { id, workspaceId: scope.workspaceId, webhookId, kind: 'test', payload: { n: 3 } });
     const maxAttempts = 2;
-    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    const limit = maxAttempts + deliveries.LOST_CLAIMS_ALLOWED;
+    for (let attempt = 1; attempt <= limit; attempt++) {
       const { deliveries: claimed } = await deliveries.claimDue(t.db, { workerId: `worker-${newId()}`, limit: 10, perWebhook: 10, leaseMs: 1 });
       expect(claimed.map((d) => [d.id, d.attempts])).toEqual([[id, attempt]]);
       await sleep(5);
       expect(await deliveries.reclaimExpiredLeases(t.db, maxAttempts)).toBe(1);
       const row = await deliveries.getDelivery(t.db, scope, id);
-      expect(row?.status).toBe(attempt < maxAttempts ? 'pending' : 'dead');
+      expect(row?.status).toBe(attempt < limit ? 'pending' : 'dead');
     }
     const row = await deliveries.getDelivery(t.db, scope, id);
-    expect(row).toMatchObject({ status: 'dead', attempts: 2, leased_by: null });
+    expect(row).toMatchObject({ status: 'dead', attempts: limit, leased_by: null });
     expect(row?.finished_at).not.toBeNull();
     expect(row?.last_error).toMatch(/^lease_expired/);
   });
+});
+
+describe('a worker started with the wrong HOOKPOST_ENCRYPTION_KEY', () => {
+  let other: Stack;
+  beforeAll(async () => {
+    other = await startStack({ workers: 0 });
+  });
+  afterAll(async () => other?.close());
+
+  it('hands its deliveries back (no attempt spent, no health lost) until a worker with the right key sends them', async () => {
+    const hook = await other.trutoWebhook('/wrong-key');
+    const wrong = await other.startWorker({ HOOKPOST_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64') });
+    for (let i = 0; i < 3; i++) expect((await other.call('POST', '/v1/events', { type: 'record:created', data: { i } })).status).toBe(202);
+    await waitFor(() => wrong.output(), (out) => out.includes('no webhook secret decrypts'), 10_000);
+    await sleep(1_500);
+    const rows = await other.database.db.selectFrom('deliveries').select(['status', 'attempts']).where('webhook_id', '=', hook.id).execute();
+    expect(rows.map((r) => [r.status, r.attempts])).toEqual([['pending', 0], ['pending', 0], ['pending', 0]]);
+    const health = await other.database.db.selectFrom('webhooks').select(['is_healthy', 'consecutive_failures']).where('id', '=', hook.id).executeTakeFirstOrThrow();
+    expect(health).toEqual({ is_healthy: true, consecutive_failures: 0 });
+    await wrong.kill('SIGKILL');
+    await other.startWorker();
+    const received = await waitFor(() => other.receiver.deliveries().filter((d) => d.path === '/wrong-key'), (r) => r.length === 3);
+    expect(received.map((d) => d.verified)).toEqual([true, true, true]);
+  }, 30_000);
 });

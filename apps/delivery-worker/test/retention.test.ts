@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { deliveries, events, firstIdAt, newId } from '@hookpost/db';
 import { createPlainSetup, plainEvent, type TestDatabase } from '@hookpost/testkit';
-import { sql } from 'kysely';
+import { sql, type KyselyPlugin, type QueryId } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pruneOnce, type RetentionAges } from '../src/maintenance/retention.js';
 
@@ -204,4 +204,33 @@ it('old events still referred to do not stop a pass: each batch goes on after th
   expect(deleted).toBe(2);
   for (const d of later) expect(await eventExists(d.eventId)).toBe(false);
   for (const d of held) expect(await eventExists(d.eventId)).toBe(true);
+});
+
+it('a replay that comes while retention counts an uncounted event waits for the count and adds to it', async () => {
+  const { eventId, deliveryId } = await ingested();
+  await finish(deliveryId);
+  await sql`update events set refs = null where id = ${eventId}`.execute(t.db);
+  // Once retention holds the old events (its first statement has answered), a replay of the
+  // event's delivery starts on another session: it waits for retention's lock.
+  let replaying: Promise<string[]> | undefined;
+  const matched = new Set<QueryId>();
+  const replayDuringCount: KyselyPlugin = {
+    transformQuery: (args) => {
+      const node = args.node as { kind: string; sqlFragments?: readonly string[] };
+      if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes('for update skip locked')) matched.add(args.queryId);
+      return args.node;
+    },
+    transformResult: async (args) => {
+      if (matched.delete(args.queryId) && !replaying) {
+        replaying = deliveries.replayDeliveries(t.db, scope.workspaceId, [deliveryId]);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      return args.result;
+    },
+  };
+  await events.deleteOldEvents(t.db.withPlugin(replayDuringCount), new Date(Date.now() + 61 * DAY), 5000);
+  expect(await eventExists(eventId)).toBe(true); // its delivery is still there: counted 1
+  expect(await replaying).toHaveLength(1);
+  // The original and the copy: retiring the original leaves the copy's reference.
+  expect(await refsOf(eventId)).toBe(2);
 });

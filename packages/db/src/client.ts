@@ -191,3 +191,18 @@ export async function inTransaction<T>(db: Db, fn: (trx: Transaction<Database>) 
   if (db.isTransaction) return fn(db as Transaction<Database>);
   return db.transaction().execute(fn);
 }
+
+/**
+ * Runs one statement (`fn`), again if the database chose it to break a deadlock (40P01: it
+ * rolled back whole), up to 3 times. Inside a transaction it runs once: the transaction is
+ * lost with it and its caller decides.
+ */
+export async function retryingDeadlocks<T>(db: Db, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (db.isTransaction || attempt >= 3 || (err as { code?: unknown } | null)?.code !== '40P01') throw err;
+    }
+  }
+}

@@ -28,6 +28,11 @@ const MAX_CACHED = 50_000;
  */
 export class TargetLoader {
   private readonly cache = new Map<string, CachedTarget>();
+  /**
+   * Whether this process has decrypted any webhook's secret. Until it has, a secret that will
+   * not open says more about the key (a wrong HOOKPOST_ENCRYPTION_KEY) than about the row.
+   */
+  openedAny = false;
 
   constructor(
     private readonly db: Db,
@@ -75,6 +80,7 @@ export class TargetLoader {
           const live = [this.box.open(row.secret_encrypted)];
           if (row.previous_secret_encrypted && previousExpires > now) live.push(this.box.open(row.previous_secret_encrypted));
           secrets = live;
+          this.openedAny = true;
         } catch (err) {
           unreadable.set(row.id, `the webhook's signing secret could not be decrypted (${err instanceof Error ? err.message : String(err)}); is HOOKPOST_ENCRYPTION_KEY the one it was stored with?`);
           continue;

@@ -102,9 +102,14 @@ export class DeliveryEngine {
   private stoppedDuringClaim: Set<string> | undefined;
   readonly stats = { claimed: 0, sent: 0, succeeded: 0, failed: 0, released: 0 };
   private readonly claimFailures: FailureStreak;
+  private readonly keyFailures: FailureStreak;
 
   constructor(private readonly o: EngineOptions) {
     this.claimFailures = new FailureStreak(o.logger, { failing: 'claim failed; retrying shortly', recovered: 'claims work again' });
+    this.keyFailures = new FailureStreak(o.logger, {
+      failing: 'no webhook secret decrypts with HOOKPOST_ENCRYPTION_KEY; handing deliveries back (is it the key they were stored with?)',
+      recovered: 'webhook secrets decrypt again',
+    });
     this.completions = new CompletionWriter(
       o.db,
       this.workerId,
@@ -271,6 +276,17 @@ export class DeliveryEngine {
       return false;
     }
     const { targets, unreadable } = loaded;
+    if (unreadable.size > 0 && !this.o.targets.openedAny) {
+      // No secret has opened in this process: most likely the key is wrong, not the rows.
+      // Failing the deliveries would spend their attempts and pause their webhooks: they are
+      // handed back instead, for a worker with the right key (or this one once restarted).
+      this.keyFailures.failed(new Error([...unreadable.values()][0]), { webhooks: unreadable.size });
+      this.stats.released += claimed.length;
+      this.moreDue = true;
+      await deliveries.releaseClaims(this.o.db, this.workerId, claimed).catch(() => undefined);
+      return false;
+    }
+    this.keyFailures.succeeded();
     if (unreadable.size > 0) {
       this.o.logger.error({ webhooks: [...unreadable.keys()], reason: [...unreadable.values()][0] }, 'webhooks whose secret cannot be decrypted: their deliveries fail unsent');
     }

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
-import { PREPARE, type Db } from '../client.js';
+import { PREPARE, retryingDeadlocks, type Db } from '../client.js';
 import { firstIdAt } from '../ids.js';
 import type { Database, DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
@@ -184,31 +184,39 @@ export async function deleteOrphanClaims(db: Db, workerId: string, ids: readonly
  * comes here.
  */
 async function deleteDeliveriesWhere(db: Db, where: RawBuilder<SqlBool>): Promise<number> {
-  const r = await sql<{ n: string }>`
+  const r = await retryingDeadlocks(db, () => sql<{ n: string }>`
     with gone as (delete from deliveries d where ${where} returning d.id, d.event_id),
     logged as (delete from delivery_attempts a using gone where a.delivery_id = gone.id),
+    -- Every event, counted or not (null stays null): one event retention is counting waits
+    -- for that count (it holds the event) and lowers it then.
     unreferenced as (
       update events e set refs = e.refs - g.n
         from (select event_id, count(*)::int as n from gone where event_id is not null group by event_id) g
-       where e.id = g.event_id and e.refs is not null
+       where e.id = g.event_id
     )
     select count(*) as n from gone
-  `.execute(db);
+  `.execute(db));
   return Number(r.rows[0]?.n ?? 0);
 }
 
+/** Claims past the last attempt that may be lost (a crash, a result not recorded) before a delivery is given up. */
+export const LOST_CLAIMS_ALLOWED = 2;
+
 /**
- * Puts back deliveries whose lease ran out (their worker died mid-send). One whose lost
- * attempt was its last (`maxAttempts`) is dead instead: a delivery that kills every worker
- * that sends it would otherwise come back at every lease, forever.
+ * Puts back deliveries whose lease ran out (their worker died mid-send, or never sent what
+ * it had queued). A claim whose attempt was lost does not end a delivery on its own, even
+ * its last: it is tried again (the send after the last decides). Only one that has lost
+ * LOST_CLAIMS_ALLOWED claims beyond `maxAttempts` is dead: a delivery that kills every
+ * worker sending it would otherwise come back at every lease, forever.
  */
 export async function reclaimExpiredLeases(db: Db, maxAttempts: number): Promise<number> {
+  const limit = maxAttempts + LOST_CLAIMS_ALLOWED;
   const r = await sql`
     update deliveries
-       set status = case when attempts >= ${maxAttempts} then 'dead' else 'pending' end,
-           finished_at = case when attempts >= ${maxAttempts} then now() end,
-           last_error = case when attempts >= ${maxAttempts}
-                             then 'lease_expired: its last attempt did not finish (the worker sending it stopped)' else last_error end,
+       set status = case when attempts >= ${limit} then 'dead' else 'pending' end,
+           finished_at = case when attempts >= ${limit} then now() end,
+           last_error = case when attempts >= ${limit}
+                             then 'lease_expired: its last claims did not finish (the workers sending it stopped)' else last_error end,
            lease_until = null, leased_by = null, updated_at = now()
     where status = 'delivering' and lease_until < now()
   `.execute(db);
@@ -551,7 +559,9 @@ export async function listAttempts(db: Db, deliveryId: string): Promise<Delivery
  */
 export async function replayDeliveries(db: Db, workspaceId: string, ids: readonly string[]): Promise<string[]> {
   if (ids.length === 0) return [];
-  const r = await sql<{ id: string }>`
+  // It raises the counts of the events it copies (refs) and retention lowers them, each in the
+  // order its rows come: an event shared by the two (fanned out to two webhooks) can deadlock.
+  const r = await retryingDeadlocks(db, () => sql<{ id: string }>`
     with live as materialized (${liveWebhooks(sql`select webhook_id from deliveries where workspace_id = ${workspaceId} and id = any(${ids}::uuid[])`)}),
     copied as (
       insert into deliveries (id, workspace_id, webhook_id, event_id, kind, payload, status, replay_of)
@@ -565,10 +575,11 @@ export async function replayDeliveries(db: Db, workspaceId: string, ids: readonl
       returning id, event_id
     ),
     -- The copies refer to their events: counted (migration 0010), so retention keeps them.
+    -- (Counted or not, as in deleteDeliveriesWhere: a count in progress is waited for.)
     referenced as (
       update events e set refs = e.refs + c.n
         from (select event_id, count(*)::int as n from copied where event_id is not null group by event_id) c
-       where e.id = c.event_id and e.refs is not null
+       where e.id = c.event_id
     ),
     rushed as (
       update deliveries d set next_attempt_at = now(), updated_at = now()
@@ -577,7 +588,7 @@ export async function replayDeliveries(db: Db, workspaceId: string, ids: readonl
       returning d.id
     )
     select id from copied union all select id from rushed
-  `.execute(db);
+  `.execute(db));
   if (r.rows.length > 0) await notifyDeliveriesDue(db);
   return r.rows.map((x) => x.id);
 }
