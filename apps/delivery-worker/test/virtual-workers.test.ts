@@ -57,6 +57,23 @@ describe('several workers', () => {
     expect(Number(owners.n)).toBeGreaterThan(tokens.length);
   });
 
+  test('a connection of several one-page streams, each slow, keeps its lease: never polled by two workers at once, no history sent twice', async () => {
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    // Four streams (one per filter) of one page each, 1.2 s per answer: 4.8 s in all, where
+    // the lease (POLL_LEASE_MS) is 3 s. The lease was renewed only after a page that was not
+    // a stream's last, so it ran out and the other worker ran the connection too.
+    kit.provider.setBehaviour(token, { latency_ms: 1200 });
+    const hooks = await Promise.all(
+      [0, 1, 2, 3].map((i) => kit.webhook(conn, `/lease-streams/${i}`, { interval: 60, filters: { name: `nobody-${i}` } }, true)),
+    );
+    await eventually(() => hooks.every((_, i) => kit.bodies(`/lease-streams/${i}`).some((b) => b.type === 'INITIAL-COMPLETE')), 30_000, 'four initial syncs');
+    await new Promise((r) => setTimeout(r, 2_000)); // a second, overlapping run would have ended by now
+    kit.provider.clearBehaviours();
+    expect(kit.provider.accountStats(token).max_concurrent).toBe(1);
+    for (let i = 0; i < 4; i++) expect(kit.bodies(`/lease-streams/${i}`).filter((b) => b.type === 'INITIAL-COMPLETE')).toHaveLength(1);
+  }, 60_000);
+
   test('SIGKILL mid-run: every change arrives, none twice beyond the page in flight', async () => {
     const token = `tok-${randomUUID()}`;
     const conn = await kit.connection(token);

@@ -10,6 +10,7 @@ import * as m0007 from './migrations/2026_12_01_0007_time_ordered_ids.js';
 import * as m0008 from './migrations/2026_12_02_0008_held_deliveries.js';
 import * as m0009 from './migrations/2026_12_02_0009_deleted_webhooks.js';
 import * as m0010 from './migrations/2026_12_03_0010_event_refs.js';
+import * as m0011 from './migrations/2026_12_03_0011_stream_rerun.js';
 
 /** Every migration, in order. Static imports: no runtime file scanning. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -23,6 +24,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '2026_12_02_0008_held_deliveries': m0008,
   '2026_12_02_0009_deleted_webhooks': m0009,
   '2026_12_03_0010_event_refs': m0010,
+  '2026_12_03_0011_stream_rerun': m0011,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -116,6 +116,8 @@ export interface PollStreamsTable {
   high_water_mark: NullableTimestamp;
   next_run_at: NullableTimestamp;
   manual_requested: Generated<boolean>;
+  /** A run asked for while one was in progress: the next run is no later than this (migration 0011). */
+  rerun_at: NullableTimestamp;
   run_id: string | null;
   run_started_at: NullableTimestamp;
   run_scheduled_at: NullableTimestamp;

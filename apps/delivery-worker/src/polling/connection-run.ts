@@ -10,8 +10,8 @@ const PAUSED_CONNECTION_MS = 24 * 3600_000;
 
 /**
  * One claimed connection: its due streams one after another (one poll at a time per
- * connection), requests spaced to the connection's rate, the lease renewed after
- * every page. A 429 or refused credentials stop the connection until the source's
+ * connection), requests spaced to the connection's rate, the lease renewed before
+ * every request and checked by every write. A 429 or refused credentials stop the connection until the source's
  * Retry-After (or the auth back-off, or an update of the connection).
  */
 export async function runConnection(ctx: PollContext, claim: ClaimedConnection): Promise<void> {
@@ -49,7 +49,7 @@ export async function runConnection(ctx: PollContext, claim: ClaimedConnection):
         settings,
         stream,
         gate,
-        renewLease: () => polling.renewLease(db, connection.id, workerId, cfg.leaseMs),
+        renewLease: (q = db) => polling.renewLease(q, connection.id, workerId, cfg.leaseMs),
       });
       if (outcome.kind === 'throttled') {
         notBefore = new Date(Date.now() + outcome.retryAfterMs);

@@ -1,4 +1,4 @@
-import { inTransaction, newId, polling, type ConnectionSource, type PollStreamRow, type StreamMember } from '@hookpost/db';
+import { inTransaction, newId, polling, type ConnectionSource, type Db, type PollStreamRow, type StreamMember } from '@hookpost/db';
 import { SOURCE_PAGE_MAX } from '@hookpost/contract';
 import { diffPage, SourceError, type SourceAdapter, type SourceSettings } from '@hookpost/sources';
 import type { SourceFailureClass } from '@hookpost/db';
@@ -18,9 +18,16 @@ export interface StreamRunInput {
   settings: SourceSettings;
   stream: PollStreamRow;
   gate: RequestGate;
-  /** Extends the connection's lease; false when another worker has it now. */
-  renewLease(): Promise<boolean>;
+  /**
+   * Extends the connection's lease; false when another worker has it now. On a transaction
+   * (`q`), the row stays locked until it ends: what the transaction writes commits only while
+   * this worker holds the connection.
+   */
+  renewLease(q?: Db): Promise<boolean>;
 }
+
+/** The connection is another worker's now: what this run would write is not written. */
+class LeaseLost extends Error {}
 
 /** Failed to write a page (deliveries, fingerprints, progress): a `dispatch` failure. */
 class DispatchError extends Error {
@@ -76,11 +83,20 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
   const log = ctx.logger.child({ stream: stream.id, connection: connection.id, object_type: stream.object_type, mode: run.run_mode });
   const totals = { pages: run.run_pages, records: run.run_records, changes: run.run_changes };
   let final: polling.FinalPage | undefined;
+  /** The last page, when it has something to write: committed with the run's end. */
+  let lastCommit: polling.PageCommit | undefined;
+  const leaseLost = (): StreamOutcome => {
+    log.warn('lost the connection lease mid-run; another worker resumes the run');
+    return { kind: 'lease-lost' };
+  };
 
   try {
     for (;;) {
       await input.gate.pass(ctx.signal);
       if (ctx.signal.aborted) return { kind: 'stopped' };
+      // Before every request, not only after a page that is not the last: a connection of many
+      // one-page streams (or slow ones) outlived its lease, and another worker ran it at once.
+      if (!(await input.renewLease())) return leaseLost();
       const page = await input.adapter.list(
         input.settings,
         { objectType: stream.object_type, updatedGte: since, cursor, limit, fields, filters: stream.filters },
@@ -88,7 +104,10 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       );
       const records = page.records.filter((r) => matchesFilters(r, stream.filters));
       const seen = await polling.loadFingerprints(db, stream.id, records.map((r) => r.id));
-      const diff = diffPage(records, seen, stream.baseline_at);
+      // Never seen and changed before the stream began: history, not news. Judged with the
+      // overlap, as the listing is: the baseline is the database's clock, the record's time
+      // the source's, and a source a little behind had its first changes taken for history.
+      const diff = diffPage(records, seen, new Date(stream.baseline_at.getTime() - cfg.overlapMs));
       const lastPage = page.nextCursor === null;
       const deliveries = planDeliveries({
         members,
@@ -106,30 +125,35 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       ctx.stats.changes += diff.changes.length;
       ctx.stats.deliveries += deliveries.length;
       if (lastPage && deliveries.length === 0 && diff.store.length === 0) {
-        // Nothing to write: the page's progress goes with the run's completion (one statement).
+        // Nothing to write: the page's progress goes with the run's completion.
         final = { pages: 1, records: records.length, changes: 0, maxUpdatedAt: diff.maxUpdatedAt };
         break;
       }
+      const commit: polling.PageCommit = {
+        streamId: stream.id,
+        deliveries,
+        records: diff.store,
+        nextCursor: page.nextCursor,
+        recordsSeen: records.length,
+        changes: diff.changes.length,
+        maxUpdatedAt: diff.maxUpdatedAt,
+      };
+      if (lastPage) {
+        // With the run's end, in one transaction: committed alone, a crash (or a failed
+        // statement) before the end left the run without a cursor, and it started over,
+        // sending a whole initial sync again.
+        lastCommit = commit;
+        break;
+      }
       try {
-        await inTransaction(db, (trx) =>
-          polling.commitPage(trx, {
-            streamId: stream.id,
-            deliveries,
-            records: diff.store,
-            nextCursor: page.nextCursor,
-            recordsSeen: records.length,
-            changes: diff.changes.length,
-            maxUpdatedAt: diff.maxUpdatedAt,
-          }),
-        );
+        await inTransaction(db, async (trx) => {
+          if (!(await input.renewLease(trx))) throw new LeaseLost();
+          await polling.commitPage(trx, commit);
+        });
       } catch (err) {
+        if (err instanceof LeaseLost) return leaseLost();
         throw new DispatchError(err);
       }
-      if (!lastPage && !(await input.renewLease())) {
-        log.warn('lost the connection lease mid-run; another worker resumes the run');
-        return { kind: 'lease-lost' };
-      }
-      if (lastPage) break;
       if (page.nextCursor === cursor) throw new SourceError('process', 'the source answered with the cursor it was given (no progress)');
       cursor = page.nextCursor ?? undefined;
     }
@@ -137,14 +161,18 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
     const next = nextRunAt({ scheduledAt: run.run_scheduled_at, startedAt, intervalMs, jitter: cfg.jitter });
     const endInitialSync = initial.size > 0;
     const restoreHealth = members.some((m) => m.unhealthy_reason?.startsWith('source:'));
-    const complete = async (q: typeof db) => {
-      await polling.completeRun(q, stream.id, next, { final, endInitialSync, restoreHealth });
-      if (!connection.is_healthy) await polling.setConnectionHealth(q, connection.id, true);
-      if (notify) await ctx.runEvents.publish(q, { ...eventBase(connection, run, 'completed'), ...finished(totals) });
-    };
-    // One statement needs no transaction of its own.
-    if (notify || endInitialSync || restoreHealth || !connection.is_healthy) await inTransaction(db, complete);
-    else await complete(db);
+    try {
+      await inTransaction(db, async (trx) => {
+        if (!(await input.renewLease(trx))) throw new LeaseLost();
+        if (lastCommit) await polling.commitPage(trx, lastCommit);
+        await polling.completeRun(trx, stream.id, next, { final, endInitialSync, restoreHealth });
+        if (!connection.is_healthy) await polling.setConnectionHealth(trx, connection.id, true);
+        if (notify) await ctx.runEvents.publish(trx, { ...eventBase(connection, run, 'completed'), ...finished(totals) });
+      });
+    } catch (err) {
+      if (err instanceof LeaseLost) return leaseLost();
+      throw lastCommit ? new DispatchError(err) : err;
+    }
     ctx.stats.runs += 1;
     log.debug({ ...totals, next_run_at: next }, 'run completed');
     return { kind: 'completed' };
@@ -160,6 +188,8 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
     ctx.stats.failedRuns += 1;
     const next = nextRunAt({ scheduledAt: run.run_scheduled_at, startedAt, intervalMs, jitter: cfg.jitter });
     const health = await inTransaction(db, async (trx) => {
+      // The connection another worker's now: its run state is not this run's to end.
+      if (!(await input.renewLease(trx))) return null;
       const h = await polling.failRun(trx, stream.id, {
         errorClass,
         error: message,
@@ -174,6 +204,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       if (notify) await ctx.runEvents.publish(trx, { ...eventBase(connection, run, 'failed'), ...finished(totals), error: `${errorClass}: ${message}` });
       return h;
     });
+    if (health === null) return leaseLost();
     log.warn({ error_class: errorClass, err: message, ...health }, 'run failed');
     return errorClass === 'auth' ? { kind: 'auth-refused' } : { kind: 'failed' };
   }

@@ -15,7 +15,10 @@ export async function scheduleStream(db: Db, streamId: string, at: Date | 'now')
   const when = at === 'now' ? sql`now()` : sql`${at}::timestamptz`;
   await sql`
     with s as (
-      update poll_streams set next_run_at = least(coalesce(next_run_at, ${when}), ${when})
+      -- During a run the stream is already due and its end writes the next time: the request
+      -- is kept in rerun_at too, for that end to honour (completeRun, failRun).
+      update poll_streams set next_run_at = least(coalesce(next_run_at, ${when}), ${when}),
+        rerun_at = case when run_id is not null then least(coalesce(rerun_at, ${when}), ${when}) else rerun_at end
       where id = ${streamId}
       returning connection_id, next_run_at
     ),

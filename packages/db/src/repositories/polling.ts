@@ -286,11 +286,17 @@ export async function completeRun(
     with old as (select * from poll_streams where id = ${streamId} for update),
     run as (${runRecord('completed', f, null, null)})
     update poll_streams s set
-      high_water_mark = greatest(old.high_water_mark, old.run_max_updated_at, ${f.maxUpdatedAt}::timestamptz, old.baseline_at),
+      -- The source's own times (not the database's: a source whose clock is behind had its
+      -- changes after baseline_at listed from too late), never past this run's start on the
+      -- database's clock: one record dated in the future (2099, a clock that jumped) held the
+      -- mark there, and every later change was listed from after it, and lost. None seen yet:
+      -- no mark, and the next run lists everything again.
+      high_water_mark = case when greatest(old.high_water_mark, old.run_max_updated_at, ${f.maxUpdatedAt}::timestamptz) is not null
+        then least(greatest(old.high_water_mark, old.run_max_updated_at, ${f.maxUpdatedAt}::timestamptz), coalesce(old.run_started_at, now())) end,
       run_id = null, run_started_at = null, run_scheduled_at = null, run_trigger = null, run_mode = null, run_since = null, run_cursor = null,
       run_pages = 0, run_records = 0, run_changes = 0, run_deliveries = 0, run_max_updated_at = null,
       consecutive_failures = 0, failing_since = null, last_error = null, last_error_class = null,
-      next_run_at = ${nextRunAt}
+      next_run_at = least(${nextRunAt}::timestamptz, old.rerun_at), rerun_at = null
     from old where s.id = old.id
   `.execute(db);
   if (o.endInitialSync) await sql`update webhooks set initial_sync = null where stream_id = ${streamId} and initial_sync = 'running'`.execute(db);
@@ -335,7 +341,7 @@ export async function failRun(db: Db, streamId: string, f: RunFailure): Promise<
       consecutive_failures = old.consecutive_failures + case when ${f.countsAgainstWebhooks} then 1 else 0 end,
       failing_since = coalesce(old.failing_since, now()),
       last_error = ${error}, last_error_class = ${f.errorClass},
-      next_run_at = ${f.nextRunAt}
+      next_run_at = least(${f.nextRunAt}::timestamptz, old.rerun_at), rerun_at = null
     from old where s.id = old.id
     returning s.consecutive_failures, extract(epoch from now() - s.failing_since)::float8 as failing_seconds
   `.execute(db);

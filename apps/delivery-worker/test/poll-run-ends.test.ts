@@ -1,0 +1,84 @@
+/**
+ * How a poll run ends (polling.completeRun, failRun), on the database alone: the next run's
+ * time honours a run asked for while this one was in progress (trigger, resume, a new
+ * include_all webhook), and the high-water mark keeps to the source's times without ever
+ * passing the run's start (a record dated in the future held it there, and every later
+ * change was listed from after it, and lost).
+ */
+import { polling, pollStreams, type PollStreamRow } from '@hookpost/db';
+import { createPlainSetup, type TestDatabase } from '@hookpost/testkit';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+
+let t: TestDatabase;
+let scope: { workspaceId: string; environmentId: string };
+let connectionId: string;
+beforeAll(async () => {
+  ({ t, scope } = await createPlainSetup('poll-run-ends'));
+  const c = await sql<{ id: string }>`
+    insert into connections (workspace_id, environment_id, integration_type) values (${scope.workspaceId}, ${scope.environmentId}, 'mockcrm') returning id`.execute(t.db);
+  connectionId = c.rows[0]!.id;
+});
+afterAll(async () => t?.drop());
+
+const HOUR = 3_600_000;
+
+/** A stream (a filter of its own), last run an hour ago, due now, and its run started. */
+async function runningStream(hwm: Date | null): Promise<PollStreamRow> {
+  const key = `{"n":"${Math.random()}"}`;
+  const s = await sql<{ id: string }>`
+    insert into poll_streams (workspace_id, environment_id, connection_id, object_type, filters, filters_key, next_run_at, high_water_mark)
+    values (${scope.workspaceId}, ${scope.environmentId}, ${connectionId}, 'crm_contact', ${key}::jsonb, ${key}, now(), ${hwm})
+    returning id`.execute(t.db);
+  const stream = await t.db.selectFrom('poll_streams').selectAll().where('id', '=', s.rows[0]!.id).executeTakeFirstOrThrow();
+  return polling.startRun(t.db, stream, 30_000, false);
+}
+const streamRow = (id: string) => t.db.selectFrom('poll_streams').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+
+it('a run asked for during a run (trigger, resume) is the next run, not lost under the next scheduled time', async () => {
+  const run = await runningStream(new Date(Date.now() - HOUR));
+  await pollStreams.scheduleStream(t.db, run.id, 'now');
+  await polling.completeRun(t.db, run.id, new Date(Date.now() + HOUR));
+  const after = await streamRow(run.id);
+  expect(after.next_run_at!.getTime()).toBeLessThan(Date.now() + 1000);
+  expect(after.rerun_at).toBeNull();
+  // Without a request, the next scheduled time stands.
+  const quiet = await runningStream(new Date(Date.now() - HOUR));
+  await polling.completeRun(t.db, quiet.id, new Date(Date.now() + HOUR));
+  expect((await streamRow(quiet.id)).next_run_at!.getTime()).toBeGreaterThan(Date.now() + HOUR - 60_000);
+});
+
+it('a failed run also runs again as asked during it', async () => {
+  const run = await runningStream(new Date(Date.now() - HOUR));
+  await pollStreams.scheduleStream(t.db, run.id, 'now');
+  await polling.failRun(t.db, run.id, {
+    errorClass: 'read',
+    error: 'the source answered 502',
+    nextRunAt: new Date(Date.now() + HOUR),
+    resume: true,
+    countsAgainstWebhooks: true,
+    failureThreshold: 5,
+    pauseAfterSeconds: 3600,
+  });
+  expect((await streamRow(run.id)).next_run_at!.getTime()).toBeLessThan(Date.now() + 1000);
+});
+
+it('the high-water mark never passes the run\'s start: a record dated 2099 does not hide later changes', async () => {
+  const run = await runningStream(new Date(Date.now() - HOUR));
+  await polling.completeRun(t.db, run.id, new Date(Date.now() + HOUR), {
+    final: { pages: 1, records: 1, changes: 0, maxUpdatedAt: new Date('2099-01-01T00:00:00Z') },
+  });
+  const after = await streamRow(run.id);
+  expect(after.high_water_mark!.getTime()).toBe(run.run_started_at!.getTime());
+});
+
+it('the high-water mark is the source\'s latest time when that is earlier, and none when the source had nothing', async () => {
+  const seen = new Date(Date.now() - 10 * 60_000);
+  const run = await runningStream(null);
+  await polling.completeRun(t.db, run.id, new Date(Date.now() + HOUR), { final: { pages: 1, records: 1, changes: 0, maxUpdatedAt: seen } });
+  expect((await streamRow(run.id)).high_water_mark!.getTime()).toBe(seen.getTime());
+  // Nothing listed: no mark (not the database's now, which a source whose clock is behind would miss changes after).
+  const empty = await runningStream(null);
+  await polling.completeRun(t.db, empty.id, new Date(Date.now() + HOUR));
+  expect((await streamRow(empty.id)).high_water_mark).toBeNull();
+});
