@@ -6,8 +6,9 @@
  * (every `submit` made in one tick joins one group; `maxEvents: 1` gives each its own
  * transaction, all in flight at once).
  */
-import { sql, type Kysely, type KyselyPlugin, type QueryId } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { createLogger } from '@hookpost/runtime';
+import { whenAnswered } from '@hookpost/testkit';
 import type { Database } from '@hookpost/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventIngestor, type IngestAnswer, type IngestRequest } from '../src/services/ingest.js';
@@ -471,20 +472,14 @@ describe('group commit (EventIngestor)', () => {
    * Loses the answer of the first `n` raw statements whose SQL contains `fragment`: they ran
    * (and committed), the caller sees a dropped session, as after DATABASE_QUERY_TIMEOUT_MS.
    */
-  const losingAnswers = (fragment: string, n: number): KyselyPlugin => {
-    const matched = new Set<QueryId>();
-    return {
-      transformQuery: (args) => {
-        const node = args.node as { kind: string; sqlFragments?: readonly string[] };
-        if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes(fragment)) matched.add(args.queryId);
-        return args.node;
+  const losingAnswers = (fragment: string, n: number) =>
+    whenAnswered(
+      fragment,
+      () => {
+        throw new Error('Connection terminated unexpectedly');
       },
-      transformResult: async (args) => {
-        if (matched.delete(args.queryId) && n-- > 0) throw new Error('Connection terminated unexpectedly');
-        return args.result;
-      },
-    };
-  };
+      n,
+    );
   /** The read that finds the first copies of repeated event ids (it runs after the events' own statement committed). */
   const failingRepeatLookup = (n: number) => losingAnswers('select e.id, e.workspace_id, e.external_id, e.deliveries', n);
   /** The ingest statement itself. */
@@ -522,28 +517,9 @@ describe('group commit (EventIngestor)', () => {
     expect(await counts(ws.workspaceId)).toEqual({ events: 2, deliveries: 2, keys: 0 });
   });
 
-  /** Runs `then` once, when the first raw statement whose SQL contains `fragment` has answered, before its caller reads the answer. */
-  const onceAfter = (fragment: string, then: () => Promise<unknown>): KyselyPlugin => {
-    const matched = new Set<QueryId>();
-    let done = false;
-    return {
-      transformQuery: (args) => {
-        const node = args.node as { kind: string; sqlFragments?: readonly string[] };
-        if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes(fragment)) matched.add(args.queryId);
-        return args.node;
-      },
-      transformResult: async (args) => {
-        if (matched.delete(args.queryId) && !done) {
-          done = true;
-          await then();
-        }
-        return args.result;
-      },
-    };
-  };
   /** Deletes the workspace's events with these ids and their deliveries (as retention does) once the first ingest statement has answered, before its follow-up read. */
   const retentionAfterInsert = (workspaceId: string, externalIds: string[]) =>
-    onceAfter('insert into events', async () => {
+    whenAnswered('insert into events', async () => {
       await sql`delete from deliveries where event_id in (select id from events where workspace_id = ${workspaceId} and external_id = any(${externalIds}::text[]))`.execute(api.db);
       await sql`delete from events where workspace_id = ${workspaceId} and external_id = any(${externalIds}::text[])`.execute(api.db);
     });
@@ -573,9 +549,9 @@ describe('group commit (EventIngestor)', () => {
     const ws = await workspaceWithWebhook();
     expect((await ingestor().submit(req(ws, [ev()], 'k-expiring'))).status).toBe(202);
     // Retention deletes the key after the claim's insert found it, before the claim reads it.
-    const plugin = onceAfter('insert into idempotency_keys', () =>
-      sql`delete from idempotency_keys where workspace_id = ${ws.workspaceId} and key = 'k-expiring'`.execute(api.db),
-    );
+    const plugin = whenAnswered('insert into idempotency_keys', async () => {
+      await sql`delete from idempotency_keys where workspace_id = ${ws.workspaceId} and key = 'k-expiring'`.execute(api.db);
+    });
     const answer = await ingestor({}, api.db.withPlugin(plugin)).submit(req(ws, [ev()], 'k-expiring'));
     expect(answer).toMatchObject({ status: 202, body: { duplicate: false } });
     expect(await counts(ws.workspaceId)).toEqual({ events: 2, deliveries: 2, keys: 1 });

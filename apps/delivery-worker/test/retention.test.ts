@@ -6,8 +6,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { deliveries, events, firstIdAt, newId } from '@hookpost/db';
-import { createPlainSetup, plainEvent, type TestDatabase } from '@hookpost/testkit';
-import { sql, type KyselyPlugin, type QueryId } from 'kysely';
+import { createPlainSetup, plainEvent, whenAnswered, type TestDatabase } from '@hookpost/testkit';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pruneOnce, type RetentionAges } from '../src/maintenance/retention.js';
 
@@ -213,21 +213,10 @@ it('a replay that comes while retention counts an uncounted event waits for the 
   // Once retention holds the old events (its first statement has answered), a replay of the
   // event's delivery starts on another session: it waits for retention's lock.
   let replaying: Promise<string[]> | undefined;
-  const matched = new Set<QueryId>();
-  const replayDuringCount: KyselyPlugin = {
-    transformQuery: (args) => {
-      const node = args.node as { kind: string; sqlFragments?: readonly string[] };
-      if (node.kind === 'RawNode' && node.sqlFragments?.join('?').includes('for update skip locked')) matched.add(args.queryId);
-      return args.node;
-    },
-    transformResult: async (args) => {
-      if (matched.delete(args.queryId) && !replaying) {
-        replaying = deliveries.replayDeliveries(t.db, scope.workspaceId, [deliveryId]);
-        await new Promise((r) => setTimeout(r, 300));
-      }
-      return args.result;
-    },
-  };
+  const replayDuringCount = whenAnswered('for update skip locked', async () => {
+    replaying = deliveries.replayDeliveries(t.db, scope.workspaceId, [deliveryId]);
+    await new Promise((r) => setTimeout(r, 300));
+  });
   await events.deleteOldEvents(t.db.withPlugin(replayDuringCount), new Date(Date.now() + 61 * DAY), 5000);
   expect(await eventExists(eventId)).toBe(true); // its delivery is still there: counted 1
   expect(await replaying).toHaveLength(1);
