@@ -180,14 +180,23 @@ describe('a worker started with the wrong HOOKPOST_ENCRYPTION_KEY', () => {
     const wrong = await other.startWorker({ HOOKPOST_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64') });
     for (let i = 0; i < 3; i++) expect((await other.call('POST', '/v1/events', { type: 'record:created', data: { i } })).status).toBe(202);
     await waitFor(() => wrong.output(), (out) => out.includes('no webhook secret decrypts'), 10_000);
+    // While it waits, NOTIFYs (20 events, one request each) do not make it claim and hand back
+    // a batch each time: statements that change deliveries' status (claims, releases) are counted.
+    await sql`create table status_writes (at timestamptz not null default clock_timestamp())`.execute(other.database.db);
+    await sql`create function count_status_write() returns trigger language plpgsql as $$ begin insert into status_writes default values; return null; end $$`.execute(other.database.db);
+    await sql`create trigger count_status_writes after update of status on deliveries for each statement execute function count_status_write()`.execute(other.database.db);
+    for (let i = 0; i < 20; i++) expect((await other.call('POST', '/v1/events', { type: 'record:created', data: { more: i } })).status).toBe(202);
     await sleep(1_500);
+    const writes = Number((await sql<{ n: string }>`select count(*) as n from status_writes`.execute(other.database.db)).rows[0]?.n);
+    expect(writes).toBeLessThan(8); // 2 here; 26 when every NOTIFY cut the wait short
+    await sql`drop trigger count_status_writes on deliveries`.execute(other.database.db);
     const rows = await other.database.db.selectFrom('deliveries').select(['status', 'attempts']).where('webhook_id', '=', hook.id).execute();
-    expect(rows.map((r) => [r.status, r.attempts])).toEqual([['pending', 0], ['pending', 0], ['pending', 0]]);
+    expect(rows.map((r) => [r.status, r.attempts])).toEqual(Array.from({ length: 23 }, () => ['pending', 0]));
     const health = await other.database.db.selectFrom('webhooks').select(['is_healthy', 'consecutive_failures']).where('id', '=', hook.id).executeTakeFirstOrThrow();
     expect(health).toEqual({ is_healthy: true, consecutive_failures: 0 });
     await wrong.kill('SIGKILL');
     await other.startWorker();
-    const received = await waitFor(() => other.receiver.deliveries().filter((d) => d.path === '/wrong-key'), (r) => r.length === 3);
-    expect(received.map((d) => d.verified)).toEqual([true, true, true]);
+    const received = await waitFor(() => other.receiver.deliveries().filter((d) => d.path === '/wrong-key'), (r) => r.length === 23);
+    expect(received.map((d) => d.verified)).toEqual(Array.from({ length: 23 }, () => true));
   }, 30_000);
 });

@@ -13,8 +13,9 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 let t: TestDatabase;
 let scope: { workspaceId: string; environmentId: string };
 let connectionId: string;
+let webhookId: string;
 beforeAll(async () => {
-  ({ t, scope } = await createPlainSetup('poll-run-ends'));
+  ({ t, scope, webhookId } = await createPlainSetup('poll-run-ends'));
   const c = await sql<{ id: string }>`
     insert into connections (workspace_id, environment_id, integration_type) values (${scope.workspaceId}, ${scope.environmentId}, 'mockcrm') returning id`.execute(t.db);
   connectionId = c.rows[0]!.id;
@@ -81,4 +82,48 @@ it('the high-water mark is the source\'s latest time when that is earlier, and n
   const empty = await runningStream(null);
   await polling.completeRun(t.db, empty.id, new Date(Date.now() + HOUR));
   expect((await streamRow(empty.id)).high_water_mark).toBeNull();
+});
+
+it('a run asked for during a run that fails and resumes is kept for the run after the resumed one', async () => {
+  const run = await runningStream(new Date(Date.now() - HOUR));
+  await pollStreams.scheduleStream(t.db, run.id, 'now');
+  await polling.failRun(t.db, run.id, {
+    errorClass: 'read',
+    error: 'the source answered 502',
+    nextRunAt: new Date(Date.now() + 60_000),
+    resume: true,
+    countsAgainstWebhooks: true,
+    failureThreshold: 5,
+    pauseAfterSeconds: 3600,
+  });
+  // The resumed run (it keeps its mode and cursor) ends: the request made during the first still stands.
+  const resumed = await polling.startRun(t.db, await streamRow(run.id), 30_000, false);
+  expect(resumed.run_mode).not.toBeNull();
+  await polling.completeRun(t.db, run.id, new Date(Date.now() + HOUR));
+  expect((await streamRow(run.id)).next_run_at!.getTime()).toBeLessThan(Date.now() + 1000);
+});
+
+it('a webhook still waiting for its initial sync when a run ends (it came during it) makes the next run now', async () => {
+  const run = await runningStream(new Date(Date.now() - HOUR));
+  await sql`update webhooks set stream_id = ${run.id}, initial_sync = 'pending' where id = ${webhookId}`.execute(t.db);
+  await polling.completeRun(t.db, run.id, new Date(Date.now() + HOUR));
+  expect((await streamRow(run.id)).next_run_at!.getTime()).toBeLessThan(Date.now() + 1000);
+  await sql`update webhooks set stream_id = null, initial_sync = null where id = ${webhookId}`.execute(t.db);
+});
+
+it('a trigger while a page commits waits for the page, never deadlocks with it (the stream\'s row first, then the lease)', async () => {
+  const run = await runningStream(new Date(Date.now() - HOUR));
+  await sql`insert into connection_polls (connection_id, leased_by, lease_until) values (${connectionId}, 'worker-a', now() + interval '1 minute')
+            on conflict (connection_id) do update set leased_by = excluded.leased_by, lease_until = excluded.lease_until`.execute(t.db);
+  let triggered: Promise<void> | undefined;
+  const page = t.db.transaction().execute(async (trx) => {
+    await polling.lockStream(trx, run.id);
+    expect(await polling.renewLease(trx, connectionId, 'worker-a', 60_000)).toBe(true);
+    triggered = pollStreams.scheduleStream(t.db, run.id, 'now'); // the API, on another session
+    await new Promise((r) => setTimeout(r, 200));
+    await polling.commitPage(trx, { streamId: run.id, deliveries: [], records: [], nextCursor: 'c2', recordsSeen: 0, changes: 0, maxUpdatedAt: null });
+  });
+  await page;
+  await triggered;
+  expect((await streamRow(run.id)).rerun_at).not.toBeNull();
 });

@@ -39,8 +39,16 @@ export interface PageDiff {
   changes: Change[];
   /** Fingerprints to store (new or different). */
   store: { id: string; fingerprint: Buffer; deleted: boolean }[];
-  /** Highest updated_at on the page. */
-  maxUpdatedAt: Date | null;
+}
+
+/** The newest `updated_at` among records (null: none readable): how far a listing got. */
+export function latestUpdate(records: readonly Pick<SourceRecord, 'updated_at'>[]): Date | null {
+  let max: number | null = null;
+  for (const r of records) {
+    const t = Date.parse(r.updated_at);
+    if (!Number.isNaN(t) && (max === null || t > max)) max = t;
+  }
+  return max === null ? null : new Date(max);
 }
 
 /**
@@ -56,11 +64,9 @@ export function diffPage(records: readonly SourceRecord[], seen: ReadonlyMap<str
   for (const r of records) last.set(r.id, r);
   const changes: Change[] = [];
   const store: PageDiff['store'] = [];
-  let max: number | null = null;
   const base = baseline.getTime();
   for (const r of last.values()) {
     const updated = Date.parse(r.updated_at);
-    if (!Number.isNaN(updated) && (max === null || updated > max)) max = updated;
     const deleted = r.deleted_at !== undefined && r.deleted_at !== null;
     const fp = fingerprint(r);
     const prev = seen.get(r.id);
@@ -71,5 +77,5 @@ export function diffPage(records: readonly SourceRecord[], seen: ReadonlyMap<str
     const kind: ChangeKind = deleted ? 'deleted' : !prev && Date.parse(r.created_at) >= base ? 'created' : prev?.deleted ? 'created' : 'updated';
     changes.push({ kind, record: r });
   }
-  return { changes, store, maxUpdatedAt: max === null ? null : new Date(max) };
+  return { changes, store };
 }

@@ -1,6 +1,6 @@
 import type { SourceRecord } from '@hookpost/contract';
 import { describe, expect, test } from 'vitest';
-import { diffPage, fingerprint, type Seen } from '../src/changes.js';
+import { diffPage, fingerprint, latestUpdate, type Seen } from '../src/changes.js';
 
 const baseline = new Date('2026-06-01T00:00:00.000Z');
 const rec = (id: string, over: Partial<SourceRecord> & Record<string, unknown> = {}): SourceRecord => ({
@@ -45,7 +45,7 @@ describe('diffPage', () => {
     ]);
     // 'known' ended the page as it was seen (the touch came last): no change, nothing stored.
     expect(d.store.map((s) => s.id).sort()).toEqual(['existing-unseen', 'gone', 'new', 'old']);
-    expect(d.maxUpdatedAt?.toISOString()).toBe('2026-06-03T00:00:00.000Z');
+    expect(latestUpdate(page)?.toISOString()).toBe('2026-06-03T00:00:00.000Z');
   });
 
   test('a touch is not a change; a tombstone is sent once; a record back from the dead is created', () => {

@@ -103,6 +103,8 @@ export class DeliveryEngine {
   readonly stats = { claimed: 0, sent: 0, succeeded: 0, failed: 0, released: 0 };
   private readonly claimFailures: FailureStreak;
   private readonly keyFailures: FailureStreak;
+  /** While no secret decrypts: how long the loop waits before claiming again (0: it does not). */
+  private keyPauseMs = 0;
 
   constructor(private readonly o: EngineOptions) {
     this.claimFailures = new FailureStreak(o.logger, { failing: 'claim failed; retrying shortly', recovered: 'claims work again' });
@@ -178,6 +180,12 @@ export class DeliveryEngine {
     }).finally(() => (this.wakeSignal = undefined));
   }
 
+  /** Waits `ms`, or until stop; unlike sleep, a NOTIFY does not end it. */
+  private async pause(ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    while (!this.stopping && Date.now() < end) await new Promise((r) => setTimeout(r, Math.min(100, end - Date.now())));
+  }
+
   private get room(): number {
     return this.o.concurrency - this.inFlight - this.queued;
   }
@@ -217,7 +225,10 @@ export class DeliveryEngine {
       if (claimed.length > 0) {
         this.stats.claimed += claimed.length;
         if (!dispatched) {
-          await this.sleep(1000);
+          // Handed back for want of a key: NOTIFYs do not cut this wait short (each would
+          // claim and hand back a batch again), and it doubles up to 30 s while it lasts.
+          if (this.keyPauseMs > 0) await this.pause(this.keyPauseMs);
+          else await this.sleep(1000);
           continue;
         }
         if (claimed.length >= Math.min(this.room + claimed.length, this.o.batchSize)) continue; // likely more due
@@ -281,12 +292,14 @@ export class DeliveryEngine {
       // Failing the deliveries would spend their attempts and pause their webhooks: they are
       // handed back instead, for a worker with the right key (or this one once restarted).
       this.keyFailures.failed(new Error([...unreadable.values()][0]), { webhooks: unreadable.size });
+      this.keyPauseMs = Math.min(30_000, Math.max(1_000, this.keyPauseMs * 2));
       this.stats.released += claimed.length;
       this.moreDue = true;
       await deliveries.releaseClaims(this.o.db, this.workerId, claimed).catch(() => undefined);
       return false;
     }
     this.keyFailures.succeeded();
+    this.keyPauseMs = 0;
     if (unreadable.size > 0) {
       this.o.logger.error({ webhooks: [...unreadable.keys()], reason: [...unreadable.values()][0] }, 'webhooks whose secret cannot be decrypted: their deliveries fail unsent');
     }

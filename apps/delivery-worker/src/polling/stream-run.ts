@@ -1,6 +1,6 @@
 import { inTransaction, newId, polling, type ConnectionSource, type Db, type PollStreamRow, type StreamMember } from '@hookpost/db';
 import { SOURCE_PAGE_MAX } from '@hookpost/contract';
-import { diffPage, SourceError, type SourceAdapter, type SourceSettings } from '@hookpost/sources';
+import { diffPage, latestUpdate, SourceError, type SourceAdapter, type SourceSettings } from '@hookpost/sources';
 import type { SourceFailureClass } from '@hookpost/db';
 import type { PollContext } from './context.js';
 import { matchesFilters, planDeliveries } from './delivery-pages.js';
@@ -85,6 +85,11 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
   let final: polling.FinalPage | undefined;
   /** The last page, when it has something to write: committed with the run's end. */
   let lastCommit: polling.PageCommit | undefined;
+  /** First in every write's transaction: the stream's row, then the connection's lease (false: lost). */
+  const holding = async (trx: Db): Promise<boolean> => {
+    await polling.lockStream(trx, stream.id);
+    return input.renewLease(trx);
+  };
   const leaseLost = (): StreamOutcome => {
     log.warn('lost the connection lease mid-run; another worker resumes the run');
     return { kind: 'lease-lost' };
@@ -108,6 +113,10 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       // overlap, as the listing is: the baseline is the database's clock, the record's time
       // the source's, and a source a little behind had its first changes taken for history.
       const diff = diffPage(records, seen, new Date(stream.baseline_at.getTime() - cfg.overlapMs));
+      // The mark goes by every record the source listed, filtered out here or not: by the kept
+      // ones only, a source that ignores the filter, with nothing matching yet, kept the mark
+      // empty and every run listed the whole object type.
+      const pageMax = latestUpdate(page.records);
       const lastPage = page.nextCursor === null;
       const deliveries = planDeliveries({
         members,
@@ -126,7 +135,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       ctx.stats.deliveries += deliveries.length;
       if (lastPage && deliveries.length === 0 && diff.store.length === 0) {
         // Nothing to write: the page's progress goes with the run's completion.
-        final = { pages: 1, records: records.length, changes: 0, maxUpdatedAt: diff.maxUpdatedAt };
+        final = { pages: 1, records: records.length, changes: 0, maxUpdatedAt: pageMax };
         break;
       }
       const commit: polling.PageCommit = {
@@ -136,7 +145,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
         nextCursor: page.nextCursor,
         recordsSeen: records.length,
         changes: diff.changes.length,
-        maxUpdatedAt: diff.maxUpdatedAt,
+        maxUpdatedAt: pageMax,
       };
       if (lastPage) {
         // With the run's end, in one transaction: committed alone, a crash (or a failed
@@ -147,7 +156,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       }
       try {
         await inTransaction(db, async (trx) => {
-          if (!(await input.renewLease(trx))) throw new LeaseLost();
+          if (!(await holding(trx))) throw new LeaseLost();
           await polling.commitPage(trx, commit);
         });
       } catch (err) {
@@ -163,7 +172,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
     const restoreHealth = members.some((m) => m.unhealthy_reason?.startsWith('source:'));
     try {
       await inTransaction(db, async (trx) => {
-        if (!(await input.renewLease(trx))) throw new LeaseLost();
+        if (!(await holding(trx))) throw new LeaseLost();
         if (lastCommit) await polling.commitPage(trx, lastCommit);
         await polling.completeRun(trx, stream.id, next, { final, endInitialSync, restoreHealth });
         if (!connection.is_healthy) await polling.setConnectionHealth(trx, connection.id, true);
@@ -189,7 +198,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
     const next = nextRunAt({ scheduledAt: run.run_scheduled_at, startedAt, intervalMs, jitter: cfg.jitter });
     const health = await inTransaction(db, async (trx) => {
       // The connection another worker's now: its run state is not this run's to end.
-      if (!(await input.renewLease(trx))) return null;
+      if (!(await holding(trx))) return null;
       const h = await polling.failRun(trx, stream.id, {
         errorClass,
         error: message,

@@ -46,6 +46,15 @@ export async function nextClaimableAt(db: Db): Promise<Date | null> {
   return inMs === null || inMs === undefined ? null : new Date(Date.now() + Math.max(0, inMs));
 }
 
+/**
+ * Locks a stream's row for the rest of the caller's transaction: a run's writes take it before
+ * the connection's (renewLease), in the order scheduleStream takes them, or a trigger arriving
+ * mid-page deadlocked with the page's commit.
+ */
+export async function lockStream(db: Db, streamId: string): Promise<void> {
+  await sql`select id from poll_streams where id = ${streamId} for no key update`.execute(db);
+}
+
 /** Extends a lease this worker holds; false when it lost it (expired and taken). */
 export async function renewLease(db: Db, connectionId: string, owner: string, leaseMs: number): Promise<boolean> {
   const r = await sql`
@@ -260,6 +269,12 @@ function runRecord(status: 'completed' | 'failed', f: FinalPage, error: string |
     from old`;
 }
 
+/**
+ * A webhook of the stream (`old`) waits for its initial sync: the run that just ended was a
+ * resumed one (which starts none) or began before the webhook came, so the next runs at once.
+ */
+const PENDING_INITIAL_SYNC = sql<boolean>`exists (select 1 from webhooks w where w.stream_id = old.id and w.initial_sync = 'pending' and w.is_active and not w.is_paused)`;
+
 const NO_FINAL_PAGE: FinalPage = { pages: 0, records: 0, changes: 0, maxUpdatedAt: null };
 
 /** Progress of a last page that had nothing to write, folded into the run's completion. */
@@ -296,7 +311,7 @@ export async function completeRun(
       run_id = null, run_started_at = null, run_scheduled_at = null, run_trigger = null, run_mode = null, run_since = null, run_cursor = null,
       run_pages = 0, run_records = 0, run_changes = 0, run_deliveries = 0, run_max_updated_at = null,
       consecutive_failures = 0, failing_since = null, last_error = null, last_error_class = null,
-      next_run_at = least(${nextRunAt}::timestamptz, old.rerun_at), rerun_at = null
+      next_run_at = case when ${PENDING_INITIAL_SYNC} then now() else least(${nextRunAt}::timestamptz, old.rerun_at) end, rerun_at = null
     from old where s.id = old.id
   `.execute(db);
   if (o.endInitialSync) await sql`update webhooks set initial_sync = null where stream_id = ${streamId} and initial_sync = 'running'`.execute(db);
@@ -341,7 +356,9 @@ export async function failRun(db: Db, streamId: string, f: RunFailure): Promise<
       consecutive_failures = old.consecutive_failures + case when ${f.countsAgainstWebhooks} then 1 else 0 end,
       failing_since = coalesce(old.failing_since, now()),
       last_error = ${error}, last_error_class = ${f.errorClass},
-      next_run_at = least(${f.nextRunAt}::timestamptz, old.rerun_at), rerun_at = null
+      -- A resumed run keeps the request for the run after it (rerun_at stays with the run).
+      next_run_at = least(${f.nextRunAt}::timestamptz, old.rerun_at),
+      rerun_at = case when ${keep} then old.rerun_at else null end
     from old where s.id = old.id
     returning s.consecutive_failures, extract(epoch from now() - s.failing_since)::float8 as failing_seconds
   `.execute(db);
