@@ -63,7 +63,7 @@ describe('a claim whose lease is over by the time its rows arrive', () => {
   }, 30_000);
 });
 
-describe('a late result of an earlier claim of the same delivery', () => {
+describe('claims by hand: a late result of an earlier claim; a last attempt that never finishes', () => {
   // A database of its own, with no worker on it: the claims here are the test's.
   let t: TestDatabase;
   let scope: { workspaceId: string; environmentId: string };
@@ -115,6 +115,26 @@ describe('a late result of an earlier claim of the same delivery', () => {
       [2, 'success'],
     ]);
   });
+
+  // A delivery whose last attempt never finishes (its worker dies sending it).
+  it('comes back after its lease, its last attempt too, and is dead once it has lost LOST_CLAIMS_ALLOWED more', async () => {
+    const id = newId();
+    await deliveries.insertDelivery(t.db, { id, workspaceId: scope.workspaceId, webhookId, kind: 'test', payload: { n: 3 } });
+    const maxAttempts = 2;
+    const limit = maxAttempts + deliveries.LOST_CLAIMS_ALLOWED;
+    for (let attempt = 1; attempt <= limit; attempt++) {
+      const { deliveries: claimed } = await deliveries.claimDue(t.db, { workerId: `worker-${newId()}`, limit: 10, perWebhook: 10, leaseMs: 1 });
+      expect(claimed.map((d) => [d.id, d.attempts])).toEqual([[id, attempt]]);
+      await sleep(5);
+      expect(await deliveries.reclaimExpiredLeases(t.db, maxAttempts)).toBe(1);
+      const row = await deliveries.getDelivery(t.db, scope, id);
+      expect(row?.status).toBe(attempt < limit ? 'pending' : 'dead');
+    }
+    const row = await deliveries.getDelivery(t.db, scope, id);
+    expect(row).toMatchObject({ status: 'dead', attempts: limit, leased_by: null });
+    expect(row?.finished_at).not.toBeNull();
+    expect(row?.last_error).toMatch(/^lease_expired/);
+  });
 });
 
 describe('a webhook whose secret cannot be decrypted', () => {
@@ -137,35 +157,6 @@ describe('a webhook whose secret cannot be decrypted', () => {
     expect(at('/lease/unreadable')().length).toBe(0);
     expect(stack.workers[0]?.output()).toContain('webhooks whose secret cannot be decrypted');
   }, 30_000);
-});
-
-describe('a delivery whose last attempt never finishes (its worker dies sending it)', () => {
-  let t: TestDatabase;
-  let scope: { workspaceId: string; environmentId: string };
-  let webhookId: string;
-  beforeAll(async () => {
-    ({ t, scope, webhookId } = await createPlainSetup('lost-last-attempt', 'http://127.0.0.1:9/lost'));
-  });
-  afterAll(async () => t?.drop());
-
-  it('comes back after its lease, its last attempt too, and is dead once it has lost LOST_CLAIMS_ALLOWED more', async () => {
-    const id = newId();
-    await deliveries.insertDelivery(t.db, { id, workspaceId: scope.workspaceId, webhookId, kind: 'test', payload: { n: 3 } });
-    const maxAttempts = 2;
-    const limit = maxAttempts + deliveries.LOST_CLAIMS_ALLOWED;
-    for (let attempt = 1; attempt <= limit; attempt++) {
-      const { deliveries: claimed } = await deliveries.claimDue(t.db, { workerId: `worker-${newId()}`, limit: 10, perWebhook: 10, leaseMs: 1 });
-      expect(claimed.map((d) => [d.id, d.attempts])).toEqual([[id, attempt]]);
-      await sleep(5);
-      expect(await deliveries.reclaimExpiredLeases(t.db, maxAttempts)).toBe(1);
-      const row = await deliveries.getDelivery(t.db, scope, id);
-      expect(row?.status).toBe(attempt < limit ? 'pending' : 'dead');
-    }
-    const row = await deliveries.getDelivery(t.db, scope, id);
-    expect(row).toMatchObject({ status: 'dead', attempts: limit, leased_by: null });
-    expect(row?.finished_at).not.toBeNull();
-    expect(row?.last_error).toMatch(/^lease_expired/);
-  });
 });
 
 describe('a worker started with the wrong HOOKPOST_ENCRYPTION_KEY', () => {

@@ -34,6 +34,17 @@ async function runningStream(hwm: Date | null): Promise<PollStreamRow> {
   const stream = await t.db.selectFrom('poll_streams').selectAll().where('id', '=', s.rows[0]!.id).executeTakeFirstOrThrow();
   return polling.startRun(t.db, stream, 30_000, false);
 }
+/** The run fails with a read error (a 502), to be resumed; its retry is due in `inMs`. */
+const failResumable = (streamId: string, inMs: number) =>
+  polling.failRun(t.db, streamId, {
+    errorClass: 'read',
+    error: 'the source answered 502',
+    nextRunAt: new Date(Date.now() + inMs),
+    resume: true,
+    countsAgainstWebhooks: true,
+    failureThreshold: 5,
+    pauseAfterSeconds: 3600,
+  });
 const streamRow = (id: string) => t.db.selectFrom('poll_streams').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 
 it('a run asked for during a run (trigger, resume) is the next run, not lost under the next scheduled time', async () => {
@@ -52,15 +63,7 @@ it('a run asked for during a run (trigger, resume) is the next run, not lost und
 it('a failed run also runs again as asked during it', async () => {
   const run = await runningStream(new Date(Date.now() - HOUR));
   await pollStreams.scheduleStream(t.db, run.id, 'now');
-  await polling.failRun(t.db, run.id, {
-    errorClass: 'read',
-    error: 'the source answered 502',
-    nextRunAt: new Date(Date.now() + HOUR),
-    resume: true,
-    countsAgainstWebhooks: true,
-    failureThreshold: 5,
-    pauseAfterSeconds: 3600,
-  });
+  await failResumable(run.id, HOUR);
   expect((await streamRow(run.id)).next_run_at!.getTime()).toBeLessThan(Date.now() + 1000);
 });
 
@@ -87,15 +90,7 @@ it('the high-water mark is the source\'s latest time when that is earlier, and n
 it('a run asked for during a run that fails and resumes is kept for the run after the resumed one', async () => {
   const run = await runningStream(new Date(Date.now() - HOUR));
   await pollStreams.scheduleStream(t.db, run.id, 'now');
-  await polling.failRun(t.db, run.id, {
-    errorClass: 'read',
-    error: 'the source answered 502',
-    nextRunAt: new Date(Date.now() + 60_000),
-    resume: true,
-    countsAgainstWebhooks: true,
-    failureThreshold: 5,
-    pauseAfterSeconds: 3600,
-  });
+  await failResumable(run.id, 60_000);
   // The resumed run (it keeps its mode and cursor) ends: the request made during the first still stands.
   const resumed = await polling.startRun(t.db, await streamRow(run.id), 30_000, false);
   expect(resumed.run_mode).not.toBeNull();
