@@ -29,8 +29,9 @@ export async function performAttempt(
 }
 
 /**
- * An attempt that could not be sent: its webhook's secret could not be decrypted (a wrong
- * HOOKPOST_ENCRYPTION_KEY, a damaged row). It fails like an endpoint that does not answer:
+ * An attempt that could not be sent: its webhook's secret could not be decrypted (a damaged
+ * row; a wrong HOOKPOST_ENCRYPTION_KEY, which opens no secret, makes the engine hand its claims
+ * back instead). It fails like an endpoint that does not answer:
  * logged, retried on the schedule, counted against the webhook's health (which pauses it
  * and holds the rest) — and the deliveries of other webhooks go on.
  */

@@ -281,10 +281,7 @@ export class DeliveryEngine {
       loaded = await this.o.targets.load([...versions.keys()], versions);
     } catch (err) {
       this.o.logger.error({ err, deliveries: claimed.length }, 'could not load the claimed deliveries\' webhooks; handing them back');
-      this.stats.released += claimed.length;
-      this.moreDue = true;
-      await deliveries.releaseClaims(this.o.db, this.workerId, claimed).catch(() => undefined);
-      return false;
+      return this.handBackAll(claimed);
     }
     const { targets, unreadable } = loaded;
     if (unreadable.size > 0 && !this.o.targets.openedAny) {
@@ -293,10 +290,7 @@ export class DeliveryEngine {
       // handed back instead, for a worker with the right key (or this one once restarted).
       this.keyFailures.failed(new Error([...unreadable.values()][0]), { webhooks: unreadable.size });
       this.keyPauseMs = Math.min(30_000, Math.max(1_000, this.keyPauseMs * 2));
-      this.stats.released += claimed.length;
-      this.moreDue = true;
-      await deliveries.releaseClaims(this.o.db, this.workerId, claimed).catch(() => undefined);
-      return false;
+      return this.handBackAll(claimed);
     }
     this.keyFailures.succeeded();
     this.keyPauseMs = 0;
@@ -363,6 +357,14 @@ export class DeliveryEngine {
       );
     }
     return true;
+  }
+
+  /** A whole claim handed back unsent (its webhooks could not be read or signed for); false, for dispatchAll to return. */
+  private async handBackAll(claimed: readonly ClaimedDelivery[]): Promise<false> {
+    this.stats.released += claimed.length;
+    this.moreDue = true;
+    await deliveries.releaseClaims(this.o.db, this.workerId, claimed).catch(() => undefined);
+    return false;
   }
 
   /**

@@ -2,8 +2,8 @@ import { deliveries, type Db } from '@hookpost/db';
 import { FailureStreak, type Logger } from '@hookpost/runtime';
 
 /**
- * Every `everyMs`: puts back deliveries whose worker died mid-send (dead when that was their
- * last of `maxAttempts`), and requeues held
+ * Every `everyMs`: puts back deliveries whose worker died mid-send (dead once they have lost
+ * claims past `maxAttempts`: deliveries.reclaimExpiredLeases), and requeues held
  * deliveries of webhooks resumed in the last minutes that a race left held (see
  * deliveries.requeueHeldOfResumed). Wakes the engine when either found some.
  */

@@ -1,5 +1,6 @@
 import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import { PREPARE, retryingDeadlocks, type Db } from '../client.js';
+import { afterDbWait, msUntil } from '../db-clock.js';
 import { firstIdAt } from '../ids.js';
 import type { Database, DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
@@ -134,11 +135,10 @@ export async function claimDue(
  */
 export async function nextDueAt(db: Db, excludeWebhooks: readonly string[] = []): Promise<Date | null> {
   const r = await sql<{ in_ms: number | null }>`
-    select (extract(epoch from min(next_attempt_at) - now()) * 1000)::float8 as in_ms from deliveries
+    select ${msUntil(sql`min(next_attempt_at)`)} as in_ms from deliveries
     where status = 'pending' ${excludeWebhooks.length > 0 ? sql`and webhook_id <> all(${excludeWebhooks}::uuid[])` : sql``}
   `.execute(db);
-  const inMs = r.rows[0]?.in_ms;
-  return inMs === null || inMs === undefined ? null : new Date(Date.now() + Math.max(0, inMs));
+  return afterDbWait(r.rows[0]?.in_ms);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../client.js';
+import { afterDbWait, msUntil } from '../db-clock.js';
 import type { PollStreamRow, RunTrigger, SourceFailureClass } from '../schema.js';
 import { holdPending, insertDeliveries, type NewDelivery } from './deliveries.js';
 
@@ -40,10 +41,9 @@ export async function claimConnections(db: Db, owner: string, limit: number, lea
  */
 export async function nextClaimableAt(db: Db): Promise<Date | null> {
   const r = await sql<{ in_ms: number | null }>`
-    select (extract(epoch from min(claimable_at) - now()) * 1000)::float8 as in_ms from connection_polls where claimable_at is not null
+    select ${msUntil(sql`min(claimable_at)`)} as in_ms from connection_polls where claimable_at is not null
   `.execute(db);
-  const inMs = r.rows[0]?.in_ms;
-  return inMs === null || inMs === undefined ? null : new Date(Date.now() + Math.max(0, inMs));
+  return afterDbWait(r.rows[0]?.in_ms);
 }
 
 /**
