@@ -1,7 +1,8 @@
 /**
  * Health and isolation, on a stack of their own (pausing after 1.5 s of failure, 4
- * sends in flight per endpoint): unhealthy → paused → resumed, and a slow endpoint
- * never delays a healthy one.
+ * sends in flight per endpoint, 32 deliveries in flight or queued per worker): unhealthy
+ * → paused → resumed, and a slow endpoint never delays a healthy one, however many
+ * webhooks point at it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, startStack, type Stack } from './stack.js';
@@ -10,7 +11,7 @@ let stack: Stack;
 let connectionId: string;
 
 beforeAll(async () => {
-  stack = await startStack({ env: { HEALTH_PAUSE_AFTER_SECONDS: '1.5', DELIVERY_PER_ENDPOINT_CONCURRENCY: '4' } });
+  stack = await startStack({ env: { HEALTH_PAUSE_AFTER_SECONDS: '1.5', DELIVERY_PER_ENDPOINT_CONCURRENCY: '4', DELIVERY_CONCURRENCY: '32' } });
   connectionId = (await stack.call('POST', '/unified/connection', { integration_type: 'hubspot', categories: ['crm'], permissions: [] })).body.id;
 });
 afterAll(async () => stack?.close());
@@ -94,5 +95,58 @@ describe('health', () => {
     expect(at('/iso/slow')().length).toBeLessThan(100); // still working through its backlog
     stack.receiver.setBehaviour('/iso/slow', undefined);
   });
-});
 
+  it('a slow endpoint behind many webhooks does not take the worker from a healthy one', async () => {
+    // One customer's URL behind a webhook per connection, say. The cap was per webhook: 12
+    // webhooks × (4 sending + 8 queued) held all 32 of the worker's places, and every other
+    // delivery waited for the slow answers (3 s each).
+    const slow: string[] = [];
+    for (let i = 0; i < 12; i++) slow.push((await stack.trutoWebhook('/iso/shared-slow', { event_types: ['shared:slow'] })).id);
+    await stack.trutoWebhook('/iso/shared-fast', { event_types: ['shared:fast'] });
+    stack.receiver.setBehaviour('/iso/shared-slow', { latency_ms: 3000 });
+    const backlog = Array.from({ length: 100 }, (_, i) => ({ type: 'shared:slow', data: { i } }));
+    expect((await stack.call('POST', '/v1/events/batch', { events: backlog })).status).toBe(202);
+    await new Promise((r) => setTimeout(r, 300)); // the worker has claimed the slow endpoint's first deliveries
+    const delays: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const sentAt = Date.now();
+      await stack.call('POST', '/v1/events', { type: 'shared:fast', data: { i } });
+      await eventually(() => at('/iso/shared-fast')().length === i + 1, 10_000, 'fast endpoint delivery');
+      delays.push(Date.now() - sentAt);
+    }
+    expect(Math.max(...delays)).toBeLessThan(1000);
+    expect(at('/iso/shared-slow')().length).toBeLessThan(40); // 4 at a time, 3 s each: far from done
+    // What the full lane could not take went back postponed (not due again at once, to be
+    // claimed and handed back in a loop), with no attempt spent.
+    const postponed = await stack.database.db
+      .selectFrom('deliveries')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('webhook_id', 'in', slow)
+      .where('status', '=', 'pending')
+      .where('attempts', '=', 0)
+      .whereRef('next_attempt_at', '>', 'created_at')
+      .executeTakeFirstOrThrow();
+    expect(Number(postponed.n)).toBeGreaterThan(0);
+    stack.receiver.setBehaviour('/iso/shared-slow', undefined);
+  });
+
+  it('deliveries a full endpoint handed back, in several claims, all come due and are sent: none waits for the idle re-check', async () => {
+    // Postponed at different times, they fall due at different times, and the worker keeps one
+    // timer: its earliest. Before, that timer's claim asked for the next due time leaving out
+    // the endpoint, still full then, so the later ones had no timer and waited for the 30 s
+    // idle re-check.
+    const hook = await stack.trutoWebhook('/iso/bursts', { event_types: ['bursts:one'] });
+    void hook;
+    stack.receiver.setBehaviour('/iso/bursts', { latency_ms: 300 });
+    const startedAt = Date.now();
+    for (let burst = 0; burst < 3; burst++) {
+      const events = Array.from({ length: 40 }, (_, i) => ({ type: 'bursts:one', data: { burst, i } }));
+      expect((await stack.call('POST', '/v1/events/batch', { events })).status).toBe(202);
+      await new Promise((r) => setTimeout(r, 400));
+    }
+    // 120 sends of 300 ms, 4 at a time: ~9 s.
+    await eventually(() => new Set(at('/iso/bursts')().map((d) => d.webhook_id)).size === 120, 25_000, 'every burst delivered');
+    expect(Date.now() - startedAt).toBeLessThan(20_000);
+    stack.receiver.setBehaviour('/iso/bursts', undefined);
+  }, 40_000);
+});

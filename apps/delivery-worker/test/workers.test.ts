@@ -123,7 +123,18 @@ describe('two workers on one database', () => {
     // Exactly once: as many requests as deliveries, no webhook-id twice.
     const { list, byId } = received(stack, paths);
     const twice = [...byId].filter(([, ds]) => ds.length > 1).map(([id]) => id);
-    expect(twice).toEqual([]);
+    if (twice.length > 0) {
+      // Say why: a send that outlived DELIVERY_TIMEOUT_MS (a starved test machine) is retried
+      // and arrives twice by design; two workers holding one delivery is the bug looked for.
+      const log = await stack.database.db
+        .selectFrom('delivery_attempts')
+        .select(['delivery_id', 'attempt', 'outcome', 'duration_ms'])
+        .where('delivery_id', 'in', twice.slice(0, 5))
+        .orderBy('delivery_id')
+        .orderBy('attempt')
+        .execute();
+      expect.fail(`${twice.length} deliveries arrived twice; attempts of the first: ${JSON.stringify(log)}`);
+    }
     expect(list).toHaveLength(total);
     expect(list.filter((d) => !d.verified)).toEqual([]);
     expect(list.every((d) => d.signatures.standard === 'valid' && d.signatures.truto === 'valid')).toBe(true);

@@ -13,6 +13,11 @@ export interface DeliveryTarget {
   id: string;
   origin: 'unified' | 'truto' | 'hookpost';
   hookUrl: string;
+  /**
+   * The endpoint `hookUrl` names, as the worker's send caps count it (endpointOf): webhooks
+   * with the same URL share one cap, however many there are.
+   */
+  endpoint: string;
   environmentId: string;
   /** Comma-separated field names to keep (`id` always kept); null keeps all. */
   fields: string | null;
@@ -27,6 +32,22 @@ export interface DeliveryTarget {
   /** The webhook as the unified.to face shows it: the `webhook` field of unified bodies. */
   unifiedView?: UnifiedWebhook;
   externalXref?: string;
+}
+
+/**
+ * The endpoint a URL names, for counting sends to it: scheme, host, port and path; the query
+ * and fragment are left out (they tell one subscriber's hooks apart, not one server's
+ * handlers). Two webhooks of one receiver share a cap, so a slow receiver behind many
+ * webhooks holds no more of a worker than behind one; different paths of one host (a
+ * multi-tenant receiver's per-customer hooks) do not.
+ */
+export function endpointOf(hookUrl: string): string {
+  try {
+    const u = new URL(hookUrl);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return hookUrl;
+  }
 }
 
 export interface OutgoingMessage {

@@ -1,4 +1,4 @@
-import type { DeliveryTarget } from './payloads.js';
+import { endpointOf, type DeliveryTarget } from './payloads.js';
 import { toUnifiedWebhook } from './webhook-views.js';
 import { webhooks, type Db, type SecretBox } from '@hookpost/db';
 
@@ -92,6 +92,7 @@ export class TargetLoader {
         id: row.id,
         origin: row.origin,
         hookUrl: row.hook_url,
+        endpoint: endpointOf(row.hook_url),
         environmentId: row.environment_id,
         fields: row.fields,
         includeRaw: row.include_raw,

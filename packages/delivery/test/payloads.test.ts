@@ -35,7 +35,7 @@ function claimed(json: unknown): ClaimedDelivery {
 }
 
 function target(over: Partial<DeliveryTarget> = {}): DeliveryTarget {
-  return { id: 'w-1', origin: 'truto', hookUrl: 'http://127.0.0.1:9/h', environmentId: 'env-1', fields: null, includeRaw: false, secrets: [secret], ...over };
+  return { id: 'w-1', origin: 'truto', hookUrl: 'http://127.0.0.1:9/h', endpoint: 'http://127.0.0.1:9/h', environmentId: 'env-1', fields: null, includeRaw: false, secrets: [secret], ...over };
 }
 
 function render(t: DeliveryTarget, json: unknown = data) {

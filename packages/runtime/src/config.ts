@@ -70,8 +70,9 @@ export const EnvSchema = z.object({
   /** Deliveries in flight per worker process. */
   DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(512),
   /**
-   * Deliveries in flight per webhook per worker for an endpoint that is slow or failing
-   * (a slow endpoint holds no more than this); a fast one grows to 4 ×, a failing one halves.
+   * Deliveries in flight per endpoint (one URL without its query, however many webhooks
+   * point at it) per worker for an endpoint that is slow or failing (a slow endpoint holds
+   * no more than this); a fast one grows to 8 ×, a failing one halves.
    */
   DELIVERY_PER_ENDPOINT_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(32),
   DELIVERY_BATCH_SIZE: z.coerce.number().int().min(1).max(5000).default(500),

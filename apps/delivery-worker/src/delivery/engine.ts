@@ -13,7 +13,10 @@ export interface EngineOptions {
   logger: Logger;
   /** Deliveries in flight (sending or waiting for their endpoint's turn) in this process. */
   concurrency: number;
-  /** Sends in flight per webhook: a slow endpoint never holds more than this. */
+  /**
+   * Sends in flight per endpoint (endpointOf: one URL, whatever number of webhooks point at
+   * it): a slow endpoint never holds more than this.
+   */
   perEndpoint: number;
   batchSize: number;
   leaseMs: number;
@@ -35,9 +38,12 @@ interface Queued {
   claimedAt: number;
 }
 
+/** One endpoint's sends in this process: those in flight and those waiting for its cap. */
 interface EndpointLane {
   active: number;
   waiting: Queued[];
+  /** The webhooks whose deliveries came to this lane: left out of claims while it is full. */
+  webhooks: Set<string>;
 }
 
 /** How an endpoint has been answering lately: decides how many sends it may have in flight. */
@@ -59,6 +65,16 @@ const FAST_ENDPOINT_MS = 250;
  */
 const FAST_ENDPOINT_FACTOR = 8;
 
+/**
+ * Deliveries for an endpoint whose lane is full go back not due before about when the lane
+ * will have drained (its queue over its cap, times its mean answer time), within these.
+ */
+const POSTPONE_MIN_MS = 50;
+const POSTPONE_MAX_MS = 60_000;
+
+/** The most webhooks a claim leaves out by id (see saturated). */
+const MAX_EXCLUDED = 1_000;
+
 /** The longest delay a Node timer takes as given (a longer one fires after 1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -70,6 +86,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 export class DeliveryEngine {
   readonly workerId = `worker-${randomUUID()}`;
+  /** By endpoint (DeliveryTarget.endpoint), as is `endpoints`. */
   private readonly lanes = new Map<string, EndpointLane>();
   private readonly endpoints = new Map<string, EndpointHealth>();
   private readonly completions: CompletionWriter;
@@ -92,7 +109,11 @@ export class DeliveryEngine {
   private waitingForRoom = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryAt = Number.POSITIVE_INFINITY;
-  private retryFired = false;
+  /**
+   * After the next claim, ask the database when the next delivery falls due (only the
+   * earliest due time is kept in a timer; a lookup that left a full endpoint out missed its).
+   */
+  private askNextDue = false;
   private idleResolvers: (() => void)[] = [];
   /**
    * Webhooks stopped (NOTIFY) while a claim was on its way here: the claim may have read
@@ -163,7 +184,7 @@ export class DeliveryEngine {
       this.retryAt = Number.POSITIVE_INFINITY;
       // Later retries asked for while this timer was set were not scheduled (only the
       // earliest is): after the claim this wakes, ask the database for the next one.
-      this.retryFired = true;
+      this.askNextDue = true;
       this.wake();
     }, Math.min(MAX_TIMER_MS, Math.max(0, when - Date.now())));
   }
@@ -234,10 +255,10 @@ export class DeliveryEngine {
         if (claimed.length >= Math.min(this.room + claimed.length, this.o.batchSize)) continue; // likely more due
       }
       if (this.notified) continue;
-      if (claimed.length === 0 || this.retryFired) {
+      if (claimed.length === 0 || this.askNextDue) {
         // Nothing (more) due for endpoints we can take: sleep until the next one falls due,
         // a NOTIFY, or a send finishing (which frees an endpoint we left out).
-        this.retryFired = false;
+        this.askNextDue = false;
         const next = await deliveries.nextDueAt(this.o.db, excluded).catch(() => null);
         if (next) this.wakeAt(next);
       }
@@ -246,29 +267,46 @@ export class DeliveryEngine {
   }
 
   /**
-   * Sends a webhook may have in flight here (additive increase, multiplicative
+   * Sends an endpoint may have in flight here (additive increase, multiplicative
    * decrease): the per-endpoint cap to start with; +1 per fast success up to FAST_ENDPOINT_FACTOR × that;
    * back to the cap as soon as it is slow, so a slow endpoint never holds more; halved
    * on every failure.
    */
-  private capOf(webhookId: string): number {
-    return this.endpoints.get(webhookId)?.cap ?? this.o.perEndpoint;
+  private capOf(endpoint: string): number {
+    return this.endpoints.get(endpoint)?.cap ?? this.o.perEndpoint;
   }
 
-  private observe(webhookId: string, durationMs: number, ok: boolean): void {
-    const h = this.endpoints.get(webhookId) ?? { latencyMs: durationMs, cap: this.o.perEndpoint };
-    if (!this.endpoints.has(webhookId) && this.endpoints.size > 100_000) this.endpoints.clear();
+  private observe(endpoint: string, durationMs: number, ok: boolean): void {
+    const h = this.endpoints.get(endpoint) ?? { latencyMs: durationMs, cap: this.o.perEndpoint };
+    if (!this.endpoints.has(endpoint) && this.endpoints.size > 100_000) this.endpoints.clear();
     h.latencyMs = 0.8 * h.latencyMs + 0.2 * durationMs;
     if (!ok) h.cap = Math.max(1, Math.floor(h.cap / 2));
     else if (h.latencyMs >= FAST_ENDPOINT_MS) h.cap = Math.min(this.o.perEndpoint, h.cap + 1);
     else h.cap = Math.min(this.o.perEndpoint * FAST_ENDPOINT_FACTOR, h.cap + 1);
-    this.endpoints.set(webhookId, h);
+    this.endpoints.set(endpoint, h);
   }
 
-  /** Webhooks with a local backlog: not claimed for until it drains. */
+  /** How long until a full lane has room again, about: its backlog over its cap, times its mean answer time. */
+  private drainMs(endpoint: string, lane: EndpointLane): number {
+    const latencyMs = this.endpoints.get(endpoint)?.latencyMs ?? FAST_ENDPOINT_MS;
+    const rounds = (lane.active + lane.waiting.length) / this.capOf(endpoint);
+    return Math.min(POSTPONE_MAX_MS, Math.max(POSTPONE_MIN_MS, Math.ceil(rounds * latencyMs)));
+  }
+
+  /**
+   * Webhooks of endpoints with a local backlog: not claimed for until it drains. At most
+   * MAX_EXCLUDED (each is compared with every due row the claim reads): beyond that, the
+   * deliveries a claim brings for a full lane go back postponed instead.
+   */
   private saturated(): string[] {
     const out: string[] = [];
-    for (const [id, lane] of this.lanes) if (lane.waiting.length >= this.capOf(id)) out.push(id);
+    for (const [endpoint, lane] of this.lanes) {
+      if (lane.waiting.length < this.capOf(endpoint)) continue;
+      for (const id of lane.webhooks) {
+        if (out.length >= MAX_EXCLUDED) return out;
+        out.push(id);
+      }
+    }
     return out;
   }
 
@@ -298,6 +336,8 @@ export class DeliveryEngine {
       this.o.logger.error({ webhooks: [...unreadable.keys()], reason: [...unreadable.values()][0] }, 'webhooks whose secret cannot be decrypted: their deliveries fail unsent');
     }
     const release: ClaimRef[] = [];
+    /** Claims for endpoints with a full lane, by how long they wait before being due again. */
+    const postponed = new Map<number, ClaimRef[]>();
     const orphans: string[] = [];
     let late = 0;
     for (const delivery of claimed) {
@@ -321,9 +361,9 @@ export class DeliveryEngine {
         else release.push(delivery);
         continue;
       }
-      const lane = this.lanes.get(delivery.webhook_id) ?? { active: 0, waiting: [] };
-      this.lanes.set(delivery.webhook_id, lane);
-      const cap = this.capOf(delivery.webhook_id);
+      const lane = this.laneOf(target.endpoint);
+      lane.webhooks.add(delivery.webhook_id);
+      const cap = this.capOf(target.endpoint);
       const q = { delivery, target, claimedAt };
       if (!this.leaseCovers(q)) {
         // The claim took so long (waiting for locks, say) that a send now could outlive its
@@ -336,8 +376,12 @@ export class DeliveryEngine {
         lane.waiting.push(q);
         this.queued++;
       } else {
-        release.push(delivery);
+        const ms = this.drainMs(target.endpoint, lane);
+        postponed.set(ms, [...(postponed.get(ms) ?? []), delivery]);
       }
+    }
+    for (const lane of new Set(claimed.map((d) => targets.get(d.webhook_id)?.endpoint))) {
+      if (lane !== undefined) this.dropIfIdle(lane);
     }
     if (orphans.length > 0) {
       await deliveries.deleteOrphanClaims(this.o.db, this.workerId, orphans).then(
@@ -349,14 +393,30 @@ export class DeliveryEngine {
       this.o.logger.warn({ deliveries: late, claimMs: Date.now() - claimedAt }, 'a claim took so long that its lease may not cover a send; handing it back');
       this.notified = true;
     }
-    if (release.length > 0) {
-      this.stats.released += release.length;
+    const handBack = [...postponed].map(([ms, claims]) => ({ claims, ms }));
+    if (release.length > 0) handBack.push({ claims: release, ms: 0 });
+    for (const { claims, ms } of handBack) {
+      this.stats.released += claims.length;
       this.moreDue = true;
-      await deliveries.releaseClaims(this.o.db, this.workerId, release).catch((err: unknown) =>
+      await deliveries.releaseClaims(this.o.db, this.workerId, claims, ms).catch((err: unknown) =>
         this.o.logger.warn({ err }, 'could not release claims; their leases will expire'),
       );
+      // Nothing else may wake this worker when they fall due (no NOTIFY comes for them).
+      if (ms > 0) this.wakeAt(new Date(Date.now() + ms));
     }
     return true;
+  }
+
+  private laneOf(endpoint: string): EndpointLane {
+    let lane = this.lanes.get(endpoint);
+    if (!lane) this.lanes.set(endpoint, (lane = { active: 0, waiting: [], webhooks: new Set() }));
+    return lane;
+  }
+
+  /** Forgets an endpoint's lane once nothing of it is sending or waiting here. */
+  private dropIfIdle(endpoint: string): void {
+    const lane = this.lanes.get(endpoint);
+    if (lane && lane.active === 0 && lane.waiting.length === 0) this.lanes.delete(endpoint);
   }
 
   /** A whole claim handed back unsent (its webhooks could not be read or signed for); false, for dispatchAll to return. */
@@ -386,15 +446,20 @@ export class DeliveryEngine {
       .then((result) => {
         if (result.outcome === 'success') this.stats.succeeded++;
         else this.stats.failed++;
-        this.observe(delivery.webhook_id, result.attempt.durationMs, result.outcome === 'success');
+        this.observe(target.endpoint, result.attempt.durationMs, result.outcome === 'success');
         this.completions.add(result);
       })
       .catch((err: unknown) => this.o.logger.error({ err, delivery: delivery.id }, 'attempt crashed; the lease will bring it back'))
       .finally(() => {
         lane.active--;
         this.inFlight--;
-        this.startQueued(lane, delivery.webhook_id);
-        if (lane.active === 0 && lane.waiting.length === 0) this.lanes.delete(delivery.webhook_id);
+        const wasFull = lane.waiting.length >= this.capOf(target.endpoint);
+        this.startQueued(lane, target.endpoint);
+        // No longer full, its webhooks come back into claims, and into the next-due lookup,
+        // which left them out: due times of theirs that no timer here holds (deliveries
+        // postponed while a timer for earlier ones was set) are asked for after the next claim.
+        if (wasFull && lane.waiting.length < this.capOf(target.endpoint)) this.askNextDue = true;
+        this.dropIfIdle(target.endpoint);
         // Room freed (and maybe an endpoint we left out of claims): look for more work,
         // if the last claim may have left some.
         if (this.moreDue || this.excludedLast || this.waitingForRoom) {
@@ -410,9 +475,9 @@ export class DeliveryEngine {
    * waited so long its lease may not cover the send is handed back instead: another
    * worker may take it over, and two sends must not happen.
    */
-  private startQueued(lane: EndpointLane, webhookId: string): void {
+  private startQueued(lane: EndpointLane, endpoint: string): void {
     const expiring: ClaimRef[] = [];
-    while (lane.active < this.capOf(webhookId) && lane.waiting.length > 0) {
+    while (lane.active < this.capOf(endpoint) && lane.waiting.length > 0) {
       const next = lane.waiting.shift() as Queued;
       this.queued--;
       if (this.leaseCovers(next)) this.send(lane, next);
@@ -425,12 +490,18 @@ export class DeliveryEngine {
   /** Paused or disabled webhooks: hand their not-yet-sent deliveries back (they end up held). */
   private dropQueued(webhookIds: string[]): void {
     const ids: ClaimRef[] = [];
-    for (const id of webhookIds) {
-      const lane = this.lanes.get(id);
-      if (!lane) continue;
-      ids.push(...lane.waiting.map((w) => w.delivery));
-      this.queued -= lane.waiting.length;
-      lane.waiting = [];
+    const stopped = new Set(webhookIds);
+    for (const [endpoint, lane] of this.lanes) {
+      if (!webhookIds.some((id) => lane.webhooks.has(id))) continue;
+      const kept: Queued[] = [];
+      for (const w of lane.waiting) {
+        if (stopped.has(w.delivery.webhook_id)) ids.push(w.delivery);
+        else kept.push(w);
+      }
+      this.queued -= lane.waiting.length - kept.length;
+      lane.waiting = kept;
+      for (const id of webhookIds) lane.webhooks.delete(id);
+      this.dropIfIdle(endpoint);
     }
     // Released, they are pending again if their webhook is still sendable (it changed rather
     // than stopped): claim again then, rather than at the next NOTIFY or idle re-check.

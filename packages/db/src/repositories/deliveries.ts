@@ -152,13 +152,19 @@ export interface ClaimRef {
   attempts: number;
 }
 
-/** Returns claimed-but-unsent deliveries to the queue, as if never claimed; a claim since superseded is left alone. */
-export async function releaseClaims(db: Db, workerId: string, claims: readonly ClaimRef[]): Promise<void> {
+/**
+ * Returns claimed-but-unsent deliveries to the queue, as if never claimed; a claim since
+ * superseded is left alone. `postponeMs`: not due again before then (their endpoint has all
+ * the sends it may have, and claiming them again at once would only hand them back, while
+ * they kept the deliveries due after them out of every claim). No attempt is spent.
+ */
+export async function releaseClaims(db: Db, workerId: string, claims: readonly ClaimRef[], postponeMs = 0): Promise<void> {
   if (claims.length === 0) return;
   await sql`
     update deliveries d
        set status = case when ${SENDABLE_W} then 'pending' else 'held' end,
            attempts = d.attempts - 1, lease_until = null, leased_by = null, updated_at = now()
+           ${postponeMs > 0 ? sql`, next_attempt_at = greatest(d.next_attempt_at, now() + make_interval(secs => ${postponeMs / 1000}))` : sql``}
       from unnest(${claims.map((c) => c.id)}::uuid[], ${claims.map((c) => c.attempts)}::int[]) as c(id, attempts), webhooks w
      where d.id = c.id and w.id = d.webhook_id and d.leased_by = ${workerId} and d.attempts = c.attempts -- still this claim, so delivering (0005)
   `.execute(db);
