@@ -112,6 +112,24 @@ describe('source failures', () => {
     expect((await kit.runs(id)).filter((r) => r.status === 'failed')).toEqual([]);
   });
 
+  test('cursors that cycle: the run fails (process) instead of listing for ever, the webhook goes unhealthy, and recovers once the source is fixed', async () => {
+    // Before, a last page whose next_cursor led back to an earlier page kept the run going:
+    // it never ended, never failed, and nothing else of the connection was polled.
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    kit.provider.setBehaviour(token, { cursor_loop: true });
+    const id = await kit.webhook(conn, '/h/cycle', { page_max_limit: 2 }); // 5 records: 3 pages, then back to the second
+    const [failed] = await kit.runsAfter(id, 0, 1, 'failed');
+    expect(failed).toMatchObject({ error_class: 'process' });
+    expect(failed?.error).toContain('its pages cycle');
+    await eventually(async () => (await get(`/unified/webhook/${id}`)).is_healthy === false, 15_000, 'unhealthy');
+    // Each failed run listed a few pages, not hundreds.
+    expect(kit.provider.requests({ token }).length).toBeLessThan(50);
+
+    kit.provider.setBehaviour(token, undefined);
+    await eventually(async () => (await get(`/unified/webhook/${id}`)).is_healthy === true, 15_000, 'healthy again');
+  });
+
   test('a connection without auth.api_url is not a source: never polled, never marked unhealthy', async () => {
     const res = await kit.stack.call('POST', '/unified/connection', { integration_type: 'hubspot', categories: ['crm'], permissions: [], auth: { access_token: 'x' } });
     const id = await kit.webhook(res.body.id, '/h/no-source');

@@ -20,6 +20,11 @@ export interface ProviderBehaviour {
   retry_after?: string;
   /** Apply to this many requests only, then answer normally again. */
   times?: number;
+  /**
+   * The last page's `next_cursor` leads back to the second page instead of being null: a
+   * source whose cursors cycle, so that following them never ends.
+   */
+  cursor_loop?: boolean;
 }
 
 /** One list request the provider received. */
@@ -105,6 +110,7 @@ const BehaviourBody = z
     failure_rate: z.number().min(0).max(1).optional(),
     retry_after: z.string().min(1).max(200).optional(),
     times: z.number().int().min(0).optional(),
+    cursor_loop: z.boolean().optional(),
   })
   .strict();
 
@@ -264,7 +270,7 @@ export function createProvider(options: ProviderOptions = {}): MockProvider {
   };
   syncTimer();
 
-  const decide = (token: string): { status: number; latency: number; retryAfter?: string } => {
+  const decide = (token: string): { status: number; latency: number; retryAfter?: string; cursorLoop?: boolean } => {
     const key = behaviours.has(token) ? token : behaviours.has('*') ? '*' : undefined;
     const b = key === undefined ? undefined : behaviours.get(key);
     if (!b || key === undefined) return { status: 200, latency: 0 };
@@ -278,7 +284,7 @@ export function createProvider(options: ProviderOptions = {}): MockProvider {
     }
     const status = b.failure_rate !== undefined ? (decisionRng() < b.failure_rate ? (b.status ?? 500) : 200) : (b.status ?? 200);
     const failing = status < 200 || status >= 300;
-    return { status, latency: b.latency_ms ?? 0, ...(b.retry_after && failing ? { retryAfter: b.retry_after } : {}) };
+    return { status, latency: b.latency_ms ?? 0, ...(b.retry_after && failing ? { retryAfter: b.retry_after } : {}), ...(b.cursor_loop ? { cursorLoop: true } : {}) };
   };
 
   const objectStore = (account: Account, type: string): ObjectStore => {
@@ -415,9 +421,15 @@ export function createProvider(options: ProviderOptions = {}): MockProvider {
       }
 
       const fields = q.fields === undefined ? undefined : new Set(q.fields.split(',').map((f) => f.trim()).filter(Boolean));
-      const { records, more } = s.list({ gteMs: q.updated_gte === undefined ? undefined : isoToMsCeil(q.updated_gte), after, limit: q.limit ?? SOURCE_PAGE_DEFAULT, filter: q.filter ?? {} });
+      const listing = { gteMs: q.updated_gte === undefined ? undefined : isoToMsCeil(q.updated_gte), limit: q.limit ?? SOURCE_PAGE_DEFAULT, filter: q.filter ?? {} };
+      const { records, more } = s.list({ ...listing, after });
       const last = records.at(-1);
-      const page: SourceListPage = { data: records.map((r) => toSourceRecord(r, s.type, fields)), next_cursor: more && last ? encodeCursor(last) : null };
+      let next = more && last ? encodeCursor(last) : null;
+      if (next === null && d.cursorLoop && after !== undefined) {
+        const firstPageEnd = s.list({ ...listing, after: undefined }).records.at(-1);
+        if (firstPageEnd) next = encodeCursor(firstPageEnd);
+      }
+      const page: SourceListPage = { data: records.map((r) => toSourceRecord(r, s.type, fields)), next_cursor: next };
       count = records.length;
       answer(d.status, page);
     } finally {

@@ -79,6 +79,11 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
   const initial = new Set(current.filter((m) => m.initial_sync === 'running').map((m) => m.id));
   const startedAt = run.run_started_at ?? new Date();
   let cursor = run.run_cursor ?? undefined;
+  /**
+   * The cursors this run has listed from: one given again means the source's pages cycle
+   * (or stand still), and following them would never end the run.
+   */
+  const listedFrom = new Set<string>(cursor === undefined ? [] : [cursor]);
   const since = run.run_since ?? undefined;
   const log = ctx.logger.child({ stream: stream.id, connection: connection.id, object_type: stream.object_type, mode: run.run_mode });
   const totals = { pages: run.run_pages, records: run.run_records, changes: run.run_changes };
@@ -163,8 +168,16 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
         if (err instanceof LeaseLost) return leaseLost();
         throw new DispatchError(err);
       }
-      if (page.nextCursor === cursor) throw new SourceError('process', 'the source answered with the cursor it was given (no progress)');
+      if (page.nextCursor !== null && listedFrom.has(page.nextCursor)) {
+        throw new SourceError(
+          'process',
+          page.nextCursor === cursor
+            ? 'the source answered with the cursor it was given (no progress)'
+            : `the source gave a cursor it had already given in this run, after ${totals.pages} pages (its pages cycle)`,
+        );
+      }
       cursor = page.nextCursor ?? undefined;
+      if (cursor !== undefined) listedFrom.add(cursor);
     }
 
     const next = nextRunAt({ scheduledAt: run.run_scheduled_at, startedAt, intervalMs, jitter: cfg.jitter });
