@@ -163,4 +163,25 @@ describe('sync_job_run events', () => {
     }
     for (const d of got) expect(d.verified).toBe(true);
   });
+
+  test('a source answering 429 sends sync_job_run:rate_limited (the run still running, the wait asked for); the run then completes', async () => {
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const truto = await kit.stack.trutoWebhook('/h/limited-jobs', { event_types: ['sync_job_run:rate_limited'] });
+    kit.provider.setBehaviour(token, { status: 429, retry_after: '1', times: 1 });
+    const id = await kit.webhook(conn, '/h/limited-virtual');
+    const [limited] = await eventually(() => {
+      const d = kit.stack.receiver
+        .deliveries()
+        .filter((x) => x.path === '/h/limited-jobs' && (x.body as { payload: { integrated_account_id: string } }).payload.integrated_account_id === conn);
+      return d.length >= 1 ? d : undefined;
+    }, 15_000, 'sync_job_run:rate_limited');
+    expect(limited?.verified).toBe(true);
+    expect(limited?.body).toMatchObject({
+      event: 'sync_job_run:rate_limited',
+      webhook_id: truto.id,
+      payload: { integrated_account_id: conn, resource: 'crm_contact', status: 'running', retry_after: 1, finished_at: null },
+    });
+    await kit.runsAfter(id, 0, 1, 'completed');
+  });
 });

@@ -1,7 +1,7 @@
 import { events, newId, polling, type Db } from '@hookpost/db';
 import { sql } from 'kysely';
 
-export type RunEventStatus = 'started' | 'completed' | 'failed';
+export type RunEventStatus = 'started' | 'completed' | 'failed' | 'rate_limited';
 
 export interface RunEventData {
   workspaceId: string;
@@ -17,10 +17,12 @@ export interface RunEventData {
   recordsSeen?: number;
   changes?: number;
   error?: string;
+  /** rate_limited: how long the source asked to wait before the run goes on, seconds. */
+  retryAfterSeconds?: number;
 }
 
 /**
- * Publishes `sync_job_run:started|completed|failed` through the normal event path
+ * Publishes `sync_job_run:started|completed|failed|rate_limited` through the normal event path
  * (so Truto-face subscribers get them, signed and retried). Callers ask `listening`
  * first (cached a few seconds per environment) and publish only when someone listens.
  */
@@ -56,11 +58,13 @@ export class RunEvents {
           sync_job_id: e.streamId,
           integrated_account_id: e.connectionId,
           resource: e.objectType,
-          status: e.status === 'started' ? 'running' : e.status,
+          // A rate-limited run is still running: it goes on after the source's Retry-After.
+          status: e.status === 'started' || e.status === 'rate_limited' ? 'running' : e.status,
           started_at: e.startedAt?.toISOString() ?? null,
           finished_at: e.finishedAt?.toISOString() ?? null,
           resource_stats: e.status === 'started' ? undefined : { pages: e.pages ?? 0, records: e.recordsSeen ?? 0, changes: e.changes ?? 0 },
           error: e.error ?? null,
+          ...(e.retryAfterSeconds === undefined ? {} : { retry_after: e.retryAfterSeconds }),
         },
       },
     ]);

@@ -3,6 +3,7 @@ import { SOURCE_PAGE_MAX } from '@hookpost/contract';
 import { diffPage, latestUpdate, SourceError, type SourceAdapter, type SourceSettings } from '@hookpost/sources';
 import type { SourceFailureClass } from '@hookpost/db';
 import type { PollContext } from './context.js';
+import type { RunEventStatus } from './run-events.js';
 import { matchesFilters, planDeliveries } from './delivery-pages.js';
 import { nextRunAt, streamIntervalMs, type RequestGate } from './schedule.js';
 
@@ -202,8 +203,14 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
     if (ctx.signal.aborted) return { kind: 'stopped' };
     if (err instanceof SourceError && err.kind === 'throttled') {
       ctx.stats.throttled += 1;
+      const retryAfterMs = err.retryAfterMs ?? 60_000;
       log.info({ retry_after_ms: err.retryAfterMs, status: err.status }, 'source asked to wait; the run resumes after Retry-After');
-      return { kind: 'throttled', retryAfterMs: err.retryAfterMs ?? 60_000 };
+      if (notify) {
+        // Told, not kept: a lost notice costs no change, and the wait must not fail the run.
+        const notice = { ...eventBase(connection, run, 'rate_limited'), pages: totals.pages, recordsSeen: totals.records, changes: totals.changes, retryAfterSeconds: Math.ceil(retryAfterMs / 1000) };
+        await inTransaction(db, (trx) => ctx.runEvents.publish(trx, notice)).catch((e: unknown) => log.warn({ err: e }, 'could not publish sync_job_run:rate_limited'));
+      }
+      return { kind: 'throttled', retryAfterMs };
     }
     const errorClass: SourceFailureClass = err instanceof SourceError ? (err.kind as SourceFailureClass) : 'dispatch';
     const message = err instanceof Error ? err.message : String(err);
@@ -232,7 +239,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
   }
 }
 
-function eventBase(connection: ConnectionSource, run: PollStreamRow, status: 'started' | 'completed' | 'failed') {
+function eventBase(connection: ConnectionSource, run: PollStreamRow, status: RunEventStatus) {
   return {
     workspaceId: run.workspace_id,
     environmentId: run.environment_id,

@@ -387,7 +387,7 @@ export async function hasRunSubscribers(db: Db, workspaceId: string, environment
   const r = await sql<{ one: number }>`
     select 1 as one from webhooks
     where workspace_id = ${workspaceId} and environment_id = ${environmentId} and is_active and not is_paused
-      and (cardinality(event_types) = 0 or event_types && array['sync_job_run:started', 'sync_job_run:completed', 'sync_job_run:failed']::text[])
+      and (cardinality(event_types) = 0 or event_types && array['sync_job_run:started', 'sync_job_run:completed', 'sync_job_run:failed', 'sync_job_run:rate_limited']::text[])
     limit 1
   `.execute(db);
   return r.rows.length > 0;
