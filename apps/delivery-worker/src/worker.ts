@@ -64,6 +64,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     logger,
     concurrency: config.delivery.concurrency,
     perEndpoint: config.delivery.perEndpointConcurrency,
+    claimExcludeMax: config.delivery.claimExcludeMax,
     batchSize: config.delivery.batchSize,
     leaseMs: config.delivery.leaseMs,
     timeoutMs: config.delivery.timeoutMs,

@@ -6,7 +6,7 @@
  * which used to hand every claimed delivery back, so that nothing was sent to anyone.
  */
 import { deliveries, newId, type ClaimedDelivery, type Database } from '@hookpost/db';
-import { createPlainSetup, type TestDatabase } from '@hookpost/testkit';
+import { createPlainSetup, insertPlainWebhook, type TestDatabase } from '@hookpost/testkit';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CompletionWriter } from '../src/delivery/completions.js';
@@ -134,6 +134,44 @@ describe('claims by hand: a late result of an earlier claim; a last attempt that
     expect(row).toMatchObject({ status: 'dead', attempts: limit, leased_by: null });
     expect(row?.finished_at).not.toBeNull();
     expect(row?.last_error).toMatch(/^lease_expired/);
+  });
+});
+
+describe('claims leaving full endpoints out, and releases that postpone', () => {
+  // A database of its own, with no worker on it.
+  let t: TestDatabase;
+  let scope: { workspaceId: string; environmentId: string };
+  let full: string;
+  let other: string;
+  beforeAll(async () => {
+    ({ t, scope, webhookId: full } = await createPlainSetup('exclusion', 'http://127.0.0.1:9/full'));
+    other = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/other');
+  });
+  afterAll(async () => t?.drop());
+
+  it('a claim leaving webhooks out takes only the others, and the next due time leaves them out too; a postponed release is not due again before its time', async () => {
+    const insert = (webhookId: string) => deliveries.insertDelivery(t.db, { id: newId(), workspaceId: scope.workspaceId, webhookId, kind: 'test', payload: {} });
+    for (let i = 0; i < 3; i++) await insert(full);
+    await insert(other);
+    const workerId = `worker-${newId()}`;
+    const claim = (excludeWebhooks: string[]) => deliveries.claimDue(t.db, { workerId, limit: 10, perWebhook: 10, leaseMs: 60_000, excludeWebhooks });
+    expect(await deliveries.nextDueAt(t.db, [full, other])).toBeNull();
+    const first = await claim([full]);
+    expect(first.deliveries.map((d) => d.webhook_id)).toEqual([other]);
+    expect(await deliveries.nextDueAt(t.db, [full])).toBeNull();
+    expect(await deliveries.nextDueAt(t.db, [])).not.toBeNull();
+
+    const mine = await claim([]);
+    expect(mine.deliveries).toHaveLength(3);
+    const before = Date.now();
+    await deliveries.releaseClaims(t.db, workerId, mine.deliveries.map((d) => ({ id: d.id, attempts: d.attempts, postponeMs: 1_500 })));
+    expect((await claim([])).deliveries).toEqual([]); // not due yet: no attempt spent either
+    const rows = await t.db.selectFrom('deliveries').select(['status', 'attempts']).where('webhook_id', '=', full).execute();
+    expect(rows).toEqual(Array.from({ length: 3 }, () => ({ status: 'pending', attempts: 0 })));
+    const due = await deliveries.nextDueAt(t.db, []);
+    expect(due?.getTime()).toBeGreaterThanOrEqual(before + 1_000);
+    await sleep(Math.max(0, (due?.getTime() ?? 0) - Date.now()) + 50);
+    expect((await claim([])).deliveries).toHaveLength(3);
   });
 });
 

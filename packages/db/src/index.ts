@@ -19,7 +19,7 @@ export { DEFAULT_ENVIRONMENT } from './repositories/workspaces.js';
 export type { ConnectionWithEnv } from './repositories/connections.js';
 export type { WebhookWithEnv } from './repositories/webhooks.js';
 export type { NewEvent, IngestedEvent } from './repositories/events.js';
-export type { Claim, ClaimedDelivery, ClaimRef, Completion, AttemptRecord } from './repositories/deliveries.js';
+export type { Claim, ClaimedDelivery, ClaimRef, Completion, AttemptRecord, ReleasedClaim } from './repositories/deliveries.js';
 export type { StreamMember, ClaimedConnection, PageDelivery, ConnectionSource } from './repositories/polling.js';
 export type { WebhookRun } from './repositories/poll-streams.js';
 export type { HealthTally, HealthPolicy } from './repositories/webhook-health.js';

@@ -19,3 +19,14 @@ export function attemptLabel(result: SendResult): string {
   const code = result.statusCode ?? 0;
   return code >= 200 && code < 300 ? 'success' : `http_${code}`;
 }
+
+/**
+ * Whether an attempt says its endpoint is struggling: no answer (timeout, refused), a 5xx,
+ * 429 or 408. That is what halves the endpoint's share of sends in flight. Other answers (a
+ * 4xx, 410) come back at once and concern one webhook (its credentials, its tenant): the
+ * other webhooks of that endpoint keep their pace.
+ */
+export function strainsEndpoint(statusCode: number | null | undefined): boolean {
+  if (statusCode === null || statusCode === undefined) return true;
+  return statusCode >= 500 || statusCode === 429 || statusCode === 408;
+}

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createAddressPolicy } from '../src/address-policy.js';
-import { attemptLabel, outcomeOf } from '../src/outcome.js';
+import { attemptLabel, outcomeOf, strainsEndpoint } from '../src/outcome.js';
 import { DEFAULT_RETRY_POLICY, maxAttempts, parseRetryAfter, parseSchedule, retryDelayMs, retryPolicyFrom, type RetryPolicy } from '../src/retry-policy.js';
 import { Sender } from '../src/sender.js';
 import { localServer } from './local-server.js';
@@ -24,6 +24,15 @@ describe('outcomeOf', () => {
     expect(outcomeOf({ statusCode: 410, durationMs: 1 })).toBe('gone');
     expect(outcomeOf({ durationMs: 1, failure: { class: 'timeout', message: 'timed out' } })).toBe('failure');
     expect(attemptLabel({ durationMs: 1, failure: { class: 'timeout', message: 'timed out' } })).toBe('timeout');
+  });
+});
+
+describe('strainsEndpoint: what halves an endpoint\'s share of sends, shared by its webhooks', () => {
+  it.each([null, undefined, 500, 502, 503, 504, 429, 408])('%s strains it (no answer, overloaded, asks for fewer)', (code) => {
+    expect(strainsEndpoint(code)).toBe(true);
+  });
+  it.each([200, 204, 400, 401, 403, 404, 409, 410, 422])('%s does not (an answer about one webhook: its credentials, its tenant)', (code) => {
+    expect(strainsEndpoint(code)).toBe(false);
   });
 });
 

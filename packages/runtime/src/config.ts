@@ -75,6 +75,13 @@ export const EnvSchema = z.object({
    * no more than this); a fast one grows to 8 ×, a failing one halves.
    */
   DELIVERY_PER_ENDPOINT_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(32),
+  /**
+   * Webhooks of full endpoints (their sends and queue here at their cap) a claim leaves out by
+   * id; what a claim still brings for a full endpoint goes back due at once while its webhooks
+   * fit, postponed to about when it will have room when they do not (an endpoint behind more
+   * webhooks than this).
+   */
+  DELIVERY_CLAIM_EXCLUDE_MAX: z.coerce.number().int().min(0).max(10_000).default(1000),
   DELIVERY_BATCH_SIZE: z.coerce.number().int().min(1).max(5000).default(500),
   DELIVERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
   DELIVERY_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(5_000),
@@ -175,6 +182,7 @@ export interface Config {
   delivery: {
     concurrency: number;
     perEndpointConcurrency: number;
+    claimExcludeMax: number;
     batchSize: number;
     timeoutMs: number;
     connectTimeoutMs: number;
@@ -260,6 +268,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     delivery: {
       concurrency: e.DELIVERY_CONCURRENCY,
       perEndpointConcurrency: e.DELIVERY_PER_ENDPOINT_CONCURRENCY,
+      claimExcludeMax: e.DELIVERY_CLAIM_EXCLUDE_MAX,
       batchSize: e.DELIVERY_BATCH_SIZE,
       timeoutMs: e.DELIVERY_TIMEOUT_MS,
       connectTimeoutMs: e.DELIVERY_CONNECT_TIMEOUT_MS,

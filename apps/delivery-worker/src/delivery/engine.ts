@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { deliveries, type Claim, type ClaimedDelivery, type ClaimRef, type Db, type HealthPolicy } from '@hookpost/db';
-import { messageOf, performAttempt, unsentAttempt, type DeliveryTarget, type LoadedTargets, type RetryPolicy, type Sender, type TargetLoader } from '@hookpost/delivery';
+import { messageOf, performAttempt, strainsEndpoint, unsentAttempt, type DeliveryTarget, type LoadedTargets, type RetryPolicy, type Sender, type TargetLoader } from '@hookpost/delivery';
 import { FailureStreak, type Logger } from '@hookpost/runtime';
 import { CompletionWriter } from './completions.js';
 
@@ -18,6 +18,8 @@ export interface EngineOptions {
    * it): a slow endpoint never holds more than this.
    */
   perEndpoint: number;
+  /** Webhooks of full endpoints a claim leaves out by id (beyond: postponed releases). Default 1,000. */
+  claimExcludeMax?: number;
   batchSize: number;
   leaseMs: number;
   /** The sender's total timeout: a send must end inside its claim's lease. */
@@ -44,6 +46,11 @@ interface EndpointLane {
   waiting: Queued[];
   /** The webhooks whose deliveries came to this lane: left out of claims while it is full. */
   webhooks: Set<string>;
+  /**
+   * Its webhooks were left out of the last claim: when it has room again, the due times of
+   * theirs that the next-due lookup skipped are asked for again.
+   */
+  excluded: boolean;
 }
 
 /** How an endpoint has been answering lately: decides how many sends it may have in flight. */
@@ -72,9 +79,6 @@ const FAST_ENDPOINT_FACTOR = 8;
 const POSTPONE_MIN_MS = 50;
 const POSTPONE_MAX_MS = 60_000;
 
-/** The most webhooks a claim leaves out by id (see saturated). */
-const MAX_EXCLUDED = 1_000;
-
 /** The longest delay a Node timer takes as given (a longer one fires after 1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -88,6 +92,8 @@ export class DeliveryEngine {
   readonly workerId = `worker-${randomUUID()}`;
   /** By endpoint (DeliveryTarget.endpoint), as is `endpoints`. */
   private readonly lanes = new Map<string, EndpointLane>();
+  /** The endpoint each webhook's deliveries last went to (a URL change moves a webhook to another lane). */
+  private readonly laneOfWebhook = new Map<string, string>();
   private readonly endpoints = new Map<string, EndpointHealth>();
   private readonly completions: CompletionWriter;
   private inFlight = 0;
@@ -286,26 +292,45 @@ export class DeliveryEngine {
     this.endpoints.set(endpoint, h);
   }
 
-  /** How long until a full lane has room again, about: its backlog over its cap, times its mean answer time. */
-  private drainMs(endpoint: string, lane: EndpointLane): number {
+  /**
+   * About when the `behind`-th delivery handed back from a full lane would get its turn: what
+   * the lane holds, plus those before it, over its cap, times its mean answer time. Counting
+   * those handed back before it spreads them over the time the lane takes to drain, rather
+   * than having them all fall due at one moment, when only a few can be taken.
+   */
+  private drainMs(endpoint: string, lane: EndpointLane, behind: number): number {
     const latencyMs = this.endpoints.get(endpoint)?.latencyMs ?? FAST_ENDPOINT_MS;
-    const rounds = (lane.active + lane.waiting.length) / this.capOf(endpoint);
+    const rounds = (lane.active + lane.waiting.length + behind) / this.capOf(endpoint);
     return Math.min(POSTPONE_MAX_MS, Math.max(POSTPONE_MIN_MS, Math.ceil(rounds * latencyMs)));
   }
 
+  private full(endpoint: string, lane: EndpointLane): boolean {
+    return lane.waiting.length >= this.capOf(endpoint);
+  }
+
+  /** After a lane's queue shrank: once it has room, the deliveries its exclusion hid are looked for again. */
+  private roomMade(endpoint: string, lane: EndpointLane): void {
+    if (lane.excluded && !this.full(endpoint, lane)) {
+      lane.excluded = false;
+      this.askNextDue = true;
+    }
+  }
+
+  private get excludeMax(): number {
+    return this.o.claimExcludeMax ?? 1_000;
+  }
+
   /**
-   * Webhooks of endpoints with a local backlog: not claimed for until it drains. At most
-   * MAX_EXCLUDED (each is compared with every due row the claim reads): beyond that, the
-   * deliveries a claim brings for a full lane go back postponed instead.
+   * Webhooks of endpoints with a local backlog: not claimed for until it drains. Whole lanes,
+   * at most `claimExcludeMax` webhooks in all (the claim walks past their due rows): a lane
+   * that does not fit is claimed for, and what the claim brings for it goes back postponed.
    */
   private saturated(): string[] {
     const out: string[] = [];
     for (const [endpoint, lane] of this.lanes) {
-      if (lane.waiting.length < this.capOf(endpoint)) continue;
-      for (const id of lane.webhooks) {
-        if (out.length >= MAX_EXCLUDED) return out;
-        out.push(id);
-      }
+      if (!this.full(endpoint, lane) || out.length + lane.webhooks.size > this.excludeMax) continue;
+      out.push(...lane.webhooks);
+      lane.excluded = true;
     }
     return out;
   }
@@ -335,9 +360,10 @@ export class DeliveryEngine {
     if (unreadable.size > 0) {
       this.o.logger.error({ webhooks: [...unreadable.keys()], reason: [...unreadable.values()][0] }, 'webhooks whose secret cannot be decrypted: their deliveries fail unsent');
     }
-    const release: ClaimRef[] = [];
-    /** Claims for endpoints with a full lane, by how long they wait before being due again. */
-    const postponed = new Map<number, ClaimRef[]>();
+    /** Handed back unsent: due again at once, or (for a full lane whose webhooks a claim cannot leave out) postponed. */
+    const release: deliveries.ReleasedClaim[] = [];
+    /** How many this claim has handed back from each full lane so far. */
+    const behind = new Map<string, number>();
     const orphans: string[] = [];
     let late = 0;
     for (const delivery of claimed) {
@@ -361,8 +387,7 @@ export class DeliveryEngine {
         else release.push(delivery);
         continue;
       }
-      const lane = this.laneOf(target.endpoint);
-      lane.webhooks.add(delivery.webhook_id);
+      const lane = this.laneOf(target.endpoint, delivery.webhook_id);
       const cap = this.capOf(target.endpoint);
       const q = { delivery, target, claimedAt };
       if (!this.leaseCovers(q)) {
@@ -375,9 +400,14 @@ export class DeliveryEngine {
       } else if (lane.waiting.length < cap * 2) {
         lane.waiting.push(q);
         this.queued++;
+      } else if (lane.webhooks.size <= this.excludeMax) {
+        // The next claim leaves its webhooks out: due at once, for another worker to take.
+        release.push(delivery);
       } else {
-        const ms = this.drainMs(target.endpoint, lane);
-        postponed.set(ms, [...(postponed.get(ms) ?? []), delivery]);
+        // Too many webhooks to leave out: they would be claimed and handed back at every claim.
+        const n = behind.get(target.endpoint) ?? 0;
+        behind.set(target.endpoint, n + 1);
+        release.push({ id: delivery.id, attempts: delivery.attempts, postponeMs: this.drainMs(target.endpoint, lane, n) });
       }
     }
     for (const lane of new Set(claimed.map((d) => targets.get(d.webhook_id)?.endpoint))) {
@@ -393,23 +423,31 @@ export class DeliveryEngine {
       this.o.logger.warn({ deliveries: late, claimMs: Date.now() - claimedAt }, 'a claim took so long that its lease may not cover a send; handing it back');
       this.notified = true;
     }
-    const handBack = [...postponed].map(([ms, claims]) => ({ claims, ms }));
-    if (release.length > 0) handBack.push({ claims: release, ms: 0 });
-    for (const { claims, ms } of handBack) {
-      this.stats.released += claims.length;
+    if (release.length > 0) {
+      this.stats.released += release.length;
       this.moreDue = true;
-      await deliveries.releaseClaims(this.o.db, this.workerId, claims, ms).catch((err: unknown) =>
+      await deliveries.releaseClaims(this.o.db, this.workerId, release).catch((err: unknown) =>
         this.o.logger.warn({ err }, 'could not release claims; their leases will expire'),
       );
-      // Nothing else may wake this worker when they fall due (no NOTIFY comes for them).
-      if (ms > 0) this.wakeAt(new Date(Date.now() + ms));
+      // Nothing else may wake this worker when postponed ones fall due (no NOTIFY comes for them).
+      const soonest = Math.min(...release.map((r) => r.postponeMs ?? Number.POSITIVE_INFINITY));
+      if (Number.isFinite(soonest)) this.wakeAt(new Date(Date.now() + soonest));
+      if (behind.size > 0) this.askNextDue = true; // the later ones: the timer holds only the soonest
     }
     return true;
   }
 
-  private laneOf(endpoint: string): EndpointLane {
+  /** The endpoint's lane, with the webhook in it (and out of the lane it was in before a URL change). */
+  private laneOf(endpoint: string, webhookId: string): EndpointLane {
     let lane = this.lanes.get(endpoint);
-    if (!lane) this.lanes.set(endpoint, (lane = { active: 0, waiting: [], webhooks: new Set() }));
+    if (!lane) this.lanes.set(endpoint, (lane = { active: 0, waiting: [], webhooks: new Set(), excluded: false }));
+    const before = this.laneOfWebhook.get(webhookId);
+    if (before !== endpoint) {
+      if (before !== undefined) this.lanes.get(before)?.webhooks.delete(webhookId);
+      if (this.laneOfWebhook.size > 100_000) this.laneOfWebhook.clear();
+      this.laneOfWebhook.set(webhookId, endpoint);
+    }
+    lane.webhooks.add(webhookId);
     return lane;
   }
 
@@ -446,19 +484,15 @@ export class DeliveryEngine {
       .then((result) => {
         if (result.outcome === 'success') this.stats.succeeded++;
         else this.stats.failed++;
-        this.observe(target.endpoint, result.attempt.durationMs, result.outcome === 'success');
+        this.observe(target.endpoint, result.attempt.durationMs, !strainsEndpoint(result.attempt.statusCode));
         this.completions.add(result);
       })
       .catch((err: unknown) => this.o.logger.error({ err, delivery: delivery.id }, 'attempt crashed; the lease will bring it back'))
       .finally(() => {
         lane.active--;
         this.inFlight--;
-        const wasFull = lane.waiting.length >= this.capOf(target.endpoint);
         this.startQueued(lane, target.endpoint);
-        // No longer full, its webhooks come back into claims, and into the next-due lookup,
-        // which left them out: due times of theirs that no timer here holds (deliveries
-        // postponed while a timer for earlier ones was set) are asked for after the next claim.
-        if (wasFull && lane.waiting.length < this.capOf(target.endpoint)) this.askNextDue = true;
+        this.roomMade(target.endpoint, lane);
         this.dropIfIdle(target.endpoint);
         // Room freed (and maybe an endpoint we left out of claims): look for more work,
         // if the last claim may have left some.
@@ -501,6 +535,7 @@ export class DeliveryEngine {
       this.queued -= lane.waiting.length - kept.length;
       lane.waiting = kept;
       for (const id of webhookIds) lane.webhooks.delete(id);
+      this.roomMade(endpoint, lane);
       this.dropIfIdle(endpoint);
     }
     // Released, they are pending again if their webhook is still sendable (it changed rather

@@ -59,6 +59,17 @@ export interface Claim {
  * the statement); run inside a transaction, it makes that whole transaction's commit
  * asynchronous, so call it on its own.
  */
+/**
+ * `and` deliveries of none of these webhooks (none: no condition). As `not in` over the
+ * unnested list, which the planner hashes (a hashed SubPlan), not `<> all(array)`, which
+ * compares every due row it reads with each id in turn: with 1,000 webhooks left out and
+ * their 300,000 due rows in front, a claim took 1,050 ms against 105 (bench:claims).
+ * The ids are never null, so `not in` means what it says.
+ */
+function notOfWebhooks(ids: readonly string[]) {
+  return ids.length > 0 ? sql`and webhook_id not in (select unnest(${ids}::uuid[]))` : sql``;
+}
+
 export async function claimDue(
   db: Db,
   options: { workerId: string; limit: number; perWebhook: number; leaseMs: number; excludeWebhooks?: readonly string[] },
@@ -73,7 +84,7 @@ export async function claimDue(
       -- ~2.5 × the claim's WAL with one busy webhook). Only the picked rows are locked, below.
       select id, webhook_id, next_attempt_at from deliveries
       where status = 'pending' and next_attempt_at <= now()
-        ${exclude.length > 0 ? sql`and webhook_id <> all(${exclude}::uuid[])` : sql``}
+        ${notOfWebhooks(exclude)}
       order by next_attempt_at
       limit ${options.limit * 4}
     ),
@@ -136,7 +147,7 @@ export async function claimDue(
 export async function nextDueAt(db: Db, excludeWebhooks: readonly string[] = []): Promise<Date | null> {
   const r = await sql<{ in_ms: number | null }>`
     select ${msUntil(sql`min(next_attempt_at)`)} as in_ms from deliveries
-    where status = 'pending' ${excludeWebhooks.length > 0 ? sql`and webhook_id <> all(${excludeWebhooks}::uuid[])` : sql``}
+    where status = 'pending' ${notOfWebhooks(excludeWebhooks)}
   `.execute(db);
   return afterDbWait(r.rows[0]?.in_ms);
 }
@@ -152,20 +163,25 @@ export interface ClaimRef {
   attempts: number;
 }
 
+/** A claim handed back unsent; `postponeMs`: not due again before then (none: due at once). */
+export interface ReleasedClaim extends ClaimRef {
+  postponeMs?: number;
+}
+
 /**
- * Returns claimed-but-unsent deliveries to the queue, as if never claimed; a claim since
- * superseded is left alone. `postponeMs`: not due again before then (their endpoint has all
- * the sends it may have, and claiming them again at once would only hand them back, while
- * they kept the deliveries due after them out of every claim). No attempt is spent.
+ * Returns claimed-but-unsent deliveries to the queue, as if never claimed (no attempt spent);
+ * a claim since superseded is left alone. One that is postponed is not due again before its
+ * time: its endpoint has all the sends it may have here, and due at once it would only be
+ * claimed and handed back again, while it kept the deliveries due after it out of claims.
  */
-export async function releaseClaims(db: Db, workerId: string, claims: readonly ClaimRef[], postponeMs = 0): Promise<void> {
+export async function releaseClaims(db: Db, workerId: string, claims: readonly ReleasedClaim[]): Promise<void> {
   if (claims.length === 0) return;
   await sql`
     update deliveries d
        set status = case when ${SENDABLE_W} then 'pending' else 'held' end,
-           attempts = d.attempts - 1, lease_until = null, leased_by = null, updated_at = now()
-           ${postponeMs > 0 ? sql`, next_attempt_at = greatest(d.next_attempt_at, now() + make_interval(secs => ${postponeMs / 1000}))` : sql``}
-      from unnest(${claims.map((c) => c.id)}::uuid[], ${claims.map((c) => c.attempts)}::int[]) as c(id, attempts), webhooks w
+           attempts = d.attempts - 1, lease_until = null, leased_by = null, updated_at = now(),
+           next_attempt_at = case when c.postpone_ms > 0 then greatest(d.next_attempt_at, now() + make_interval(secs => c.postpone_ms / 1000.0)) else d.next_attempt_at end
+      from unnest(${claims.map((c) => c.id)}::uuid[], ${claims.map((c) => c.attempts)}::int[], ${claims.map((c) => Math.max(0, Math.round(c.postponeMs ?? 0)))}::int[]) as c(id, attempts, postpone_ms), webhooks w
      where d.id = c.id and w.id = d.webhook_id and d.leased_by = ${workerId} and d.attempts = c.attempts -- still this claim, so delivering (0005)
   `.execute(db);
 }

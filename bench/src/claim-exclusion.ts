@@ -1,0 +1,114 @@
+/**
+ * The claim's exclusion of full endpoints' webhooks, measured as SQL. A worker whose lane for
+ * an endpoint is full leaves that endpoint's webhooks out of its claims (up to 1,000 ids), and
+ * their due rows lie in front of everyone else's in the due index. This times the claim's
+ * read of due rows (`candidates`, the part the exclusion is in) both ways on the same
+ * database, in one run: `webhook_id <> all($ids)` (before) against `webhook_id not in (select
+ * unnest($ids))` (now, hashed), for 10, 100 and BENCH_CLAIM_EXCLUDED webhooks left out (default
+ * 1,000), each with BENCH_CLAIM_BACKLOG due rows (default 300), and one webhook with 500 due
+ * rows behind them; then the whole claim (`deliveries.claimDue`, rolled back) with the most ids.
+ * The worker's session settings apply (QUEUE_SESSION_SETTINGS: generic plans of prepared statements).
+ *
+ *   node bench/dist/claim-exclusion.js      (DATABASE_URL, or an embedded PostgreSQL)
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { createDatabase, createDb, deliveries, dropDatabase, migrateToLatest, PREPARE, QUEUE_SESSION_SETTINGS, startEmbeddedPostgres, workspaces, type Db } from '@hookpost/db';
+import { sql, type RawBuilder } from 'kysely';
+import { envInt, log } from './common.js';
+
+const LIMIT = 500;
+const ROUNDS = 7;
+
+async function main(): Promise<void> {
+  const excludedMax = envInt('BENCH_CLAIM_EXCLUDED', 1000, 10, 10_000);
+  const backlog = envInt('BENCH_CLAIM_BACKLOG', 300, 1, 100_000);
+  let serverUrl = process.env.DATABASE_URL;
+  const embedded = serverUrl ? undefined : await startEmbeddedPostgres({ dataDir: path.join(os.tmpdir(), 'hookpost-bench-pg'), onNotice: (l) => log(l) });
+  serverUrl ??= (embedded as NonNullable<typeof embedded>).url;
+  const name = `hookpost_bench_claims_${process.pid}`;
+  const url = await createDatabase(serverUrl, name);
+  // As the worker's sessions are: prepared statements run their generic plan, where the ids
+  // are a parameter the planner does not see (with them seen, it hashes `<> all` too).
+  const db = createDb({ connectionString: url, poolMax: 2, applicationName: 'hookpost-bench-claims', settings: QUEUE_SESSION_SETTINGS });
+  try {
+    await migrateToLatest(db);
+    const { workspace, environment } = await workspaces.createWorkspace(db, 'claims');
+    const hooks = await sql<{ id: string }>`
+      insert into webhooks (id, workspace_id, environment_id, origin, hook_url, secret_encrypted)
+      select hookpost_uuid_v7(), ${workspace.id}, ${environment.id}, 'hookpost', 'http://127.0.0.1:9/slow', '\\x00' from generate_series(1, ${excludedMax + 1})
+      returning id`.execute(db);
+    const ids = hooks.rows.map((r) => r.id);
+    const healthy = ids.pop() as string;
+    log(`setting up ${excludedMax} webhooks of one endpoint with ${backlog} due deliveries each, and one with ${LIMIT} behind them`);
+    await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, next_attempt_at)
+              select hookpost_uuid_v7(), ${workspace.id}, w, 'test', '{}', 'pending', now() - interval '1 hour' + g * interval '1 ms'
+              from unnest(${ids}::uuid[]) w, generate_series(1, ${backlog}) g`.execute(db);
+    await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, next_attempt_at)
+              select hookpost_uuid_v7(), ${workspace.id}, ${healthy}, 'test', '{}', 'pending', now() - interval '1 second' from generate_series(1, ${LIMIT})`.execute(db);
+    await sql`vacuum analyze`.execute(db);
+
+    const rows: string[] = [];
+    const row = (label: string, before: number, now: number) =>
+      `| ${label.padEnd(46)} | ${before.toFixed(1).padStart(9)} | ${now.toFixed(1).padStart(9)} | ${(before / now).toFixed(1).padStart(6)}x |`;
+    for (const n of [10, 100, excludedMax].filter((x, i, a) => x <= excludedMax && a.indexOf(x) === i)) {
+      const left = ids.slice(0, n);
+      const before = await median(() => candidates(db, sql`webhook_id <> all(${left}::uuid[])`, n === excludedMax));
+      const now = await median(() => candidates(db, sql`webhook_id not in (select unnest(${left}::uuid[]))`, n === excludedMax));
+      rows.push(row(`due rows read, ${n} webhooks left out`, before, now));
+    }
+    const claim = await median(() => claimRolledBack(db, ids));
+    const lines = [
+      `\nClaim exclusion: ${excludedMax} webhooks × ${backlog} due rows in front, ${LIMIT} due behind; median of ${ROUNDS}, ms`,
+      `| ${'statement'.padEnd(46)} | ${'<> all'.padStart(9)} | ${'not in'.padStart(9)} | ${'ratio'.padStart(7)} |`,
+      `|${'-'.repeat(48)}|${'-'.repeat(11)}|${'-'.repeat(11)}|${'-'.repeat(9)}|`,
+      ...rows,
+      `whole claim (deliveries.claimDue, ${excludedMax} left out, rolled back): ${claim.toFixed(1)} ms`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    await db.destroy();
+    await dropDatabase(serverUrl, name);
+    await embedded?.stop();
+  }
+}
+
+/** The claim's read of due rows with this exclusion; with `all` left out, checks it reached the rows behind. */
+async function candidates(db: Db, notExcluded: RawBuilder<unknown>, reachesHealthy: boolean): Promise<void> {
+  const r = await sql<{ n: number }>`${sql.raw(PREPARE)}
+    select count(*)::int as n from (
+      select id from deliveries where status = 'pending' and next_attempt_at <= now() and ${notExcluded}
+      order by next_attempt_at limit ${LIMIT * 4}) c`.execute(db);
+  if (reachesHealthy && r.rows[0]?.n !== LIMIT) throw new Error(`the read found ${String(r.rows[0]?.n)} rows, expected the ${LIMIT} behind`);
+}
+
+/** The whole claim statement, in a transaction rolled back, so that every round claims the same rows. */
+async function claimRolledBack(db: Db, excludeWebhooks: string[]): Promise<void> {
+  const rollback = new Error('rollback');
+  await (db as ReturnType<typeof createDb>)
+    .transaction()
+    .execute(async (trx) => {
+      const c = await deliveries.claimDue(trx, { workerId: 'bench', limit: LIMIT, perWebhook: LIMIT, leaseMs: 60_000, excludeWebhooks });
+      if (c.deliveries.length !== LIMIT) throw new Error(`claimed ${c.deliveries.length}, expected ${LIMIT}`);
+      throw rollback;
+    })
+    .catch((err: unknown) => {
+      if (err !== rollback) throw err;
+    });
+}
+
+async function median(f: () => Promise<void>): Promise<number> {
+  await f(); // warm
+  const ms: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const t0 = performance.now();
+    await f();
+    ms.push(performance.now() - t0);
+  }
+  return ms.sort((a, b) => a - b)[Math.floor(ROUNDS / 2)] as number;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${String((err as Error)?.stack ?? err)}\n`);
+  process.exit(1);
+});
