@@ -149,6 +149,32 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   return stack;
 }
 
+/**
+ * Of these deliveries (each received more than once), those sent again for a reason other than
+ * an attempt that timed out. A send that outlives DELIVERY_TIMEOUT_MS (1 s here; a starved test
+ * machine answers late) is retried by design, with the same webhook-id; any other second send is
+ * what the tests look for.
+ */
+export async function resentWithoutTimeout(stack: Stack, deliveryIds: readonly string[]): Promise<string[]> {
+  if (deliveryIds.length === 0) return [];
+  const timedOut = await stack.database.db
+    .selectFrom('delivery_attempts')
+    .select('delivery_id')
+    .where('delivery_id', 'in', deliveryIds)
+    .where('outcome', '=', 'timeout')
+    .execute();
+  const explained = new Set(timedOut.map((r) => r.delivery_id));
+  return deliveryIds.filter((id) => !explained.has(id));
+}
+
+/** The ids received more than once. */
+export function receivedTwice(ids: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const twice = new Set<string>();
+  for (const id of ids) (seen.has(id) ? twice : seen).add(id);
+  return [...twice];
+}
+
 /** Polls `check` until it returns a truthy value, or fails after `timeoutMs`. */
 export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 15_000, what = 'condition'): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
