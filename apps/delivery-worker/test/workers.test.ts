@@ -8,7 +8,7 @@
 import type { ReceivedDelivery } from '@hookpost/mock-receiver';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startStack, type Proc, type Stack } from './stack.js';
+import { eventually, resentWithoutTimeout, startStack, type Proc, type Stack } from './stack.js';
 
 const EVENT_TYPES = ['record:created', 'record:updated', 'record:deleted'] as const;
 
@@ -105,7 +105,7 @@ describe('two workers on one database', () => {
   });
   afterAll(async () => stack?.close());
 
-  it('never send a delivery twice: every delivery arrives exactly once, signed, succeeded at attempt 1', async () => {
+  it('never send a delivery twice: every delivery arrives exactly once (but for retries after a timeout), signed, succeeded', async () => {
     const paths = ['/multi/slow-a', '/multi/slow-b', '/multi/fast'];
     stack.receiver.setBehaviour('/multi/slow-a', { latency_ms: 5 });
     stack.receiver.setBehaviour('/multi/slow-b', { latency_ms: 10 });
@@ -120,22 +120,15 @@ describe('two workers on one database', () => {
     await eventually(() => received(stack, paths).byId.size >= total, 45_000, `${total} distinct webhook-ids at the receiver`);
     await allSucceeded(stack, webhookIds, total, 15_000);
 
-    // Exactly once: as many requests as deliveries, no webhook-id twice.
+    // Exactly once: no webhook-id twice, but for a send retried after it timed out. That is by
+    // design, and a starved test machine has shown it: 48 first attempts of one batch got no
+    // answer within 10 s (the receiver had them), their retries succeeded in ~30 ms. Two workers
+    // holding one delivery, the bug looked for, leaves no timed-out attempt behind.
     const { list, byId } = received(stack, paths);
     const twice = [...byId].filter(([, ds]) => ds.length > 1).map(([id]) => id);
-    if (twice.length > 0) {
-      // Say why: a send that outlived DELIVERY_TIMEOUT_MS (a starved test machine) is retried
-      // and arrives twice by design; two workers holding one delivery is the bug looked for.
-      const log = await stack.database.db
-        .selectFrom('delivery_attempts')
-        .select(['delivery_id', 'attempt', 'outcome', 'duration_ms'])
-        .where('delivery_id', 'in', twice.slice(0, 5))
-        .orderBy('delivery_id')
-        .orderBy('attempt')
-        .execute();
-      expect.fail(`${twice.length} deliveries arrived twice; attempts of the first: ${JSON.stringify(log)}`);
-    }
-    expect(list).toHaveLength(total);
+    expect(await resentWithoutTimeout(stack, twice)).toEqual([]);
+    const retried = new Set(twice);
+    const resends = list.length - byId.size;
     expect(list.filter((d) => !d.verified)).toEqual([]);
     expect(list.every((d) => d.signatures.standard === 'valid' && d.signatures.truto === 'valid')).toBe(true);
 
@@ -143,19 +136,20 @@ describe('two workers on one database', () => {
     const rows = await stack.database.db.selectFrom('deliveries').select(['id', 'status', 'attempts', 'event_id']).where('webhook_id', 'in', webhookIds).execute();
     expect(rows).toHaveLength(total);
     expect(new Set(rows.map((r) => r.id))).toEqual(new Set(byId.keys()));
-    expect(rows.filter((r) => r.status !== 'succeeded' || r.attempts !== 1)).toEqual([]);
+    expect(rows.filter((r) => r.status !== 'succeeded' || (r.attempts !== 1 && !retried.has(r.id)))).toEqual([]);
     // One delivery per (event, webhook): every accepted event reached every webhook.
     expect(new Set(rows.map((r) => r.event_id))).toEqual(new Set(eventIds));
     expect(missingPairs(list, eventIds, webhookIds)).toEqual([]);
 
-    // One attempt logged per delivery, all successes.
+    // One attempt logged per send: a success each, and a timeout before each retry.
     const attempts = await stack.database.db
       .selectFrom('delivery_attempts')
-      .select(['outcome', 'attempt', sql<number>`count(*)::int`.as('n')])
+      .select(['outcome', sql<number>`count(*)::int`.as('n')])
       .where('webhook_id', 'in', webhookIds)
-      .groupBy(['outcome', 'attempt'])
+      .groupBy('outcome')
+      .orderBy('outcome')
       .execute();
-    expect(attempts.map((a) => ({ ...a, n: Number(a.n) }))).toEqual([{ outcome: 'success', attempt: 1, n: total }]);
+    expect(attempts.map((a) => ({ ...a, n: Number(a.n) }))).toEqual([{ outcome: 'success', n: total }, ...(resends > 0 ? [{ outcome: 'timeout', n: resends }] : [])]);
 
     // Both workers did part of the work, and between them sent each delivery once:
     // stop them gracefully and read the counters each logs on the way out.
@@ -164,8 +158,8 @@ describe('two workers on one database', () => {
     const stats = stack.workers.map(stoppedStats);
     for (const s of stats) expect(s.succeeded).toBeGreaterThan(0);
     expect(stats.reduce((sum, s) => sum + s.succeeded, 0)).toBe(total);
-    expect(stats.reduce((sum, s) => sum + s.sent, 0)).toBe(total);
-    expect(stats.reduce((sum, s) => sum + s.failed, 0)).toBe(0);
+    expect(stats.reduce((sum, s) => sum + s.sent, 0)).toBe(total + resends);
+    expect(stats.reduce((sum, s) => sum + s.failed, 0)).toBe(resends);
     // …and neither logged an error (a failed claim or completion write would show here).
     for (const w of stack.workers) expect(errorLines(w)).toEqual([]);
   }, 60_000);
