@@ -1,5 +1,5 @@
 import { createDb, createSecretBox, migrateDatabase } from '@hookpost/db';
-import { createLogger, loadConfig, onShutdown, requireDatabaseUrl } from '@hookpost/runtime';
+import { createLogger, LISTEN_BACKLOG, loadConfig, onShutdown, requireDatabaseUrl } from '@hookpost/runtime';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApi } from './app.js';
@@ -19,7 +19,7 @@ const db = createDb({
 });
 
 const { handler, close } = createApi({ db, config, logger, secrets: createSecretBox(config.encryptionKey) });
-const server = createServer(handler).listen(config.api.port, config.api.host, () => {
+const server = createServer(handler).listen({ port: config.api.port, host: config.api.host, backlog: LISTEN_BACKLOG }, () => {
   const { port } = server.address() as AddressInfo;
   logger.info({ url: `http://${config.api.host}:${port}` }, 'api listening');
 });
