@@ -525,8 +525,9 @@ export class DeliveryEngine {
   private dropQueued(webhookIds: string[]): void {
     const ids: ClaimRef[] = [];
     const stopped = new Set(webhookIds);
+    // Every lane, not only those listing the webhook: one whose URL changed while the NOTIFY
+    // of it was missed left its old lane's list, but may still have sends queued there.
     for (const [endpoint, lane] of this.lanes) {
-      if (!webhookIds.some((id) => lane.webhooks.has(id))) continue;
       const kept: Queued[] = [];
       for (const w of lane.waiting) {
         if (stopped.has(w.delivery.webhook_id)) ids.push(w.delivery);
