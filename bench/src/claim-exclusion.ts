@@ -11,11 +11,10 @@
  *
  *   node bench/dist/claim-exclusion.js      (DATABASE_URL, or an embedded PostgreSQL)
  */
-import os from 'node:os';
-import path from 'node:path';
-import { createDatabase, createDb, deliveries, dropDatabase, migrateToLatest, PREPARE, QUEUE_SESSION_SETTINGS, startEmbeddedPostgres, workspaces, type Db } from '@hookpost/db';
+import { deliveries, PREPARE, QUEUE_SESSION_SETTINGS, workspaces, type Db } from '@hookpost/db';
 import { sql, type RawBuilder } from 'kysely';
 import { envInt, log } from './common.js';
+import { rolledBack, withScratchDatabase } from './scratch-db.js';
 
 const LIMIT = 500;
 const ROUNDS = 7;
@@ -23,16 +22,9 @@ const ROUNDS = 7;
 async function main(): Promise<void> {
   const excludedMax = envInt('BENCH_CLAIM_EXCLUDED', 1000, 10, 10_000);
   const backlog = envInt('BENCH_CLAIM_BACKLOG', 300, 1, 100_000);
-  let serverUrl = process.env.DATABASE_URL;
-  const embedded = serverUrl ? undefined : await startEmbeddedPostgres({ dataDir: path.join(os.tmpdir(), 'hookpost-bench-pg'), onNotice: (l) => log(l) });
-  serverUrl ??= (embedded as NonNullable<typeof embedded>).url;
-  const name = `hookpost_bench_claims_${process.pid}`;
-  const url = await createDatabase(serverUrl, name);
   // As the worker's sessions are: prepared statements run their generic plan, where the ids
   // are a parameter the planner does not see (with them seen, it hashes `<> all` too).
-  const db = createDb({ connectionString: url, poolMax: 2, applicationName: 'hookpost-bench-claims', settings: QUEUE_SESSION_SETTINGS });
-  try {
-    await migrateToLatest(db);
+  await withScratchDatabase('claims', QUEUE_SESSION_SETTINGS, async (db) => {
     const { workspace, environment } = await workspaces.createWorkspace(db, 'claims');
     const hooks = await sql<{ id: string }>`
       insert into webhooks (id, workspace_id, environment_id, origin, hook_url, secret_encrypted)
@@ -66,11 +58,7 @@ async function main(): Promise<void> {
       `whole claim (deliveries.claimDue, ${excludedMax} left out, rolled back): ${claim.toFixed(1)} ms`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
-  } finally {
-    await db.destroy();
-    await dropDatabase(serverUrl, name);
-    await embedded?.stop();
-  }
+  });
 }
 
 /** The claim's read of due rows with this exclusion; with `all` left out, checks it reached the rows behind. */
@@ -84,17 +72,8 @@ async function candidates(db: Db, notExcluded: RawBuilder<unknown>, reachesHealt
 
 /** The whole claim statement, in a transaction rolled back, so that every round claims the same rows. */
 async function claimRolledBack(db: Db, excludeWebhooks: string[]): Promise<void> {
-  const rollback = new Error('rollback');
-  await (db as ReturnType<typeof createDb>)
-    .transaction()
-    .execute(async (trx) => {
-      const c = await deliveries.claimDue(trx, { workerId: 'bench', limit: LIMIT, perWebhook: LIMIT, leaseMs: 60_000, excludeWebhooks });
-      if (c.deliveries.length !== LIMIT) throw new Error(`claimed ${c.deliveries.length}, expected ${LIMIT}`);
-      throw rollback;
-    })
-    .catch((err: unknown) => {
-      if (err !== rollback) throw err;
-    });
+  const c = await rolledBack(db, (trx) => deliveries.claimDue(trx, { workerId: 'bench', limit: LIMIT, perWebhook: LIMIT, leaseMs: 60_000, excludeWebhooks }));
+  if (c.deliveries.length !== LIMIT) throw new Error(`claimed ${c.deliveries.length}, expected ${LIMIT}`);
 }
 
 async function median(f: () => Promise<void>): Promise<number> {

@@ -8,25 +8,17 @@
  *
  *   node bench/dist/event-retention.js      (DATABASE_URL, or an embedded PostgreSQL)
  */
-import os from 'node:os';
-import path from 'node:path';
-import { createDatabase, createDb, dropDatabase, events, firstIdAt, migrateToLatest, startEmbeddedPostgres, workspaces, type Db } from '@hookpost/db';
+import { events, firstIdAt, workspaces, type Db } from '@hookpost/db';
 import { sql } from 'kysely';
 import { envInt, log } from './common.js';
+import { rolledBack, withScratchDatabase } from './scratch-db.js';
 
 const BATCH = 5000;
 
 async function main(): Promise<void> {
   const live = envInt('BENCH_RETENTION_DELIVERIES', 1_000_000, 1);
   const old = envInt('BENCH_RETENTION_OLD_EVENTS', 20_000, 1);
-  let serverUrl = process.env.DATABASE_URL;
-  const embedded = serverUrl ? undefined : await startEmbeddedPostgres({ dataDir: path.join(os.tmpdir(), 'hookpost-bench-pg'), onNotice: (l) => log(l) });
-  serverUrl ??= (embedded as NonNullable<typeof embedded>).url;
-  const name = `hookpost_bench_retention_${process.pid}`;
-  const url = await createDatabase(serverUrl, name);
-  const db = createDb({ connectionString: url, poolMax: 2, applicationName: 'hookpost-bench-retention' });
-  try {
-    await migrateToLatest(db);
+  await withScratchDatabase('retention', undefined, async (db) => {
     const { workspace, environment } = await workspaces.createWorkspace(db, 'retention');
     const webhook = await sql<{ id: string }>`
       insert into webhooks (id, workspace_id, environment_id, origin, hook_url, secret_encrypted)
@@ -70,36 +62,25 @@ async function main(): Promise<void> {
       `ratio: ${(before.ms / now.ms).toFixed(1)}x`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
-  } finally {
-    await db.destroy();
-    await dropDatabase(serverUrl, name);
-    await embedded?.stop();
-  }
+  });
 }
 
 /** Retention's statements before migration 0010, in a transaction rolled back; returns how many it deleted. */
 async function deleteWithoutCounts(db: Db, cutoff: Date): Promise<number> {
   const unreferenced = sql`not exists (select 1 from deliveries d where d.event_id = e.id)`;
-  let deleted = 0;
-  const rollback = new Error('rollback');
-  await (db as ReturnType<typeof createDb>)
-    .transaction()
-    .execute(async (trx) => {
-      for (;;) {
-        const locked = await sql<{ id: string }>`
-          select e.id from events e where e.id < ${firstIdAt(cutoff)}::uuid and e.created_at < ${cutoff} and ${unreferenced}
-          order by e.id limit ${BATCH} for update skip locked`.execute(trx);
-        if (locked.rows.length === 0) break;
-        const r = await sql`delete from events e where e.id = any(${locked.rows.map((x) => x.id)}::uuid[]) and ${unreferenced}`.execute(trx);
-        deleted += Number(r.numAffectedRows ?? 0);
-        if (locked.rows.length < BATCH) break;
-      }
-      throw rollback;
-    })
-    .catch((err: unknown) => {
-      if (err !== rollback) throw err;
-    });
-  return deleted;
+  return rolledBack(db, async (trx) => {
+    let deleted = 0;
+    for (;;) {
+      const locked = await sql<{ id: string }>`
+        select e.id from events e where e.id < ${firstIdAt(cutoff)}::uuid and e.created_at < ${cutoff} and ${unreferenced}
+        order by e.id limit ${BATCH} for update skip locked`.execute(trx);
+      if (locked.rows.length === 0) break;
+      const r = await sql`delete from events e where e.id = any(${locked.rows.map((x) => x.id)}::uuid[]) and ${unreferenced}`.execute(trx);
+      deleted += Number(r.numAffectedRows ?? 0);
+      if (locked.rows.length < BATCH) break;
+    }
+    return deleted;
+  });
 }
 
 async function timed<T>(f: () => Promise<T>): Promise<{ value: T; ms: number }> {

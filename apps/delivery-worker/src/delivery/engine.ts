@@ -387,15 +387,18 @@ export class DeliveryEngine {
         else release.push(delivery);
         continue;
       }
-      const lane = this.laneOf(target.endpoint, delivery.webhook_id);
-      const cap = this.capOf(target.endpoint);
       const q = { delivery, target, claimedAt };
       if (!this.leaseCovers(q)) {
         // The claim took so long (waiting for locks, say) that a send now could outlive its
         // lease: back, due now, to be claimed again with a lease of its own.
         release.push(delivery);
         late++;
-      } else if (lane.active < cap) {
+        continue;
+      }
+      // Made here, a lane sends at once (its cap is at least 1): none is left idle.
+      const lane = this.laneOf(target.endpoint, delivery.webhook_id);
+      const cap = this.capOf(target.endpoint);
+      if (lane.active < cap) {
         this.send(lane, q);
       } else if (lane.waiting.length < cap * 2) {
         lane.waiting.push(q);
@@ -409,9 +412,6 @@ export class DeliveryEngine {
         behind.set(target.endpoint, n + 1);
         release.push({ id: delivery.id, attempts: delivery.attempts, postponeMs: this.drainMs(target.endpoint, lane, n) });
       }
-    }
-    for (const lane of new Set(claimed.map((d) => targets.get(d.webhook_id)?.endpoint))) {
-      if (lane !== undefined) this.dropIfIdle(lane);
     }
     if (orphans.length > 0) {
       await deliveries.deleteOrphanClaims(this.o.db, this.workerId, orphans).then(

@@ -207,7 +207,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       log.info({ retry_after_ms: err.retryAfterMs, status: err.status }, 'source asked to wait; the run resumes after Retry-After');
       if (notify) {
         // Told, not kept: a lost notice costs no change, and the wait must not fail the run.
-        const notice = { ...eventBase(connection, run, 'rate_limited'), pages: totals.pages, recordsSeen: totals.records, changes: totals.changes, retryAfterSeconds: Math.ceil(retryAfterMs / 1000) };
+        const notice = { ...eventBase(connection, run, 'rate_limited'), ...runStats(totals), retryAfterSeconds: Math.ceil(retryAfterMs / 1000) };
         await inTransaction(db, (trx) => ctx.runEvents.publish(trx, notice)).catch((e: unknown) => log.warn({ err: e }, 'could not publish sync_job_run:rate_limited'));
       }
       return { kind: 'throttled', retryAfterMs };
@@ -252,6 +252,10 @@ function eventBase(connection: ConnectionSource, run: PollStreamRow, status: Run
   };
 }
 
+function runStats(t: { pages: number; records: number; changes: number }) {
+  return { pages: t.pages, recordsSeen: t.records, changes: t.changes };
+}
+
 function finished(t: { pages: number; records: number; changes: number }) {
-  return { finishedAt: new Date(), pages: t.pages, recordsSeen: t.records, changes: t.changes };
+  return { finishedAt: new Date(), ...runStats(t) };
 }
