@@ -10,7 +10,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { verifyStandard, verifyTruto } from '@hookpost/contract/signing';
-import { LISTEN_BACKLOG } from '@hookpost/runtime';
+import { listenHttp } from '@hookpost/runtime';
 import { checkOf, fixedFields, nowUs, type PhaseConfig, type ReceiverStats } from './common.js';
 
 interface PhaseState {
@@ -208,8 +208,8 @@ process.on('message', (m: Msg) => {
 // The driver is gone: stop too.
 process.on('disconnect', () => process.exit(0));
 
-// The same accept queue as the product's servers: a worker opens up to 512 connections at once.
-server.listen({ port: 0, host: '127.0.0.1', backlog: LISTEN_BACKLOG }, () => {
+// As the product's servers listen (the same accept queue: a worker opens up to 512 connections at once).
+void listenHttp(server, '127.0.0.1', 0).then(() => {
   process.send?.({ type: 'ready', port: (server.address() as AddressInfo).port, pid: process.pid });
 });
 // Exit normally when stopped by signal (so --cpu-prof and the like can write their files).

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { signStandardHeaders, trutoSignature } from '@hookpost/contract/signing';
-import { LISTEN_BACKLOG } from '@hookpost/runtime';
+import { listenHttp } from '@hookpost/runtime';
 import { Pool } from 'undici';
 import { envelope, envInt } from './common.js';
 
@@ -53,8 +53,8 @@ const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   });
 });
 
-// The same accept queue as the product's servers: a worker opens up to 512 connections at once.
-server.listen({ port: 0, host: '127.0.0.1', backlog: LISTEN_BACKLOG }, () => {
+// As the product's servers listen (the same accept queue: a worker opens up to 512 connections at once).
+void listenHttp(server, '127.0.0.1', 0).then(() => {
   process.send?.({ type: 'ready', port: (server.address() as AddressInfo).port });
 });
 const stop = () => {
