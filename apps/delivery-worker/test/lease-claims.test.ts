@@ -176,6 +176,50 @@ describe('claims leaving full endpoints out, and releases that postpone', () => 
     await sleep(Math.max(0, (due?.getTime() ?? 0) - Date.now()) + 50);
     expect((await claim([])).deliveries).toHaveLength(3);
   });
+
+  it('past 20,000 due rows of a webhook left out, a claim reads a bounded part of the due index and still takes everyone else\'s earliest rows, at most perWebhook each', async () => {
+    const slow = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/slow-backlog');
+    const a = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/a');
+    const b = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/b');
+    const backlog = (webhookId: string, n: number, from: string) => sql`
+      insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, next_attempt_at)
+      select hookpost_uuid_v7(), ${scope.workspaceId}, ${webhookId}, 'test', '{}', 'pending', now() - ${from}::interval + g * interval '1 ms'
+      from generate_series(1, ${n}) g`.execute(t.db);
+    await backlog(slow, 20_000, '1 hour'); // in front of everyone else's
+    await backlog(a, 30, '10 minutes');
+    await backlog(b, 5, '5 minutes');
+    await sql`analyze deliveries`.execute(t.db);
+    const workerId = `worker-${newId()}`;
+    /** The claim, rolled back, with how many entries of deliveries_due it read. */
+    const claimCounting = (excludeWebhooks: string[]) =>
+      t.db
+        .transaction()
+        .execute(async (trx) => {
+          // Counted by the session until its statistics are flushed: the difference is the claim's.
+          const read = async () => Number((await sql<{ n: string }>`select pg_stat_get_xact_tuples_returned('deliveries_due'::regclass) as n`.execute(trx)).rows[0]?.n);
+          const before = await read();
+          const c = await deliveries.claimDue(trx, { workerId, limit: 10, perWebhook: 6, leaseMs: 60_000, excludeWebhooks });
+          throw Object.assign(new Error('rollback'), { result: { claimed: c.deliveries, dueIndexRead: (await read()) - before } });
+        })
+        .catch((err: { result?: { claimed: ClaimedDelivery[]; dueIndexRead: number } }) => {
+          if (!err.result) throw err;
+          return err.result;
+        });
+    const { claimed, dueIndexRead } = await claimCounting([slow]);
+    // a's 6 earliest, then b's 4 (b's are due after a's: earliest first).
+    expect(claimed.map((d) => d.webhook_id)).toEqual([...Array<string>(6).fill(a), ...Array<string>(4).fill(b)]);
+    // The read of the due index stops at the claim's window (4 × limit) + FRONT_SLACK (4,096);
+    // before, it read the 20,000 rows of the webhook left out.
+    expect(dueIndexRead).toBeLessThanOrEqual(40 + 4096);
+    // Nothing left out: the front is read as before (slow's rows first).
+    const all = await claimCounting([]);
+    expect(all.claimed.map((d) => d.webhook_id)).toEqual(Array<string>(6).fill(slow));
+    expect(all.dueIndexRead).toBeLessThanOrEqual(40);
+    // The next due time past them: a's earliest (already due), and null with a and b left out too.
+    const next = await deliveries.nextDueAt(t.db, [slow]);
+    expect(next).not.toBeNull();
+    expect(await deliveries.nextDueAt(t.db, [slow, a, b])).toBeNull();
+  });
 });
 
 describe('a webhook whose secret cannot be decrypted', () => {

@@ -11,6 +11,7 @@ import * as m0008 from './migrations/2026_12_02_0008_held_deliveries.js';
 import * as m0009 from './migrations/2026_12_02_0009_deleted_webhooks.js';
 import * as m0010 from './migrations/2026_12_03_0010_event_refs.js';
 import * as m0011 from './migrations/2026_12_03_0011_stream_rerun.js';
+import * as m0012 from './migrations/2026_12_04_0012_deliveries_webhook_due.js';
 
 /** Every migration, in order. Static imports: no runtime file scanning. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -25,6 +26,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '2026_12_02_0009_deleted_webhooks': m0009,
   '2026_12_03_0010_event_refs': m0010,
   '2026_12_03_0011_stream_rerun': m0011,
+  '2026_12_04_0012_deliveries_webhook_due': m0012,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

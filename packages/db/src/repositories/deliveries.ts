@@ -49,27 +49,120 @@ export interface Claim {
 }
 
 /**
- * Claims up to `limit` due deliveries for `workerId` with FOR UPDATE SKIP LOCKED, and
- * leases them for `leaseMs`: several workers share the queue without double-sending,
- * and a crashed worker's deliveries come back when the lease runs out. At most
- * `perWebhook` are taken per webhook, so one busy endpoint cannot fill a batch;
- * `excludeWebhooks` are endpoints this worker already has a backlog for. Deliveries of
- * paused or disabled webhooks are held, not claimed: nothing is sent to a stopped webhook
- * that the claim saw stopped. The claim commits without waiting for its WAL flush (see
- * the statement); run inside a transaction, it makes that whole transaction's commit
- * asynchronous, so call it on its own.
- */
-/**
  * `and` deliveries of none of these webhooks (none: no condition). As `not in` over the
  * unnested list, which the planner hashes (a hashed SubPlan), not `<> all(array)`, which
  * compares every due row it reads with each id in turn: with 1,000 webhooks left out and
  * their 300,000 due rows in front, a claim took 1,050 ms against 105 (bench:claims).
  * The ids are never null, so `not in` means what it says.
  */
-function notOfWebhooks(ids: readonly string[]) {
-  return ids.length > 0 ? sql`and webhook_id not in (select unnest(${ids}::uuid[]))` : sql``;
+function notOfWebhooks(ids: readonly string[], column = sql.raw('webhook_id')) {
+  return ids.length > 0 ? sql`and ${column} not in (select unnest(${ids}::uuid[]))` : sql``;
 }
 
+/**
+ * How many due rows of webhooks left out a claim (or nextDueAt) reads in the due index before
+ * it steps from webhook to webhook instead (`past_left_out`). Reading one costs ~0.5 µs; a
+ * step, two index descents per webhook with pending deliveries. Under this, left-out rows in
+ * front cost little to read past; over it, the read would grow with their backlog (300,000
+ * rows: 169 ms per claim), the steps only with the number of webhooks.
+ */
+const FRONT_SLACK = 4096;
+
+/**
+ * The recursive CTE `webhook_heads`: every webhook with pending deliveries and its earliest
+ * due time, one descent of deliveries_webhook_due per webhook (its first entry above the
+ * last webhook's id). Its cost grows with the number of such webhooks, not their rows.
+ */
+const WEBHOOK_HEADS = sql`webhook_heads (webhook_id, next_attempt_at) as (
+      (select webhook_id, next_attempt_at from deliveries where status = 'pending' order by webhook_id, next_attempt_at limit 1)
+      union all
+      select n.webhook_id, n.next_attempt_at from webhook_heads h
+      cross join lateral (
+        select webhook_id, next_attempt_at from deliveries d
+        where d.status = 'pending' and d.webhook_id > h.webhook_id
+        order by d.webhook_id, d.next_attempt_at limit 1
+      ) n
+    )`;
+
+/**
+ * CTEs `open_front` (due rows read from the due index, in due order, of webhooks not left
+ * out; at most `window`) and `past_left_out` (when that read met more than FRONT_SLACK rows
+ * of webhooks left out before it had `window`: every webhook with pending deliveries, found
+ * in deliveries_webhook_due by stepping from one webhook id to the next, and its earliest
+ * due time). The query names `blocked` to choose between them; `past_left_out` is only read
+ * (and so only walked) when it is true.
+ */
+function dueOfWebhooksNotIn(ids: readonly string[], window: number) {
+  return sql`
+    front as materialized (
+      -- Not locked (see candidates). Bounded: the read stops at window + FRONT_SLACK rows.
+      select id, webhook_id, next_attempt_at from deliveries
+      where status = 'pending' and next_attempt_at <= now()
+      order by next_attempt_at
+      limit ${window + FRONT_SLACK}
+    ),
+    open_front as materialized (
+      select id, webhook_id, next_attempt_at from front where true ${notOfWebhooks(ids)}
+      order by next_attempt_at limit ${window}
+    ),
+    blocked as materialized (
+      -- Evaluated left to right and only as far as needed: the front is counted only when
+      -- the rows of webhooks not left out did not fill the window (it was read whole then).
+      select (select count(*) from open_front) < ${window} and (select count(*) from front) = ${window + FRONT_SLACK} as yes
+    ),
+    ${WEBHOOK_HEADS},
+    past_left_out as materialized (
+      select webhook_id, next_attempt_at from webhook_heads
+      where (select yes from blocked) and next_attempt_at <= now() ${notOfWebhooks(ids)}
+    )`;
+}
+
+/**
+ * Due deliveries to choose a claim's batch from, as the CTE `candidates`: up to `window`,
+ * earliest due first. With webhooks left out, their rows are skipped (dueOfWebhooksNotIn).
+ */
+function candidatesCte(exclude: readonly string[], window: number, perWebhook: number) {
+  if (exclude.length === 0) {
+    return sql`
+    candidates as materialized (
+      -- Read, not locked: a batch looks at 4 × limit due rows to pick at most perWebhook per
+      -- webhook, and locking them all wrote a lock record per row (3/4 of them never claimed:
+      -- ~2.5 × the claim's WAL with one busy webhook). Only the picked rows are locked, below.
+      select id, webhook_id, next_attempt_at from deliveries
+      where status = 'pending' and next_attempt_at <= now()
+      order by next_attempt_at
+      limit ${window}
+    )`;
+  }
+  return sql`${dueOfWebhooksNotIn(exclude, window)},
+    candidates as materialized (
+      select id, webhook_id, next_attempt_at from open_front where not (select yes from blocked)
+      union all
+      select * from (
+        -- Each webhook's own earliest due rows, from its range of deliveries_webhook_due.
+        select r.id, p.webhook_id, r.next_attempt_at from past_left_out p
+        cross join lateral (
+          select id, next_attempt_at from deliveries d
+          where d.webhook_id = p.webhook_id and d.status = 'pending' and d.next_attempt_at <= now()
+          order by d.next_attempt_at limit ${perWebhook}
+        ) r
+        order by r.next_attempt_at limit ${window}
+      ) stepped
+    )`;
+}
+
+/**
+ * Claims up to `limit` due deliveries for `workerId` with FOR UPDATE SKIP LOCKED, and
+ * leases them for `leaseMs`: several workers share the queue without double-sending,
+ * and a crashed worker's deliveries come back when the lease runs out. At most
+ * `perWebhook` are taken per webhook, so one busy endpoint cannot fill a batch;
+ * `excludeWebhooks` are endpoints this worker already has a backlog for (however many
+ * due rows they have: see dueOfWebhooksNotIn). Deliveries of
+ * paused or disabled webhooks are held, not claimed: nothing is sent to a stopped webhook
+ * that the claim saw stopped. The claim commits without waiting for its WAL flush (see
+ * the statement); run inside a transaction, it makes that whole transaction's commit
+ * asynchronous, so call it on its own.
+ */
 export async function claimDue(
   db: Db,
   options: { workerId: string; limit: number; perWebhook: number; leaseMs: number; excludeWebhooks?: readonly string[] },
@@ -78,16 +171,7 @@ export async function claimDue(
   // Prepared: planning cost as much as running it for small batches. The generic plan is
   // sound because the worker's sessions cannot scan the table (see QUEUE_SESSION_SETTINGS).
   const result = await sql<ClaimedDelivery & { live: boolean }>`${sql.raw(PREPARE)}
-    with candidates as materialized (
-      -- Read, not locked: a batch looks at 4 × limit due rows to pick at most perWebhook per
-      -- webhook, and locking them all wrote a lock record per row (3/4 of them never claimed:
-      -- ~2.5 × the claim's WAL with one busy webhook). Only the picked rows are locked, below.
-      select id, webhook_id, next_attempt_at from deliveries
-      where status = 'pending' and next_attempt_at <= now()
-        ${notOfWebhooks(exclude)}
-      order by next_attempt_at
-      limit ${options.limit * 4}
-    ),
+    with recursive ${candidatesCte(exclude, options.limit * 4, options.perWebhook)},
     picked as materialized (
       select id from (
         select id, next_attempt_at, row_number() over (partition by webhook_id order by next_attempt_at, id) as rn from candidates
@@ -145,9 +229,25 @@ export async function claimDue(
  * ahead of the database's would otherwise wake early, find nothing due, and ask again at once.
  */
 export async function nextDueAt(db: Db, excludeWebhooks: readonly string[] = []): Promise<Date | null> {
+  if (excludeWebhooks.length === 0) {
+    const r = await sql<{ in_ms: number | null }>`
+      select ${msUntil(sql`min(next_attempt_at)`)} as in_ms from deliveries where status = 'pending'
+    `.execute(db);
+    return afterDbWait(r.rows[0]?.in_ms);
+  }
+  // As the claim reads past the webhooks it leaves out (dueOfWebhooksNotIn), but over all
+  // pending rows, due or not: the earliest in the front of the due index, or, when rows of
+  // webhooks left out fill it, the earliest of the other webhooks' first rows.
   const r = await sql<{ in_ms: number | null }>`
-    select ${msUntil(sql`min(next_attempt_at)`)} as in_ms from deliveries
-    where status = 'pending' ${notOfWebhooks(excludeWebhooks)}
+    with recursive front as materialized (
+      select webhook_id, next_attempt_at from deliveries where status = 'pending'
+      order by next_attempt_at limit ${FRONT_SLACK}
+    ),
+    ${WEBHOOK_HEADS}
+    select ${msUntil(sql`coalesce(
+      (select min(next_attempt_at) from front where true ${notOfWebhooks(excludeWebhooks)}),
+      case when (select count(*) from front) = ${FRONT_SLACK}
+        then (select min(next_attempt_at) from webhook_heads where true ${notOfWebhooks(excludeWebhooks)}) end)`)} as in_ms
   `.execute(db);
   return afterDbWait(r.rows[0]?.in_ms);
 }
