@@ -12,3 +12,4 @@ export * from './routes/truto.js';
 export * from './routes/unified.js';
 export * from './contract.js';
 export * from './signing.js';
+export * from './exact-json.js';

@@ -4,6 +4,7 @@
  * Pure functions over node:crypto; safe to use in any receiver.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { stringifyAsParsed } from './exact-json.js';
 
 export const SECRET_PREFIX = 'whsec_';
 /** Standard Webhooks libraries reject timestamps further than this from now. */
@@ -96,7 +97,8 @@ export function verifyStandard(
 
 /** unified.to's body signatures: hex HMAC-SHA1/SHA256 of `JSON.stringify(data) + nonce`, keyed with the secret string. */
 export function unifiedSignatures(secret: string, data: unknown, nonce: string): { sig: string; sig256: string } {
-  const message = JSON.stringify(data) + nonce;
+  // As a JavaScript receiver computes it from the data it parsed (numbers as doubles).
+  const message = stringifyAsParsed(data) + nonce;
   return {
     sig: createHmac('sha1', secret).update(message).digest('hex'),
     sig256: createHmac('sha256', secret).update(message).digest('hex'),

@@ -1,3 +1,4 @@
+import { parseExact } from '@hookpost/contract';
 import type { ClaimedDelivery } from '@hookpost/db';
 import type { OutgoingMessage, UnifiedPayloadType } from './payloads.js';
 
@@ -14,7 +15,7 @@ export function messageOf(d: ClaimedDelivery): OutgoingMessage {
   if (d.kind === 'event') {
     const json = d.event_data_json ?? '{}';
     let parsed: Record<string, unknown> | undefined;
-    const data = () => (parsed ??= JSON.parse(json) as Record<string, unknown>);
+    const data = () => (parsed ??= parseExact(json) as Record<string, unknown>);
     return {
       deliveryId: d.id,
       eventId: d.event_id ?? d.id,

@@ -5,7 +5,7 @@
  * Both carry Standard Webhooks headers, signed with every live secret.
  */
 import { randomBytes } from 'node:crypto';
-import { signStandardHeaders, trutoSignature, unifiedSignatures, type UnifiedWebhook } from '@hookpost/contract';
+import { signStandardHeaders, stringifyExact, trutoSignature, unifiedSignatures, type UnifiedWebhook } from '@hookpost/contract';
 
 export type UnifiedPayloadType = 'VIRTUAL' | 'NATIVE' | 'INITIAL-PARTIAL' | 'INITIAL-COMPLETE';
 
@@ -106,7 +106,7 @@ export function renderDelivery(target: DeliveryTarget, message: OutgoingMessage,
     const data = message.records.map((r) => projectRecord(r, target.fields, target.includeRaw));
     const nonce = randomBytes(12).toString('hex');
     const { sig, sig256 } = unifiedSignatures(secret, data, nonce);
-    body = JSON.stringify({
+    body = stringifyExact({
       data,
       webhook: target.unifiedView ?? { id: target.id },
       nonce,
@@ -126,7 +126,7 @@ export function renderDelivery(target: DeliveryTarget, message: OutgoingMessage,
         message.payload !== null && typeof message.payload === 'object' && !Array.isArray(message.payload)
           ? projectRecord(message.payload as Record<string, unknown>, target.fields, target.includeRaw)
           : message.payload;
-      body = head + JSON.stringify(payload ?? null) + tail;
+      body = head + stringifyExact(payload ?? null) + tail;
     }
     headers['x-truto-signature'] = trutoSignature(secret, body);
   }

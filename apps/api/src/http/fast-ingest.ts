@@ -18,6 +18,7 @@ import { credentialFrom, type ApiKeyCache } from './auth.js';
 import { scopeOf } from './context.js';
 import { toApiError } from './error-handler.js';
 import { ApiError, validationError, withRequestId, zodIssues } from './errors.js';
+import { withExactData } from './exact-numbers.js';
 import { bodyError } from './unstorable-bodies.js';
 import type { EventIngestor } from '../services/ingest.js';
 
@@ -77,8 +78,8 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
     readBody(req, length)
       .then((raw) => {
         let json: unknown;
+        const text = raw.toString('utf8');
         try {
-          const text = raw.toString('utf8');
           // A leading byte order mark, as Express's parser allows.
           json = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
         } catch {
@@ -91,7 +92,7 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
         }
         const unstorable = bodyError(raw, json);
         if (unstorable) throw unstorable;
-        const events: EventIn[] = route.single ? [body.data as EventIn] : (body.data as { events: EventIn[] }).events;
+        const events = withExactData(text, route.single ? [body.data as EventIn] : (body.data as { events: EventIn[] }).events, route.single);
         return o.ingestor.submit({ scope: scopeOf(auth), events, single: route.single, idempotencyKey: headers.data['idempotency-key'] });
       })
       .then((answer) => reply(answer.status, withRequestId(answer.body, id)), fail)

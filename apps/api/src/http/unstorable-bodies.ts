@@ -75,6 +75,11 @@ export function rememberRawBody(req: IncomingMessage, _res: unknown, raw: Buffer
   rawBodies.set(req, raw);
 }
 
+/** The raw body express.json read for `req`, as text; undefined when it read none. */
+export function rawBodyText(req: IncomingMessage): string | undefined {
+  return rawBodies.get(req)?.toString('utf8');
+}
+
 /** After express.json: a body Hookpost cannot store is refused before any route sees it. */
 export function refuseUnstorableBodies(): RequestHandler {
   return (req, _res, next) => {

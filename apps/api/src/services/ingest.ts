@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { EventAccepted, EventIn } from '@hookpost/contract';
+import { stringifyExact, type EventAccepted, type EventIn } from '@hookpost/contract';
 import { events as eventsRepo, isConnectionError, newId, type Db, type NewEvent, type Scope } from '@hookpost/db';
 import type { Kysely } from 'kysely';
 import type { Database } from '@hookpost/db';
@@ -306,7 +306,7 @@ function hashRequest(request: IngestRequest): Buffer {
   if (request.scope.environmentId) hash.update(`env:${request.scope.environmentId}:`);
   return hash
     .update(request.single ? '' : 'batch:')
-    .update(JSON.stringify(request.events))
+    .update(stringifyExact(request.events))
     .digest();
 }
 

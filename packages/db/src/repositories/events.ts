@@ -1,3 +1,4 @@
+import { stringifyExact } from '@hookpost/contract';
 import { sql } from 'kysely';
 import { inTransaction, PREPARE, type Db } from '../client.js';
 import { firstIdAt } from '../ids.js';
@@ -54,7 +55,7 @@ async function ingestRound(db: Db, events: readonly NewEvent[], depth: number): 
   }));
   const inserted = await sql<{ id: string; deliveries: number }>`${sql.raw(PREPARE)}
     with input as (
-      select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+      select * from jsonb_to_recordset(${stringifyExact(rows)}::jsonb)
         as t(ord int, id uuid, workspace_id uuid, environment_id uuid, external_id text, type text, object_type text, connection_id uuid, data jsonb)
     ),
     -- Who each event fans out to. Matching: same workspace and environment; the webhook's
