@@ -18,14 +18,18 @@ const MARK = `~hp-exact-${randomBytes(8).toString('hex')}~`;
 const PLACEHOLDER = new RegExp(`"${MARK}(-?[0-9][0-9.eE+-]*)"`, 'g');
 
 /**
- * Text that may hold a number a double changes: 16 or more digits in a row (a dot between them
- * allowed), or a number with an exponent of three digits or more (past a double's range), not
- * part of a word (hex in a UUID such as `…-4e123…` is not). Strings with such runs (an id sent
- * as a string, say) match too; they are only read more slowly.
+ * Where a number a double changes may be: 16 digits in a row (a dot between them allowed), or
+ * an exponent of three digits (past a double's range). Each such place is widened to the whole
+ * token around it and checked (numberAt).
  */
-const MAYBE_INEXACT = /\d[\d.]{15}|(?<![\w.-])-?\d+(?:\.\d+)?[eE][+-]?\d{3}/;
-/** Every string (skipped) and number in a JSON text. */
-const TOKENS = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+const CANDIDATES = /\d[\d.]{15}|\d[eE][+-]?\d{3}/g;
+/** Whether the character code `c` can be part of a number token: 0-9 . e E + -. */
+function numberChar(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
+}
+/** What may stand just before and just after a value outside strings. */
+const BEFORE_VALUE = /[[:,\s]/;
+const AFTER_VALUE = /[\]},\s]/;
 
 /**
  * A decimal number's value as text that is the same for any way of writing it: its significant
@@ -44,12 +48,40 @@ function canonical(number: string): string {
 /** Whether JSON.parse would read this number token as a different value (as JSON.stringify then writes it). */
 function inexact(token: string): boolean {
   const n = Number(token);
-  return !Number.isFinite(n) || canonical(token) !== canonical(String(n));
+  if (!Number.isFinite(n)) return true;
+  const written = String(n);
+  return written !== token && canonical(token) !== canonical(written);
+}
+
+/**
+ * The number token around `at`, when it stands where a value can (between separators) and
+ * JSON.parse would change it; undefined otherwise. A run in a word (hex such as `"7e7148d3…"`
+ * or `…-4e123…` in a UUID, a hash with 16 digits in a row) is in a string and is left at once;
+ * one between separators may still be in a string (parseExact looks at the quotes).
+ */
+function numberAt(text: string, at: number): { start: number; end: number; token: string } | undefined {
+  let start = at;
+  let end = at + 1;
+  while (start > 0 && numberChar(text.charCodeAt(start - 1))) start--;
+  while (end < text.length && numberChar(text.charCodeAt(end))) end++;
+  if (start > 0 && !BEFORE_VALUE.test(text.charAt(start - 1))) return undefined;
+  if (end < text.length && !AFTER_VALUE.test(text.charAt(end))) return undefined;
+  const token = text.slice(start, end);
+  return inexact(token) ? { start, end, token } : undefined;
 }
 
 /** Whether `text` may hold a number that JSON.parse would change (a quick look, no parse). */
 export function mayHoldInexactNumbers(text: string): boolean {
-  return MAYBE_INEXACT.test(text);
+  // A microsecond timestamp (16 digits, below 2^53) is a candidate, and exact: most text ends here.
+  for (const m of text.matchAll(CANDIDATES)) if (numberAt(text, m.index)) return true;
+  return false;
+}
+
+/** Whether the `"` at `at` is escaped (an odd number of backslashes before it). */
+function escapedQuote(text: string, at: number): boolean {
+  let n = 0;
+  while (at - n - 1 >= 0 && text.charCodeAt(at - n - 1) === 0x5c) n++;
+  return n % 2 === 1;
 }
 
 /**
@@ -58,16 +90,28 @@ export function mayHoldInexactNumbers(text: string): boolean {
  */
 export function parseExact(text: string): unknown {
   const parsed: unknown = JSON.parse(text);
-  if (!MAYBE_INEXACT.test(text)) return parsed;
-  let marked = false;
-  // The text is valid JSON (it parsed): its numbers are all values, so each one replaced by a
-  // string leaves it valid, with the same shape.
-  const rewritten = text.replace(TOKENS, (token) => {
-    if (token.charCodeAt(0) === 0x22 || !inexact(token)) return token;
-    marked = true;
-    return `"${MARK}${token}"`;
-  });
-  return marked ? (JSON.parse(rewritten) as unknown) : parsed;
+  if (!mayHoldInexactNumbers(text)) return parsed;
+  // The text is valid JSON (it parsed), so its numbers are all values, and each one replaced
+  // by a string leaves it valid, with the same shape. Only the candidates are looked at;
+  // whether one is in a string is told by the unescaped quotes before it.
+  let out = '';
+  let copied = 0;
+  let inString = false;
+  let scanned = 0;
+  for (const m of text.matchAll(CANDIDATES)) {
+    if (m.index < copied) continue;
+    const number = numberAt(text, m.index);
+    if (!number) continue;
+    for (let q = text.indexOf('"', scanned); q !== -1 && q < number.start; q = text.indexOf('"', q + 1)) {
+      if (!escapedQuote(text, q)) inString = !inString;
+      scanned = q + 1;
+    }
+    if (inString) continue;
+    const { start, end, token } = number;
+    out += `${text.slice(copied, start)}"${MARK}${token}"`;
+    copied = end;
+  }
+  return copied === 0 ? parsed : (JSON.parse(out + text.slice(copied)) as unknown);
 }
 
 /** JSON.stringify, with parseExact's placeholders written back as the numbers they hold. */

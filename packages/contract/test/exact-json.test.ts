@@ -20,6 +20,15 @@ describe('parseExact and stringifyExact', () => {
     expect(mayHoldInexactNumbers('{"a":1,"b":"x"}')).toBe(false);
   });
 
+  it('tells runs in strings from numbers, after escaped quotes and backslashes too', () => {
+    const text = String.raw`{"h":"9a70512411234567890123456789ef","q":"say \"12345678901234567890\"","b":"ends in \\","n":12345678901234567890,"x":1e12345678901234567890,"t":[0.12345678901234567,"18446744073709551615"]}`;
+    const parsed = parseExact(text) as Record<string, unknown>;
+    expect(parsed.h).toBe('9a70512411234567890123456789ef');
+    expect(parsed.q).toBe('say "12345678901234567890"');
+    expect(parsed.b).toBe('ends in \\');
+    expect(stringifyExact(parsed)).toBe(text);
+  });
+
   it('refuses what JSON.parse refuses, even where the rewrite would make valid JSON', () => {
     expect(() => parseExact('{12345678901234567890:1}')).toThrow(SyntaxError);
     expect(() => parseExact('[12345678901234567890,]')).toThrow(SyntaxError);
@@ -35,10 +44,15 @@ describe('parseExact and stringifyExact', () => {
 });
 
 describe('mayHoldInexactNumbers', () => {
-  it('looks no further for ordinary data: UUIDs, millisecond timestamps, short decimals', () => {
-    expect(mayHoldInexactNumbers('{"id":"0192f4e1-4e12-7abc-9e10-3e1234567890","ts":1733356800000,"amount":123.45,"phone":"+1 415 555 0100"}')).toBe(false);
+  it('looks no further for ordinary data: UUIDs, timestamps in ms or µs, short decimals', () => {
+    expect(mayHoldInexactNumbers('{"id":"0192f4e1-4e12-7abc-9e10-3e1234567890","ts":1733356800000,"us":1796423000000000,"amount":123.45,"phone":"+1 415 555 0100"}')).toBe(false);
+    expect(mayHoldInexactNumbers('{"max":9007199254740991,"p":3.141592653589793}')).toBe(false);
+    expect(mayHoldInexactNumbers('{"check":"7e7148d3528a","c2":"0e586bbbe0","c3":"2301e727"}')).toBe(false);
     expect(mayHoldInexactNumbers('{"n":1e400}')).toBe(true);
     expect(mayHoldInexactNumbers('{"n":-2.5E-400}')).toBe(true);
     expect(mayHoldInexactNumbers('{"n":[12345678901234567]}')).toBe(true);
+    expect(mayHoldInexactNumbers('{"n":9007199254740993}')).toBe(true);
+    expect(mayHoldInexactNumbers('{"s":"1.2.3.4.5.6.7.8.9.0.1"}')).toBe(false); // right after a quote: in a string
+    expect(mayHoldInexactNumbers('{"s":"a 12345678901234567890 b"}')).toBe(true); // between separators: quotes are looked at
   });
 });
