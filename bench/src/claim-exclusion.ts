@@ -58,7 +58,7 @@ async function main(): Promise<void> {
       ...rows,
       'walk: the read of due rows past those left out (the claim before migration 0012, without its locks and update);',
       'claim now: the whole claim statement, rolled back; it also locks and updates the 500 rows it takes, which is most of',
-      'its time when little is left out (compare the first row), so walk before ≈ walk + that part',
+      'its time when little is left out (the first row); the claim before was that part plus the walk',
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   });

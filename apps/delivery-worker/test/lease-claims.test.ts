@@ -222,6 +222,55 @@ describe('claims leaving full endpoints out, and releases that postpone', () => 
   });
 });
 
+describe('stepping past left-out webhooks, across many webhooks', () => {
+  let t: TestDatabase;
+  let scope: { workspaceId: string; environmentId: string };
+  let slow: string;
+  beforeAll(async () => {
+    ({ t, scope, webhookId: slow } = await createPlainSetup('stepping', 'http://127.0.0.1:9/slow'));
+  });
+  afterAll(async () => t?.drop());
+
+  it('a claim steps through at most 1,000 webhooks; the next goes on from there and reaches the rest (the earliest due among them)', async () => {
+    // 1,100 webhooks with one due delivery each, ids in creation order; the last 100 hold the
+    // earliest due rows, after the slow webhook's 5,000 (which fill the front of the due index).
+    const hooks = await sql<{ id: string }>`
+      insert into webhooks (id, workspace_id, environment_id, origin, hook_url, secret_encrypted)
+      select hookpost_uuid_v7(), ${scope.workspaceId}, ${scope.environmentId}, 'truto', 'http://127.0.0.1:9/many', '\\x00' from generate_series(1, 1100)
+      returning id`.execute(t.db);
+    const ids = hooks.rows.map((r) => r.id);
+    // Stepping goes in id order, the slow webhook among them: beyond the first 1,000 are late.
+    const all = [...ids, slow].sort();
+    const late = new Set(all.slice(1000).filter((id) => id !== slow));
+    await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, next_attempt_at)
+              select hookpost_uuid_v7(), ${scope.workspaceId}, ${slow}, 'test', '{}', 'pending', now() - interval '3 hours' + g * interval '1 ms'
+              from generate_series(1, 5000) g`.execute(t.db);
+    await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, next_attempt_at)
+              select hookpost_uuid_v7(), ${scope.workspaceId}, w, 'test', '{}', 'pending',
+                     case when w = any(${[...late]}::uuid[]) then now() - interval '2 hours' else now() - interval '30 minutes' end
+              from unnest(${ids}::uuid[]) w`.execute(t.db);
+    await sql`analyze deliveries`.execute(t.db);
+    const workerId = `worker-${newId()}`;
+    const claim = (stepAfter: string | null) => deliveries.claimDue(t.db, { workerId, limit: 10, perWebhook: 1, leaseMs: 60_000, excludeWebhooks: [slow], stepAfter });
+
+    const first = await claim(null);
+    expect(first.stepped).toBe(true);
+    expect(first.deliveries).toHaveLength(10);
+    // It stopped at its 1,000th webhook: none of the late ones seen.
+    expect(first.deliveries.some((d) => late.has(d.webhook_id))).toBe(false);
+    expect(first.stepAfter).toBe(all[999]);
+    const second = await claim(first.stepAfter);
+    expect(second.stepped).toBe(true);
+    expect(second.stepAfter).toBeNull(); // reached the last webhook
+    expect(second.deliveries.map((d) => d.webhook_id).every((w) => late.has(w))).toBe(true);
+    expect(second.deliveries).toHaveLength(Math.min(10, late.size));
+    // Nothing left out: no stepping, no resume point.
+    const plain = await deliveries.claimDue(t.db, { workerId, limit: 10, perWebhook: 1, leaseMs: 60_000 });
+    expect(plain).toMatchObject({ stepped: false, stepAfter: null });
+    expect(plain.deliveries.map((d) => d.webhook_id)).toEqual([slow]);
+  });
+});
+
 describe('a webhook whose secret cannot be decrypted', () => {
   it('fails its own deliveries (secret_unreadable, retried, then dead); every other webhook is delivered', async () => {
     const bad = await stack.trutoWebhook('/lease/unreadable');

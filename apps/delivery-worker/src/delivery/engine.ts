@@ -109,6 +109,8 @@ export class DeliveryEngine {
    * at a steady trickle. NOTIFY, retry timers and the lease reaper still wake the loop.
    */
   private moreDue = true;
+  /** Where the next claim's stepping past left-out webhooks goes on (deliveries.Claim.stepAfter). */
+  private stepAfter: string | null = null;
   /** The last claim left out saturated webhooks: a finished send may free one. */
   private excludedLast = false;
   /** The loop sleeps until sends finish and make room. */
@@ -235,7 +237,7 @@ export class DeliveryEngine {
       this.stoppedDuringClaim = new Set();
       const claimedAt = Date.now();
       try {
-        claim = await deliveries.claimDue(this.o.db, { workerId: this.workerId, limit, perWebhook, leaseMs: this.o.leaseMs, excludeWebhooks: excluded });
+        claim = await deliveries.claimDue(this.o.db, { workerId: this.workerId, limit, perWebhook, leaseMs: this.o.leaseMs, excludeWebhooks: excluded, stepAfter: this.stepAfter });
         this.claimFailures.succeeded();
       } catch (err) {
         this.stoppedDuringClaim = undefined;
@@ -244,9 +246,13 @@ export class DeliveryEngine {
         continue;
       }
       const claimed = claim.deliveries;
+      // A claim that stepped past left-out webhooks and stopped before the last one, or began
+      // after the first: the webhooks it did not reach may have due deliveries.
+      const stepsLeft = claim.stepAfter !== null || (claim.stepped && this.stepAfter !== null);
+      this.stepAfter = claim.stepAfter;
       // Fewer than asked and no webhook at its share: everything due (and not being
       // claimed by another worker) was taken. Held rows took places in the batch.
-      this.moreDue = claim.held > 0 || claimed.length >= limit || reachedShare(claimed, perWebhook);
+      this.moreDue = stepsLeft || claim.held > 0 || claimed.length >= limit || reachedShare(claimed, perWebhook);
       const dispatched = claimed.length === 0 || (await this.dispatchAll(claimed, claimedAt));
       this.stoppedDuringClaim = undefined;
       if (claimed.length > 0) {
@@ -260,6 +266,7 @@ export class DeliveryEngine {
         }
         if (claimed.length >= Math.min(this.room + claimed.length, this.o.batchSize)) continue; // likely more due
       }
+      if (stepsLeft) continue;
       if (this.notified) continue;
       if (claimed.length === 0 || this.askNextDue) {
         // Nothing (more) due for endpoints we can take: sleep until the next one falls due,

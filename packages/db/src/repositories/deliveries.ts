@@ -46,6 +46,13 @@ export interface Claim {
    * webhook just before the pause committed, after the pause had held the rest.
    */
   held: number;
+  /**
+   * Where the next claim's stepping goes on (pass it back as `stepAfter`): the last webhook this
+   * one stepped to when it stopped at MAX_STEPS; null when it did not step or reached the end.
+   */
+  stepAfter: string | null;
+  /** Whether this claim stepped webhook by webhook (see dueOfWebhooksNotIn). */
+  stepped: boolean;
 }
 
 /**
@@ -68,31 +75,48 @@ function notOfWebhooks(ids: readonly string[], column = sql.raw('webhook_id')) {
  */
 const FRONT_SLACK = 4096;
 
+/** Where stepping starts when no claim left off anywhere: below every id. */
+const NO_WEBHOOK = '00000000-0000-0000-0000-000000000000';
+
 /**
- * The recursive CTE `webhook_heads`: every webhook with pending deliveries and its earliest
- * due time, one descent of deliveries_webhook_due per webhook (its first entry above the
- * last webhook's id). Its cost grows with the number of such webhooks, not their rows.
+ * How many webhooks one claim steps through at most (7 µs each): past that it stops, and the
+ * next claim goes on from the last one it reached (Claim.stepAfter), so a claim costs a few ms
+ * however many webhooks have pending deliveries, and every one of them gets its turn.
  */
-const WEBHOOK_HEADS = sql`webhook_heads (webhook_id, next_attempt_at) as (
-      (select webhook_id, next_attempt_at from deliveries where status = 'pending' order by webhook_id, next_attempt_at limit 1)
+const MAX_STEPS = 1000;
+
+/**
+ * The recursive CTE `webhook_heads`: webhooks with pending deliveries, in id order from above
+ * `after` (null: from the start), each with its earliest due time: one descent of
+ * deliveries_webhook_due per webhook (its first entry above the last webhook's id), at most
+ * `maxSteps` of them. Its cost grows with the webhooks, not their rows.
+ */
+function webhookHeads(after: string | null, maxSteps: number) {
+  return sql`webhook_heads (webhook_id, next_attempt_at, step) as (
+      (select webhook_id, next_attempt_at, 1 from deliveries
+       where status = 'pending' and webhook_id > ${after ?? NO_WEBHOOK}::uuid
+       order by webhook_id, next_attempt_at limit 1)
       union all
-      select n.webhook_id, n.next_attempt_at from webhook_heads h
+      select n.webhook_id, n.next_attempt_at, h.step + 1 from webhook_heads h
       cross join lateral (
         select webhook_id, next_attempt_at from deliveries d
         where d.status = 'pending' and d.webhook_id > h.webhook_id
         order by d.webhook_id, d.next_attempt_at limit 1
       ) n
+      where h.step < ${maxSteps}
     )`;
+}
 
 /**
  * CTEs `open_front` (due rows read from the due index, in due order, of webhooks not left
  * out; at most `window`) and `past_left_out` (when that read met more than FRONT_SLACK rows
- * of webhooks left out before it had `window`: every webhook with pending deliveries, found
- * in deliveries_webhook_due by stepping from one webhook id to the next, and its earliest
- * due time). The query names `blocked` to choose between them; `past_left_out` is only read
- * (and so only walked) when it is true.
+ * of webhooks left out before it had `window`: up to MAX_STEPS webhooks with pending
+ * deliveries from above `stepAfter`, found in deliveries_webhook_due by stepping from one
+ * webhook id to the next, with their earliest due times). The query names `blocked` to choose
+ * between them; `past_left_out` is only read (and so only walked) when it is true. `stepping`
+ * says whether it stepped, and from where the next claim goes on (null: the start).
  */
-function dueOfWebhooksNotIn(ids: readonly string[], window: number) {
+function dueOfWebhooksNotIn(ids: readonly string[], window: number, stepAfter: string | null) {
   return sql`
     front as materialized (
       -- Not locked (see candidates). Bounded: the read stops at window + FRONT_SLACK rows.
@@ -110,10 +134,14 @@ function dueOfWebhooksNotIn(ids: readonly string[], window: number) {
       -- the rows of webhooks not left out did not fill the window (it was read whole then).
       select (select count(*) from open_front) < ${window} and (select count(*) from front) = ${window + FRONT_SLACK} as yes
     ),
-    ${WEBHOOK_HEADS},
+    ${webhookHeads(stepAfter, MAX_STEPS)},
     past_left_out as materialized (
       select webhook_id, next_attempt_at from webhook_heads
       where (select yes from blocked) and next_attempt_at <= now() ${notOfWebhooks(ids)}
+    ),
+    stepping as materialized (
+      select (select yes from blocked) as stepped,
+             case when (select yes from blocked) then (select case when count(*) >= ${MAX_STEPS} then max(webhook_id::text) end from webhook_heads) end as step_after
     )`;
 }
 
@@ -121,7 +149,7 @@ function dueOfWebhooksNotIn(ids: readonly string[], window: number) {
  * Due deliveries to choose a claim's batch from, as the CTE `candidates`: up to `window`,
  * earliest due first. With webhooks left out, their rows are skipped (dueOfWebhooksNotIn).
  */
-function candidatesCte(exclude: readonly string[], window: number, perWebhook: number) {
+function candidatesCte(exclude: readonly string[], window: number, perWebhook: number, stepAfter: string | null) {
   if (exclude.length === 0) {
     return sql`
     candidates as materialized (
@@ -134,7 +162,7 @@ function candidatesCte(exclude: readonly string[], window: number, perWebhook: n
       limit ${window}
     )`;
   }
-  return sql`${dueOfWebhooksNotIn(exclude, window)},
+  return sql`${dueOfWebhooksNotIn(exclude, window, stepAfter)},
     candidates as materialized (
       select id, webhook_id, next_attempt_at from open_front where not (select yes from blocked)
       union all
@@ -165,13 +193,14 @@ function candidatesCte(exclude: readonly string[], window: number, perWebhook: n
  */
 export async function claimDue(
   db: Db,
-  options: { workerId: string; limit: number; perWebhook: number; leaseMs: number; excludeWebhooks?: readonly string[] },
+  options: { workerId: string; limit: number; perWebhook: number; leaseMs: number; excludeWebhooks?: readonly string[]; stepAfter?: string | null },
 ): Promise<Claim> {
   const exclude = options.excludeWebhooks ?? [];
+  const withEvents = sql`claimed c cross join no_flush_wait left join events e on e.id = c.event_id and c.live`;
   // Prepared: planning cost as much as running it for small batches. The generic plan is
   // sound because the worker's sessions cannot scan the table (see QUEUE_SESSION_SETTINGS).
-  const result = await sql<ClaimedDelivery & { live: boolean }>`${sql.raw(PREPARE)}
-    with recursive ${candidatesCte(exclude, options.limit * 4, options.perWebhook)},
+  const result = await sql<ClaimedDelivery & { live: boolean | null; stepped?: boolean; step_after?: string | null }>`${sql.raw(PREPARE)}
+    with recursive ${candidatesCte(exclude, options.limit * 4, options.perWebhook, options.stepAfter ?? null)},
     picked as materialized (
       select id from (
         select id, next_attempt_at, row_number() over (partition by webhook_id order by next_attempt_at, id) as rn from candidates
@@ -211,15 +240,22 @@ export async function claimDue(
     -- durably, and its flush takes the claim's WAL with it.
     no_flush_wait as (select set_config('synchronous_commit', 'off', true))
     select c.*, e.type as event_type, e.object_type as event_object_type, e.data::text as event_data_json, e.data ? 'raw' as event_has_raw, e.created_at as event_created_at
-    from claimed c cross join no_flush_wait left join events e on e.id = c.event_id and c.live
+    ${
+      exclude.length === 0
+        ? sql`from ${withEvents}`
+        : // One row even when nothing is claimed (its delivery columns null): how it stepped.
+          sql`, s.stepped, s.step_after from stepping s left join (${withEvents}) on true`
+    }
   `.execute(db);
   const claimed: ClaimedDelivery[] = [];
   let held = 0;
-  for (const { live, ...delivery } of result.rows) {
+  for (const { live, stepped: _stepped, step_after: _stepAfter, ...delivery } of result.rows) {
+    if (live === null) continue; // the stepping row of a claim that took nothing
     if (live) claimed.push(delivery);
     else held++;
   }
-  return { deliveries: claimed, held };
+  const first = result.rows[0];
+  return { deliveries: claimed, held, stepAfter: first?.step_after ?? null, stepped: first?.stepped === true };
 }
 
 /**
@@ -243,7 +279,7 @@ export async function nextDueAt(db: Db, excludeWebhooks: readonly string[] = [])
       select webhook_id, next_attempt_at from deliveries where status = 'pending'
       order by next_attempt_at limit ${FRONT_SLACK}
     ),
-    ${WEBHOOK_HEADS}
+    ${webhookHeads(null, 2 ** 31 - 1)}
     select ${msUntil(sql`coalesce(
       (select min(next_attempt_at) from front where true ${notOfWebhooks(excludeWebhooks)}),
       case when (select count(*) from front) = ${FRONT_SLACK}
