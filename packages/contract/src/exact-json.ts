@@ -45,35 +45,59 @@ function canonical(number: string): string {
   return `${sign}${digits.replace(/0+$/, '')}@${whole.length - (all.length - digits.length) + Number(exponent)}`;
 }
 
-/** Whether JSON.parse would read this number token as a different value (as JSON.stringify then writes it). */
-function inexact(token: string): boolean {
+/**
+ * Past these, a number is left to JSON.parse as before (`1e400` is read as Infinity, written as
+ * null): jsonb writes a number out in full, so `1e131071` (8 bytes) is 131 KB of text at every
+ * read (9,000 of them made the claim's read of the event fail, out of memory), and numbers
+ * past numeric's range are refused (a 500 for the whole group commit).
+ */
+const MAX_KEPT_DIGITS = 1000;
+const MAX_KEPT_POINT = 400;
+
+/**
+ * Whether this number token is kept as sent: JSON.parse would read it as a different value (as
+ * JSON.stringify then writes it), and it is within a double's range, with at most
+ * MAX_KEPT_DIGITS significant digits and its point within MAX_KEPT_POINT places of the units.
+ */
+function keptExact(token: string): boolean {
   const n = Number(token);
-  if (!Number.isFinite(n)) return true;
+  if (!Number.isFinite(n)) return false;
   const written = String(n);
-  return written !== token && canonical(token) !== canonical(written);
+  if (written === token) return false;
+  const exact = canonical(token);
+  if (exact === canonical(written)) return false;
+  const at = exact.indexOf('@');
+  if (at < 0) return false; // zero
+  return at - (exact.startsWith('-') ? 1 : 0) <= MAX_KEPT_DIGITS && Math.abs(Number(exact.slice(at + 1))) <= MAX_KEPT_POINT;
 }
 
 /**
- * The number token around `at`, when it stands where a value can (between separators) and
- * JSON.parse would change it; undefined otherwise. A run in a word (hex such as `"7e7148d3…"`
- * or `…-4e123…` in a UUID, a hash with 16 digits in a row) is in a string and is left at once;
- * one between separators may still be in a string (parseExact looks at the quotes).
+ * The run of number characters around `at` (`end`), and whether it is a number to keep
+ * (`keep`): one that stands where a value can (between separators) and keptExact. A run in a
+ * word (hex such as `"7e7148d3…"` or `…-4e123…` in a UUID, a hash with 16 digits in a row) is
+ * in a string and is left at once; one between separators may still be in a string (parseExact
+ * looks at the quotes). Callers skip candidates before `end`: a run is widened once, not once
+ * per candidate in it (a string of a million digits would otherwise take minutes).
  */
-function numberAt(text: string, at: number): { start: number; end: number; token: string } | undefined {
+function numberAt(text: string, at: number): { start: number; end: number; keep: boolean } {
   let start = at;
   let end = at + 1;
   while (start > 0 && numberChar(text.charCodeAt(start - 1))) start--;
   while (end < text.length && numberChar(text.charCodeAt(end))) end++;
-  if (start > 0 && !BEFORE_VALUE.test(text.charAt(start - 1))) return undefined;
-  if (end < text.length && !AFTER_VALUE.test(text.charAt(end))) return undefined;
-  const token = text.slice(start, end);
-  return inexact(token) ? { start, end, token } : undefined;
+  const between = (start === 0 || BEFORE_VALUE.test(text.charAt(start - 1))) && (end === text.length || AFTER_VALUE.test(text.charAt(end)));
+  return { start, end, keep: between && keptExact(text.slice(start, end)) };
 }
 
 /** Whether `text` may hold a number that JSON.parse would change (a quick look, no parse). */
 export function mayHoldInexactNumbers(text: string): boolean {
   // A microsecond timestamp (16 digits, below 2^53) is a candidate, and exact: most text ends here.
-  for (const m of text.matchAll(CANDIDATES)) if (numberAt(text, m.index)) return true;
+  let widened = 0;
+  for (const m of text.matchAll(CANDIDATES)) {
+    if (m.index < widened) continue;
+    const number = numberAt(text, m.index);
+    if (number.keep) return true;
+    widened = number.end;
+  }
   return false;
 }
 
@@ -98,17 +122,19 @@ export function parseExact(text: string): unknown {
   let copied = 0;
   let inString = false;
   let scanned = 0;
+  let widened = 0;
   for (const m of text.matchAll(CANDIDATES)) {
-    if (m.index < copied) continue;
+    if (m.index < widened) continue;
     const number = numberAt(text, m.index);
-    if (!number) continue;
+    widened = number.end;
+    if (!number.keep) continue;
     for (let q = text.indexOf('"', scanned); q !== -1 && q < number.start; q = text.indexOf('"', q + 1)) {
       if (!escapedQuote(text, q)) inString = !inString;
       scanned = q + 1;
     }
     if (inString) continue;
-    const { start, end, token } = number;
-    out += `${text.slice(copied, start)}"${MARK}${token}"`;
+    const { start, end } = number;
+    out += `${text.slice(copied, start)}"${MARK}${text.slice(start, end)}"`;
     copied = end;
   }
   return copied === 0 ? parsed : (JSON.parse(out + text.slice(copied)) as unknown);

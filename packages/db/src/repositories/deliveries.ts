@@ -126,8 +126,11 @@ function dueOfWebhooksNotIn(ids: readonly string[], window: number, stepAfter: s
       limit ${window + FRONT_SLACK}
     ),
     open_front as materialized (
+      -- In the front's order, as its rows come out of it; no ORDER BY here: on PostgreSQL 15
+      -- and 16 it sorted the whole front, so every claim leaving anything out read all of it.
+      -- (The batch is picked in due order below, whatever order these come in.)
       select id, webhook_id, next_attempt_at from front where true ${notOfWebhooks(ids)}
-      order by next_attempt_at limit ${window}
+      limit ${window}
     ),
     blocked as materialized (
       -- Evaluated left to right and only as far as needed: the front is counted only when
@@ -281,7 +284,8 @@ export async function nextDueAt(db: Db, excludeWebhooks: readonly string[] = [])
     ),
     ${webhookHeads(null, 2 ** 31 - 1)}
     select ${msUntil(sql`coalesce(
-      (select min(next_attempt_at) from front where true ${notOfWebhooks(excludeWebhooks)}),
+      -- The first of the front not left out (not min(): that read all of the front every time).
+      (select next_attempt_at from front where true ${notOfWebhooks(excludeWebhooks)} limit 1),
       case when (select count(*) from front) = ${FRONT_SLACK}
         then (select min(next_attempt_at) from webhook_heads where true ${notOfWebhooks(excludeWebhooks)}) end)`)} as in_ms
   `.execute(db);
