@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { eventually, startStack, type Stack } from './stack.js';
+import { eventually, startStack, statementsStarted, type Stack } from './stack.js';
 
 const AHEAD_MS = 2000;
 const preload = pathToFileURL(path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/clock-ahead.mjs')).href;
@@ -22,8 +22,6 @@ beforeAll(async () => {
 });
 afterAll(async () => stack?.close());
 
-const commits = async () =>
-  Number((await sql<{ n: string }>`select xact_commit as n from pg_stat_database where datname = current_database()`.execute(stack.database.db)).rows[0]?.n);
 
 it('a retry falls due on the database\'s clock, and the worker waits for it without spinning', async () => {
   const w = await stack.trutoWebhook('/skew');
@@ -31,16 +29,17 @@ it('a retry falls due on the database\'s clock, and the worker waits for it with
   await stack.call('POST', '/v1/events', { type: 'record:created', data: { skew: 1 } });
   await eventually(() => stack.receiver.deliveries().filter((d) => d.path === '/skew').length === 1, 10_000, 'the first attempt');
   const firstAt = Date.now();
-  await new Promise((r) => setTimeout(r, 1500)); // the worker's statements so far counted
-  const before = await commits();
+  // The worker's statements from the first attempt until 0.5 s after the retry.
+  const watched = statementsStarted(stack.database.db, ['hookpost-worker'], 3500);
   await eventually(() => stack.receiver.deliveries().filter((d) => d.path === '/skew').length === 2, 10_000, 'the retry');
   const retriedAfter = Date.now() - firstAt;
   // Retry-After 3 s, on the database's clock: not 3 s + the skew.
   expect(retriedAfter).toBeGreaterThanOrEqual(2900);
   expect(retriedAfter).toBeLessThan(3000 + AHEAD_MS - 500);
-  await new Promise((r) => setTimeout(r, 1500)); // backends report their counts within a second or so
-  // The wait was a timer, not a loop of claims: a handful of statements, not hundreds.
-  expect((await commits()) - before).toBeLessThan(100);
+  // The wait was a timer, not a loop of claims: a handful of statements, not one per sample.
+  const { started, samples } = await watched;
+  expect(samples).toBeGreaterThan(100);
+  expect(started).toBeLessThan(30);
   expect((await stack.call('GET', `/v1/webhooks/${w.id}/deliveries`)).body.result[0].status).toBe('succeeded');
 }, 30_000);
 
@@ -52,13 +51,12 @@ it('the poller waits for a connection falling due on the database\'s clock witho
   await sql`insert into connection_polls (connection_id, next_due_at) values (${created.body.id}, now() + interval '4 seconds')
             on conflict (connection_id) do update set next_due_at = excluded.next_due_at`.execute(stack.database.db);
   await sql`select pg_notify('hookpost_runs', '')`.execute(stack.database.db);
-  const before = await commits();
-  await new Promise((r) => setTimeout(r, 5000));
+  const { started, samples } = await statementsStarted(stack.database.db, ['hookpost-poller'], 5000);
   // Claimed once it fell due: a connection with no source to poll is then left for a day.
   const row = await sql<{ not_before: Date | null }>`select not_before from connection_polls where connection_id = ${created.body.id}`.execute(stack.database.db);
   expect(row.rows[0]?.not_before?.getTime() ?? 0).toBeGreaterThan(Date.now() + 3_600_000);
-  await new Promise((r) => setTimeout(r, 1500));
-  // One claim when it fell due, not one every 100 ms from the worker's "due" to the database's.
-  // (about 18 statements in all over these 6.5 s; spinning, about 58.)
-  expect((await commits()) - before).toBeLessThan(35);
+  // One claim when it fell due, not one every 100 ms from the worker's "due" to the database's
+  // (2 s: about 20 more).
+  expect(samples).toBeGreaterThan(100);
+  expect(started).toBeLessThan(12);
 }, 30_000);

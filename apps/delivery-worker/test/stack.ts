@@ -8,7 +8,8 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiKeys, workspaces } from '@hookpost/db';
+import { apiKeys, workspaces, type Db } from '@hookpost/db';
+import { sql } from 'kysely';
 import { startReceiver, type Receiver } from '@hookpost/mock-receiver';
 import { createTestDatabase, type TestDatabase } from '@hookpost/testkit';
 
@@ -189,4 +190,35 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 15_
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * How many statements the backends of these applications (the worker's `hookpost-worker`,
+ * the poller's `hookpost-poller`) started on this file's database during `ms`: pg_stat_activity
+ * sampled every few ms, a statement counted when a backend's `query_start` changes. Unlike
+ * pg_stat_database's counters (every backend flushes them up to a second late, so a window
+ * also holds earlier work of the API and the test), this counts only those processes, now.
+ * Statements closer together than a sample count once: a loop of claims shows as a new
+ * statement at (nearly) every sample, an idle process as a handful.
+ */
+export async function statementsStarted(db: Db, applications: readonly string[], ms: number): Promise<{ started: number; samples: number }> {
+  const seen = new Map<number, string>();
+  let started = 0;
+  let samples = 0;
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const rows = (await sql<{ pid: number; at: string | null }>`
+      select pid, query_start::text as at from pg_stat_activity
+      where datname = current_database() and application_name = any(${applications as string[]})
+    `.execute(db)).rows;
+    for (const r of rows) {
+      if (r.at === null) continue;
+      const before = seen.get(r.pid);
+      if (before !== undefined && before !== r.at) started++;
+      seen.set(r.pid, r.at);
+    }
+    samples++;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return { started, samples };
 }
