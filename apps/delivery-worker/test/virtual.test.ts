@@ -4,6 +4,7 @@
  * milliseconds.
  */
 import { randomUUID } from 'node:crypto';
+import { parseExact } from '@hookpost/contract';
 import type { ReceivedDelivery } from '@hookpost/mock-receiver';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { eventually } from './stack.js';
@@ -60,6 +61,29 @@ describe('change detection', () => {
     const y = created(token, { name: 'After' });
     await eventually(() => ids('/deep/created').includes(y), 20_000, 'the next record');
     expect((await runs(hook)).filter((r) => r.status === 'failed')).toEqual([]);
+  });
+
+  test('numbers a double cannot hold (a 64-bit id) arrive exactly as the source wrote them, filter as their text, are signed validly, and a record unchanged stays unsent', async () => {
+    // Before, the poller read the answer with JSON.parse: 12345678901234567890 arrived as
+    // 12345678901234567000, and a filter on it matched nothing.
+    const token = `tok-${randomUUID()}`;
+    const conn = await connection(token);
+    const big = '12345678901234567890';
+    const hook = await webhook(conn, '/exact-poll/created', { event: 'created', filters: { owner_id: big } });
+    await runsAfter(hook, Date.now());
+    const x = created(token, { name: 'Big', owner_id: parseExact(big), dec: parseExact('0.12345678901234567890123'), list: parseExact('[18446744073709551615,2]') });
+    created(token, { name: 'Other owner', owner_id: parseExact('12345678901234567891') });
+    await eventually(() => ids('/exact-poll/created').includes(x), 20_000, 'the record with a 64-bit owner id');
+    const got = kit.stack.receiver.deliveries().filter((d: ReceivedDelivery) => d.path === '/exact-poll/created');
+    expect(got).toHaveLength(1);
+    const body = got[0]?.raw_body.replace(/([:,]) /g, '$1') ?? '';
+    for (const n of [`"owner_id":${big}`, '"dec":0.12345678901234567890123', '"list":[18446744073709551615,2]']) expect(body).toContain(n);
+    expect(body).not.toContain('hp-exact');
+    expect(got[0]?.verified).toBe(true);
+    expect(got[0]?.signatures.unified).toBe('valid');
+    // Polled again, unchanged: no second delivery (its fingerprint is of the same text).
+    await runsAfter(hook, Date.now(), 2);
+    expect(ids('/exact-poll/created')).toEqual([x]);
   });
 
   test('created, updated and deleted records reach exactly the webhooks that asked; unchanged ones reach nobody; one poll serves all', async () => {

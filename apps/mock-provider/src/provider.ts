@@ -1,6 +1,6 @@
 import { listenHttp, readBodyCapped } from '@hookpost/runtime';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { SOURCE_PAGE_DEFAULT, SourceListQuery, sourceListFilters, type SourceListPage, type SourceRecord } from '@hookpost/contract';
+import { SOURCE_PAGE_DEFAULT, SourceListQuery, sourceListFilters, stringifyExact, type SourceListPage, type SourceRecord } from '@hookpost/contract';
 import { z } from 'zod';
 import { seededRng } from './objects.js';
 import { freeFields, ProviderStore, toSourceRecord, type Account, type GeneratorRates, type ObjectStore, type OrderKey, type StoredRecord } from './store.js';
@@ -147,7 +147,8 @@ function isoToMsCeil(v: string): number {
 }
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
+  // Field values parsed with parseExact (a 64-bit id, in a test) go out as the numbers they hold.
+  const text = stringifyExact(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...headers });
   res.end(text);
 }

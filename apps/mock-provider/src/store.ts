@@ -1,4 +1,4 @@
-import type { SourceRecord } from '@hookpost/contract';
+import { exactString, type SourceRecord } from '@hookpost/contract';
 import { makeId, OBJECT_TYPE_NAMES, OBJECT_TYPES, pick, seededRng, type Fields, type ObjectType, type Rng, type SeedContext } from './objects.js';
 
 /** One record as the provider keeps it: timestamps in epoch ms. */
@@ -109,7 +109,7 @@ export class ObjectStore {
 
 function fieldEquals(r: StoredRecord, name: string, value: string): boolean {
   const v = name === 'id' ? r.id : r.fields[name];
-  if (typeof v === 'string') return v === value;
+  if (typeof v === 'string') return exactString(v) === value;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v) === value;
   return false;
 }

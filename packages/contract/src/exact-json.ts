@@ -142,8 +142,17 @@ export function parseExact(text: string): unknown {
 
 /** JSON.stringify, with parseExact's placeholders written back as the numbers they hold. */
 export function stringifyExact(value: unknown): string {
-  const text = JSON.stringify(value);
-  return text.includes(MARK) ? text.replace(PLACEHOLDER, '$1') : text;
+  return withExactNumbers(JSON.stringify(value));
+}
+
+/** JSON text written by JSON.stringify (or built from its pieces) with the placeholders in it written back as their numbers. */
+export function withExactNumbers(json: string): string {
+  return json.includes(MARK) ? json.replace(PLACEHOLDER, '$1') : json;
+}
+
+/** String(value), except that a placeholder gives its number as sent (to compare a field with a filter's text, say). */
+export function exactString(value: unknown): string {
+  return typeof value === 'string' && value.startsWith(MARK) ? value.slice(MARK.length) : String(value);
 }
 
 /**

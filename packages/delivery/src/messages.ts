@@ -32,7 +32,7 @@ export function messageOf(d: ClaimedDelivery): OutgoingMessage {
       payloadJson: { text: json, hasRaw: d.event_has_raw === true },
     };
   }
-  const stored = (d.payload ?? {}) as StoredPayload;
+  const stored = (d.payload_json === null ? {} : parseExact(d.payload_json)) as StoredPayload;
   return {
     deliveryId: d.id,
     eventId: d.event_id ?? d.id,

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { SourceRecord } from '@hookpost/contract';
+import { withExactNumbers, type SourceRecord } from '@hookpost/contract';
 
 export type ChangeKind = 'created' | 'updated' | 'deleted';
 
@@ -21,7 +21,8 @@ function canonical(value: unknown): string {
  */
 export function fingerprint(record: SourceRecord): Buffer {
   const { updated_at: _ignored, ...content } = record;
-  return createHash('sha256').update(canonical(content)).digest().subarray(0, 16);
+  // A number kept exact is hashed as its text, not as this process's placeholder for it.
+  return createHash('sha256').update(withExactNumbers(canonical(content))).digest().subarray(0, 16);
 }
 
 export interface Seen {

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { readBodyCapped } from '@hookpost/runtime';
 import { Agent } from 'undici';
 import { SourceError, type ListRequest, type SourceAdapter, type SourcePage, type SourceSettings } from './adapter.js';
-import { parseStorableJson } from './storable-json.js';
+import { parseStorableJson, type ParsedAnswer } from './storable-json.js';
 
 /** The shortest wait after a 429 (or a 503 with Retry-After), whatever the source says. */
 export const MIN_RETRY_AFTER_MS = 1000;
@@ -105,18 +105,22 @@ export class HttpSourceAdapter implements SourceAdapter {
     }
     if (status >= 500) throw new SourceError('read', `the source answered ${status}: ${snippet(body)}`, status);
     if (status !== 200) throw new SourceError('process', `the source answered ${status}: ${snippet(body)}`, status);
-    let json: unknown;
+    let json: ParsedAnswer;
     try {
       json = parseStorableJson(body);
     } catch {
       throw new SourceError('process', `the source's answer is not JSON: ${snippet(body)}`, status);
     }
-    const page = SourceListPage.safeParse(json);
+    // Checked as JSON.parse reads it: a number where the protocol wants a string (an id) is
+    // refused, not taken as the placeholder that keeps it exact.
+    const page = SourceListPage.safeParse(json.plain);
     if (!page.success) {
       const issue = page.error.issues[0];
       throw new SourceError('process', `the source's page does not match the protocol: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(), status);
     }
-    return { records: page.data.data, nextCursor: page.data.next_cursor ?? null };
+    // The same shape, the protocol's fields the same strings: only the records' other numbers differ.
+    const exact = json.exact === json.plain ? page : SourceListPage.safeParse(json.exact);
+    return { records: (exact.success ? exact : page).data.data, nextCursor: page.data.next_cursor ?? null };
   }
 
   async close(): Promise<void> {

@@ -10,14 +10,33 @@
  *   become a string saying they were not kept (@hookpost/runtime json-depth.ts): deeper
  *   than Postgres's jsonb parser, V8's JSON.stringify or the fingerprint's walk go.
  *
- * The rest of the record arrives as it was. An answer whose raw bytes have neither escape
- * nor such nesting is parsed once and not touched.
+ * The rest of the record arrives as it was, numbers too: one a double would change is kept
+ * as the source wrote it (@hookpost/contract exact-json.ts). An answer whose raw bytes have
+ * neither escape, nor such nesting, nor such a number is parsed once and not touched.
  */
+import { mayHoldInexactNumbers, parseExact } from '@hookpost/contract';
 import { cutDeeperThan, nestsDeeperThan, storableString, unstorableEscapesIn, whyUnstorable } from '@hookpost/runtime';
 
+/** An answer parsed as JSON.parse reads it, and with its numbers as sent. */
+export interface ParsedAnswer {
+  /** As JSON.parse reads it: what the protocol's own fields are checked on. */
+  plain: unknown;
+  /**
+   * The same, except that numbers a double would change (a 64-bit id) are parseExact's
+   * placeholders, stored and sent as the source wrote them (write it with stringifyExact).
+   * The same object as `plain` when the answer holds none.
+   */
+  exact: unknown;
+}
+
 /** Parses a JSON answer, replacing what Postgres cannot store. */
-export function parseStorableJson(raw: Buffer): unknown {
-  const parsed: unknown = JSON.parse(raw.toString('utf8'));
+export function parseStorableJson(raw: Buffer): ParsedAnswer {
+  const text = raw.toString('utf8');
+  const plain = storable(JSON.parse(text), raw);
+  return { plain, exact: mayHoldInexactNumbers(text) ? storable(parseExact(text), raw) : plain };
+}
+
+function storable(parsed: unknown, raw: Buffer): unknown {
   const value = nestsDeeperThan(raw) ? cutDeeperThan(parsed) : parsed;
   const escapes = unstorableEscapesIn(raw);
   return escapes.nul || escapes.surrogates ? withStorableStrings(value, escapes) : value;

@@ -1,4 +1,5 @@
-import type { SourceRecord } from '@hookpost/contract';
+import { createHash } from 'node:crypto';
+import { parseExact, type SourceRecord } from '@hookpost/contract';
 import { describe, expect, test } from 'vitest';
 import { diffPage, fingerprint, latestUpdate, type Seen } from '../src/changes.js';
 
@@ -20,6 +21,13 @@ describe('fingerprint', () => {
     expect(fingerprint({ nested: { y: [1, 2], x: 1 }, name: a.name, id: '1', created_at: a.created_at, updated_at: a.updated_at } as SourceRecord).equals(fingerprint(a))).toBe(true);
     expect(fingerprint({ ...a, nested: { x: 1, y: [2, 1] } }).equals(fingerprint(a))).toBe(false);
     expect(fingerprint({ ...a, raw: { vendor: 1 } }).equals(fingerprint(a))).toBe(false);
+  });
+
+  test('hashes a number kept exact as its text: the same in every process (a placeholder carries a mark drawn per process)', () => {
+    const a = rec('1', { big: parseExact('12345678901234567890') });
+    const text = '{"big":12345678901234567890,"created_at":"2026-05-01T00:00:00.000Z","id":"1","name":"name 1"}';
+    expect(fingerprint(a).equals(createHash('sha256').update(text).digest().subarray(0, 16))).toBe(true);
+    expect(fingerprint(a).equals(fingerprint(rec('1', { big: 12345678901234567000 })))).toBe(false);
   });
 });
 

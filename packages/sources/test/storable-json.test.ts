@@ -1,9 +1,10 @@
 /** Source answers with what Postgres cannot store (storable-json.ts). */
 import { describe, expect, test } from 'vitest';
 import { MAX_JSON_DEPTH, nestsDeeperThan, tooDeepMarker } from '@hookpost/runtime';
+import { stringifyExact } from '@hookpost/contract';
 import { parseStorableJson } from '../src/storable-json.js';
 
-const parse = (text: string) => parseStorableJson(Buffer.from(text));
+const parse = (text: string) => parseStorableJson(Buffer.from(text)).exact;
 
 describe('parseStorableJson', () => {
   test('NUL and unpaired surrogates become U+FFFD, in values and keys, at any depth', () => {
@@ -18,6 +19,16 @@ describe('parseStorableJson', () => {
     const text = '{"emoji":"\\ud83d\\ude00","text":"\\\\u0000 is six characters","n":1,"nested":[{"k":null}]}';
     expect(parse(text)).toEqual(JSON.parse(text));
     expect(parse('{"plain":"ünïcödé 😀"}')).toEqual({ plain: 'ünïcödé 😀' });
+  });
+
+  test('numbers a double would change are kept as sent (exact), and read as JSON.parse reads them (plain); with what Postgres cannot store made storable in both', () => {
+    const text = '{"data":[{"id":"r1","big":12345678901234567890,"dec":0.12345678901234567890123,"ok":1.5,"s":"12345678901234567890","n\\u0000":"a\\u0000"}]}';
+    const { plain, exact } = parseStorableJson(Buffer.from(text));
+    expect(plain).toEqual({ data: [{ id: 'r1', big: 12345678901234567000, dec: 0.12345678901234568, ok: 1.5, s: '12345678901234567890', 'n\ufffd': 'a\ufffd' }] });
+    expect(stringifyExact(exact)).toBe('{"data":[{"id":"r1","big":12345678901234567890,"dec":0.12345678901234567890123,"ok":1.5,"s":"12345678901234567890","n\ufffd":"a\ufffd"}]}');
+    // Without such numbers there is one parse, and one object.
+    const same = parseStorableJson(Buffer.from('{"data":[{"id":"r1","n":1733356800000123}]}'));
+    expect(same.exact).toBe(same.plain);
   });
 
   test('malformed JSON still fails', () => {

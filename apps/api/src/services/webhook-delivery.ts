@@ -83,7 +83,7 @@ export async function sendTestNow(ctx: ApiContext, row: WebhookWithEnv): Promise
   if (!queued) return false; // deleted meanwhile
   const target = (await new TargetLoader(ctx.db, ctx.secrets).load([row.id])).targets.get(row.id);
   if (!target) return false;
-  const claimed = { id, webhook_id: row.id, event_id: null, kind: 'test' as const, payload: TEST_PAYLOAD, attempts: 1, created_at: new Date(), event_type: null, event_object_type: null, event_data_json: null, event_has_raw: null, event_created_at: null, webhook_updated_at: row.updated_at };
+  const claimed = { id, webhook_id: row.id, event_id: null, kind: 'test' as const, payload_json: JSON.stringify(TEST_PAYLOAD), attempts: 1, created_at: new Date(), event_type: null, event_object_type: null, event_data_json: null, event_has_raw: null, event_created_at: null, webhook_updated_at: row.updated_at };
   const result = await performAttempt(ctx.sender, target, messageOf(claimed), 1, retryPolicyFrom(ctx.config.retry));
   await ctx.db.transaction().execute((trx) => deliveries.completeBatch(trx, leasedBy, [result.completion], [result.attempt]));
   return result.outcome === 'success';

@@ -1,4 +1,4 @@
-import type { SourceRecord } from '@hookpost/contract';
+import { exactString, type SourceRecord } from '@hookpost/contract';
 import type { PageDelivery, StreamMember } from '@hookpost/db';
 import type { StoredPayload } from '@hookpost/delivery';
 import type { Change, ChangeKind } from '@hookpost/sources';
@@ -63,7 +63,7 @@ export function matchesFilters(record: SourceRecord, filters: Readonly<Record<st
   for (const [k, v] of Object.entries(filters)) {
     const actual = (record as Record<string, unknown>)[k];
     if (actual === undefined || actual === null) continue;
-    if (String(actual) !== v) return false;
+    if (exactString(actual) !== v) return false;
   }
   return true;
 }

@@ -1,3 +1,4 @@
+import { stringifyExact } from '@hookpost/contract';
 import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import { PREPARE, retryingDeadlocks, type Db } from '../client.js';
 import { afterDbWait, msUntil } from '../db-clock.js';
@@ -19,7 +20,11 @@ export interface ClaimedDelivery {
   webhook_id: string;
   event_id: string | null;
   kind: DeliveryKind;
-  payload: unknown;
+  /**
+   * A test or virtual delivery's stored payload (jsonb text), not parsed: node-pg's JSON.parse
+   * would round numbers a double cannot hold (messageOf parses it with parseExact).
+   */
+  payload_json: string | null;
   /** Attempts including the one just claimed. */
   attempts: number;
   created_at: Date;
@@ -234,7 +239,7 @@ export async function claimDue(
              lease_until = case when j.live then now() + make_interval(secs => ${options.leaseMs / 1000}) end,
              leased_by = case when j.live then ${options.workerId} end, updated_at = now()
         from judged j where d.id = j.id
-      returning d.id, d.webhook_id, d.event_id, d.kind, d.payload, d.attempts, d.created_at, j.webhook_updated_at, j.live
+      returning d.id, d.webhook_id, d.event_id, d.kind, d.payload::text as payload_json, d.attempts, d.created_at, j.webhook_updated_at, j.live
     ),
     -- The claim commits without waiting for its WAL flush: it is on the way from NOTIFY to
     -- the send (at 500 events/s, p50 ingest-to-receipt 7.6-13.7 -> 5.3-6.3 ms). Lost in a
@@ -624,6 +629,7 @@ export interface NewDelivery {
   workspace_id: string;
   webhook_id: string;
   kind: DeliveryKind;
+  /** Written with stringifyExact: numbers parsed exactly (parseExact) are stored as they were. */
   payload: unknown;
   status: 'pending' | 'held';
 }
@@ -637,7 +643,7 @@ export async function insertDeliveries(db: Db, rows: readonly NewDelivery[]): Pr
       with live as materialized (${liveWebhooks([...new Set(col('webhook_id'))])})
       insert into deliveries (id, workspace_id, webhook_id, kind, payload, status)
       select r.* from unnest(${col('id')}::uuid[], ${col('workspace_id')}::uuid[], ${col('webhook_id')}::uuid[], ${col('kind')}::text[],
-                             ${chunk.map((d) => JSON.stringify(d.payload))}::jsonb[], ${col('status')}::text[])
+                             ${chunk.map((d) => stringifyExact(d.payload))}::jsonb[], ${col('status')}::text[])
         as r(id, workspace_id, webhook_id, kind, payload, status)
       where r.webhook_id in (select id from live)
     `.execute(db);
@@ -654,7 +660,7 @@ export async function insertDelivery(
   const r = await sql<DeliveryRow>`
     with live as materialized (${liveWebhooks([values.webhookId])})
     insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, leased_by, lease_until, attempts)
-    select ${values.id}::uuid, ${values.workspaceId}::uuid, live.id, ${values.kind}, ${values.payload === undefined ? null : JSON.stringify(values.payload)}::jsonb,
+    select ${values.id}::uuid, ${values.workspaceId}::uuid, live.id, ${values.kind}, ${values.payload === undefined ? null : stringifyExact(values.payload)}::jsonb,
            ${status}, ${values.leasedBy ?? null},
            ${values.leaseMs ? sql`(now() + make_interval(secs => ${values.leaseMs / 1000}))` : null}::timestamptz, ${status === 'delivering' ? 1 : 0}
     from live
