@@ -186,10 +186,31 @@ export function isConnectionError(err: unknown): boolean {
   return typeof message === 'string' && CONNECTION_MESSAGES.test(message);
 }
 
-/** Runs `fn` in a transaction, or directly when `db` already is one. */
+/** How many times inTransaction runs a transaction the database rolled back to break a deadlock. */
+const TRANSACTION_TRIES = 3;
+
+/** Whether the database rolled the statement's transaction back to break a deadlock (40P01). */
+export function isDeadlock(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '40P01';
+}
+
+/**
+ * Runs `fn` in a transaction, or directly when `db` already is one (the caller's transaction
+ * decides). A transaction of its own that the database chose to break a deadlock (40P01: rolled
+ * back whole) is run again, up to 3 times: a webhook's PATCH in the API and a poll page's
+ * commit in the worker take the same rows in opposite orders (the webhook then its stream,
+ * the stream then its webhooks), and one of the two was a 500 or a failed run. `fn` must
+ * therefore only write to the database (nothing it did outside is undone).
+ */
 export async function inTransaction<T>(db: Db, fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
   if (db.isTransaction) return fn(db as Transaction<Database>);
-  return db.transaction().execute(fn);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction().execute(fn);
+    } catch (err) {
+      if (attempt >= TRANSACTION_TRIES || !isDeadlock(err)) throw err;
+    }
+  }
 }
 
 /**
@@ -202,7 +223,7 @@ export async function retryingDeadlocks<T>(db: Db, fn: () => Promise<T>): Promis
     try {
       return await fn();
     } catch (err) {
-      if (db.isTransaction || attempt >= 3 || (err as { code?: unknown } | null)?.code !== '40P01') throw err;
+      if (db.isTransaction || attempt >= TRANSACTION_TRIES || !isDeadlock(err)) throw err;
     }
   }
 }

@@ -1,4 +1,4 @@
-import { isConnectionError } from '@hookpost/db';
+import { isConnectionError, isDeadlock } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
 import { isAppRoute, type AppRoute, type AppRouter } from '@ts-rest/core';
 import { RequestValidationError } from '@ts-rest/express';
@@ -40,6 +40,11 @@ export function toApiError(err: unknown, logger: Logger, method: string, url: st
     // id answers as the first did. Not a bug: a warning, and a 503 to retry.
     logger.warn({ err, method, url }, 'database unavailable');
     return new ApiError('unavailable', 'the database is unavailable; retry shortly');
+  }
+  if (isDeadlock(err)) {
+    // Rolled back whole by the database, after inTransaction's own retries: nothing changed.
+    logger.warn({ err, method, url }, 'deadlock outlived its retries');
+    return new ApiError('unavailable', 'the request collided with concurrent changes; retry it');
   }
   logger.error({ err, method, url }, 'unhandled error');
   return new ApiError('internal_error', 'internal error');

@@ -1,0 +1,119 @@
+/**
+ * The API's writes to a webhook or a connection while the worker commits a poll page. The
+ * page's transaction takes the stream's row, the connection's lease, then (inserting its
+ * deliveries) a key-share lock on each webhook; a webhook's PATCH takes the webhook, then its
+ * stream; a connection's DELETE the connection, its webhooks, then (cascading) its streams.
+ * Opposite orders: PostgreSQL breaks the deadlock by rolling one side back. That side was a
+ * 500 for the API's caller, or a failed run for the stream; now inTransaction runs it again,
+ * and both commit.
+ */
+import { inTransaction, newId, polling } from '@hookpost/db';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client, newWorkspace, startTestApi, type TestApi, type TestWorkspace } from './helpers.js';
+
+let api: TestApi;
+let ws: TestWorkspace;
+let call: ReturnType<typeof client>;
+beforeAll(async () => {
+  api = await startTestApi();
+  ws = await newWorkspace(api.db);
+  call = client(api.url, ws.key);
+});
+afterAll(async () => api?.close());
+
+interface Polled {
+  connectionId: string;
+  webhookId: string;
+  streamId: string;
+}
+
+/** A virtual webhook on a connection this test's "worker" holds the lease of. */
+async function polledWebhook(): Promise<Polled> {
+  const conn = await call('POST', '/unified/connection', {
+    integration_type: 'mockcrm',
+    categories: ['crm'],
+    permissions: [],
+    auth: { api_url: 'http://127.0.0.1:9/source', access_token: 't' },
+  });
+  expect(conn.status).toBe(200);
+  const hook = await call('POST', '/unified/webhook', {
+    connection_id: conn.body.id,
+    object_type: 'crm_contact',
+    event: 'updated',
+    hook_url: 'http://127.0.0.1:9/hook',
+    webhook_type: 'virtual',
+    interval: 60,
+  });
+  expect(hook.status).toBe(200);
+  const row = await api.db.selectFrom('webhooks').select('stream_id').where('id', '=', hook.body.id).executeTakeFirstOrThrow();
+  await sql`update connection_polls set leased_by = 'worker-a', lease_until = now() + interval '1 minute' where connection_id = ${conn.body.id}`.execute(api.db);
+  return { connectionId: conn.body.id, webhookId: hook.body.id, streamId: row.stream_id! };
+}
+
+/**
+ * One page commit as stream-run.ts makes it (inTransaction: the stream's row, the lease, then
+ * the page and its delivery), with `request` sent once the stream and lease are held: it takes
+ * its first row, then waits for the stream's, and the page then waits for its webhook.
+ */
+async function pageCommitDuring<T>(p: Polled, request: () => Promise<T>, workerDeadlockTimeout?: string): Promise<{ answer: T; tries: number }> {
+  let answer: Promise<T> | undefined;
+  let tries = 0;
+  await inTransaction(api.db, async (trx) => {
+    tries++;
+    // The session that waits longest first checks for the deadlock first and is rolled back.
+    if (workerDeadlockTimeout) await sql.raw(`set local deadlock_timeout = '${workerDeadlockTimeout}'`).execute(trx);
+    await polling.lockStream(trx, p.streamId);
+    expect(await polling.renewLease(trx, p.connectionId, 'worker-a', 60_000)).toBe(true);
+    answer ??= request();
+    await new Promise((r) => setTimeout(r, 300));
+    await polling.commitPage(trx, {
+      streamId: p.streamId,
+      nextCursor: 'c2',
+      recordsSeen: 1,
+      changes: 1,
+      maxUpdatedAt: null,
+      records: [],
+      deliveries: [{ id: newId(), workspace_id: ws.workspaceId, webhook_id: p.webhookId, payload: { type: 'record:updated', records: [] }, status: 'pending' }],
+    });
+  });
+  return { answer: await answer!, tries };
+}
+
+const deadlocks = async () =>
+  Number((await sql<{ n: string }>`select deadlocks as n from pg_stat_database where datname = current_database()`.execute(api.db)).rows[0]?.n);
+const pagesCommitted = async (streamId: string) =>
+  (await api.db.selectFrom('poll_streams').select('run_cursor').where('id', '=', streamId).executeTakeFirst())?.run_cursor ?? null;
+
+describe('a write of the API while a poll page commits', () => {
+  it('a webhook PATCH: the API, rolled back to break the deadlock, runs its transaction again (200, applied); the page commits', async () => {
+    const p = await polledWebhook();
+    const before = await deadlocks();
+    const { answer, tries } = await pageCommitDuring(p, () => call('PATCH', `/unified/webhook/${p.webhookId}`, { interval: 5 }));
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(tries).toBe(1);
+    expect((await call('GET', `/unified/webhook/${p.webhookId}`)).body.interval).toBe(5);
+    expect(await pagesCommitted(p.streamId)).toBe('c2');
+    // The race happened as described (not serialised some other way).
+    await expect.poll(deadlocks, { timeout: 3000 }).toBeGreaterThan(before);
+  });
+
+  it('a webhook PATCH: the page, rolled back instead, is committed again (the stream not failed); the PATCH applies', async () => {
+    const p = await polledWebhook();
+    const { answer, tries } = await pageCommitDuring(p, () => call('PATCH', `/unified/webhook/${p.webhookId}`, { interval: 7 }), '100ms');
+    expect(tries).toBe(2);
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect((await call('GET', `/unified/webhook/${p.webhookId}`)).body.interval).toBe(7);
+    expect(await pagesCommitted(p.streamId)).toBe('c2');
+    expect(await api.db.selectFrom('deliveries').select('id').where('webhook_id', '=', p.webhookId).execute()).toHaveLength(1);
+  });
+
+  it('a connection DELETE: run again after the deadlock, it deletes the connection, its webhooks and streams (200)', async () => {
+    const p = await polledWebhook();
+    const { answer } = await pageCommitDuring(p, () => call('DELETE', `/unified/connection/${p.connectionId}`));
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect((await call('GET', `/unified/connection/${p.connectionId}`)).status).toBe(404);
+    expect(await api.db.selectFrom('webhooks').select('id').where('id', '=', p.webhookId).execute()).toEqual([]);
+    expect(await api.db.selectFrom('poll_streams').select('id').where('id', '=', p.streamId).execute()).toEqual([]);
+  });
+});
