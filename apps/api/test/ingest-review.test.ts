@@ -289,6 +289,24 @@ describe('bad input: a 4xx naming the field, nothing stored', () => {
     expect(await counts(ws.workspaceId)).toEqual({ events: 0, deliveries: 0, keys: 0 });
     expect(await counts(other.workspaceId)).toEqual({ events: 0, deliveries: 0, keys: 0 });
   });
+
+  it('a connection just deleted is a 400 at once (single and batch), not accepted and fanned out for seconds', async () => {
+    // Before, the API kept the connections it had read for 5 s: events naming one deleted
+    // meanwhile were accepted and went to the workspace's webhooks for all connections.
+    const ws = await workspaceWithWebhook();
+    const conn = await createConnection(ws.call);
+    const first = await ws.call('POST', '/v1/events', ev({ connection_id: conn }));
+    expect(first.status).toBe(202);
+    expect(first.body.deliveries).toBe(1);
+    expect((await ws.call('DELETE', `/unified/connection/${conn}`)).status).toBe(200);
+    const one = await ws.call('POST', '/v1/events', ev({ connection_id: conn }));
+    expect(one.status).toBe(400);
+    expect(one.body.error.field).toBe('body.connection_id');
+    const batch = await ws.call('POST', '/v1/events/batch', { events: [ev(), ev({ connection_id: conn })] });
+    expect(batch.status).toBe(400);
+    expect(batch.body.error.field).toBe('body.events.1.connection_id');
+    expect(await counts(ws.workspaceId)).toEqual({ events: 1, deliveries: 1, keys: 0 });
+  });
 });
 
 describe('matching in SQL', () => {

@@ -205,9 +205,13 @@ export class EventIngestor {
 
   /** Default environment per workspace, filled by checkReferences. */
   private defaultEnvs = new Map<string, string>();
-  /** Environment → workspace, and connection → workspace/environment, as last read (positive answers only, short-lived). */
+  /**
+   * Environment → workspace, as last read (positive answers only, short-lived). Connections are
+   * read by every group that names one (one lookup by primary key): cached, a connection
+   * deleted (in this API process or another) still took events for seconds, fanned out to
+   * the workspace's webhooks for all connections.
+   */
   private envCache = new Map<string, { workspaceId: string; at: number }>();
-  private connCache = new Map<string, { workspace_id: string; environment_id: string; at: number }>();
   private static readonly REFERENCE_TTL_MS = 5000;
 
   /** Answers requests whose references are not the caller's; returns the environment of each connection named. */
@@ -225,15 +229,13 @@ export class EventIngestor {
       }
     }
     const connectionIds = [...new Set(batch.flatMap((p) => p.request.events.flatMap((e) => (e.connection_id ? [e.connection_id] : []))))];
-    const missing = connectionIds.filter((id) => !fresh(this.connCache.get(id)?.at ?? 0));
-    if (missing.length > 0) {
-      const rows = await db.selectFrom('connections').select(['id', 'workspace_id', 'environment_id']).where('id', 'in', missing).execute();
-      for (const c of rows) this.connCache.set(c.id, { workspace_id: c.workspace_id, environment_id: c.environment_id, at: now });
+    const connOf = new Map<string, { workspace_id: string; environment_id: string }>();
+    if (connectionIds.length > 0) {
+      const rows = await db.selectFrom('connections').select(['id', 'workspace_id', 'environment_id']).where('id', 'in', connectionIds).execute();
+      for (const c of rows) connOf.set(c.id, c);
     }
-    if (this.connCache.size > 50_000) this.connCache.clear();
     if (this.envCache.size > 50_000) this.envCache.clear();
     const envOf = { get: (id: string) => this.envCache.get(id)?.workspaceId };
-    const connOf = this.connCache;
     const connectionEnvs = new Map<string, string>();
     batch.forEach((p, i) => {
       const { scope, events, single } = p.request;
@@ -248,7 +250,7 @@ export class EventIngestor {
           const c = connOf.get(e.connection_id);
           // The event's environment when it or the key names one; otherwise the connection's.
           const env = e.environment_id ?? scope.environmentId;
-          if (!c || !fresh(c.at) || c.workspace_id !== scope.workspaceId) return (answers[i] = invalid(`${at}.connection_id`, 'no connection with this id in this workspace'));
+          if (!c || c.workspace_id !== scope.workspaceId) return (answers[i] = invalid(`${at}.connection_id`, 'no connection with this id in this workspace'));
           if (env !== undefined && env !== null && c.environment_id !== env) {
             return (answers[i] = invalid(`${at}.connection_id`, 'the connection belongs to another environment'));
           }
