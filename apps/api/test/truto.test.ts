@@ -91,6 +91,28 @@ describe('Truto webhook API', () => {
     expect((await call('POST', '/webhook/test', {})).status).toBe(400);
   });
 
+  it('POST /webhook/test to an inactive webhook (made so, or disabled by a 410) is a 409 at body.id and sends and logs nothing', async () => {
+    const receiver = await startReceiver('127.0.0.1', 0);
+    try {
+      const inactive = await call('POST', '/webhook', { target_url: `${receiver.url}/inactive-test`, is_active: false });
+      const gone = await call('POST', '/webhook', { target_url: `${receiver.url}/gone-test` });
+      await api.db.updateTable('webhooks').set({ is_active: false, disabled_reason: 'gone' }).where('id', '=', gone.body.id).execute();
+      for (const id of [inactive.body.id, gone.body.id]) {
+        const r = await call('POST', '/webhook/test', { id });
+        expect(r.status).toBe(409);
+        expect(r.body.error).toMatchObject({ code: 'conflict', field: 'body.id' });
+        expect((await call('GET', `/v1/webhooks/${id}/deliveries`)).body.result).toEqual([]);
+      }
+      expect(receiver.deliveries()).toEqual([]);
+      // Active again, the test goes out.
+      expect((await call('PATCH', `/webhook/${inactive.body.id}`, { is_active: true })).status).toBe(200);
+      receiver.addSecret(inactive.body.secret);
+      expect(await call('POST', '/webhook/test', { id: inactive.body.id })).toMatchObject({ status: 200, body: { success: true } });
+    } finally {
+      await receiver.close();
+    }
+  });
+
   it('pages through many webhooks with limit and next_cursor, each exactly once, in creation order', async () => {
     const other = await newWorkspace(api.db, 'paging');
     const c = client(api.url, other.key);

@@ -64,9 +64,15 @@ export async function queueTestDelivery(ctx: ApiContext, row: WebhookWithEnv): P
 /**
  * Truto's POST /webhook/test: sends a test event now, from the API, and answers with
  * whether the endpoint took it. The delivery and its attempt are logged like any other;
- * a failure is retried on the schedule by the worker.
+ * a failure is retried on the schedule by the worker. An inactive webhook (made so, paused
+ * for failing, or disabled by a 410) receives nothing, tests included: a 409. Sent anyway,
+ * it reached an endpoint that had answered 410 Gone, and a failed test stayed held and
+ * went out when the webhook was activated again.
  */
 export async function sendTestNow(ctx: ApiContext, row: WebhookWithEnv): Promise<boolean> {
+  if (!row.is_active || row.is_paused) {
+    throw new ApiError('conflict', 'the webhook is inactive and receives nothing, tests included; activate it first (PATCH /webhook/{id} is_active: true)', 'body.id');
+  }
   const id = newId();
   const leaseMs = ctx.config.delivery.leaseMs;
   const leasedBy = `api-test-${id}`;
