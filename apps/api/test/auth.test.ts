@@ -114,6 +114,15 @@ describe('authentication', () => {
     expect((await scoped('GET', `/v1/deliveries/${prodDelivery}`)).status).toBe(404);
     expect((await scoped('GET', `/v1/deliveries/${prodDelivery}/attempts`)).status).toBe(404);
     expect((await scoped('POST', `/v1/deliveries/${prodDelivery}/replay`)).status).toBe(404);
+    // Nor the workspace's other keys: before, it listed them all, and deleted any (204).
+    const scopedKeys = (await scoped('GET', '/v1/api-keys')).body as { id: string; environment_id: string | null }[];
+    expect(scopedKeys.length).toBeGreaterThan(0);
+    expect(scopedKeys.every((k) => k.environment_id === staging.id)).toBe(true);
+    const allKeys = (await call('GET', '/v1/api-keys')).body as { id: string; environment_id: string | null }[];
+    const others = allKeys.filter((k) => k.environment_id !== staging.id);
+    expect(others.length).toBeGreaterThan(0);
+    for (const k of others) expect((await scoped('DELETE', `/v1/api-keys/${k.id}`)).status).toBe(404);
+    expect((await call('GET', '/v1/api-keys')).body).toHaveLength(allKeys.length);
   });
 
   it('creates workspaces with the admin token only', async () => {

@@ -63,7 +63,7 @@ export function hookpostRouter(deps: ApiContext) {
     },
     listApiKeys: async ({ req }) => {
       const scope = requireScope(req);
-      return { status: 200, body: (await apiKeys.listApiKeys(db, scope.workspaceId)).map(toApiKey) };
+      return { status: 200, body: (await apiKeys.listApiKeys(db, scope)).map(toApiKey) };
     },
     createApiKey: async ({ body, req }) => {
       const scope = requireScope(req);
@@ -84,7 +84,7 @@ export function hookpostRouter(deps: ApiContext) {
     },
     deleteApiKey: async ({ params, req }) => {
       const scope = requireScope(req);
-      if (!(await apiKeys.deleteApiKey(db, scope.workspaceId, params.id))) throw ApiError.notFound('API key');
+      if (!(await apiKeys.deleteApiKey(db, scope, params.id))) throw ApiError.notFound('API key');
       deps.apiKeyCache.forget(params.id);
       return { status: 204, body: undefined };
     },

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../client.js';
 import type { ApiKeyRow } from '../schema.js';
+import { inScope, type Scope } from './scope.js';
 
 const KEY_PREFIX = 'hp_';
 
@@ -63,11 +64,15 @@ export async function touchApiKey(db: Db, id: string): Promise<void> {
     .execute();
 }
 
-export async function listApiKeys(db: Db, workspaceId: string): Promise<ApiKeyRow[]> {
-  return db.selectFrom('api_keys').selectAll().where('workspace_id', '=', workspaceId).orderBy('created_at').orderBy('id').execute();
+/**
+ * The keys a key of `scope` may see and delete: an environment's key only its environment's
+ * (not the workspace-wide ones, nor other environments': it listed and deleted them all).
+ */
+export async function listApiKeys(db: Db, scope: Scope): Promise<ApiKeyRow[]> {
+  return db.selectFrom('api_keys').selectAll().where(inScope(scope)).orderBy('created_at').orderBy('id').execute();
 }
 
-export async function deleteApiKey(db: Db, workspaceId: string, id: string): Promise<boolean> {
-  const r = await db.deleteFrom('api_keys').where('workspace_id', '=', workspaceId).where('id', '=', id).executeTakeFirst();
+export async function deleteApiKey(db: Db, scope: Scope, id: string): Promise<boolean> {
+  const r = await db.deleteFrom('api_keys').where(inScope(scope)).where('id', '=', id).executeTakeFirst();
   return r.numDeletedRows > 0n;
 }
