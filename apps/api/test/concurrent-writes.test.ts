@@ -117,3 +117,37 @@ describe('a write of the API while a poll page commits', () => {
     expect(await api.db.selectFrom('poll_streams').select('id').where('id', '=', p.streamId).execute()).toEqual([]);
   });
 });
+
+describe('two of the same request at once', () => {
+  it('two rotations of a webhook secret: each answers a secret that signs (the current or the one before it)', async () => {
+    // Before, both read the same secret first: one's answer was neither secret afterwards (2 in 30).
+    const hook = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/rotating' });
+    for (let round = 0; round < 30; round++) {
+      const [a, b] = await Promise.all([
+        call('POST', `/v1/webhooks/${hook.body.id}/rotate-secret`, { overlap_seconds: 3600 }),
+        call('POST', `/v1/webhooks/${hook.body.id}/rotate-secret`, { overlap_seconds: 3600 }),
+      ]);
+      expect([a.status, b.status]).toEqual([200, 200]);
+      const now = (await call('GET', `/v1/webhooks/${hook.body.id}/secret`)).body;
+      const signing = [now.secret, now.previous_secret];
+      expect(signing).toContain(a.body.secret);
+      expect(signing).toContain(b.body.secret);
+      expect(a.body.secret).not.toBe(b.body.secret);
+    }
+  });
+
+  it("two replays of a webhook's failed deliveries: each failed delivery is copied once (one webhook-id), not once per replay", async () => {
+    const hook = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/replayed' });
+    const events = Array.from({ length: 200 }, (_, i) => ({ type: 'record:created', data: { n: i } }));
+    expect((await call('POST', '/v1/events/batch', { events })).status).toBe(202);
+    await api.db.updateTable('deliveries').set({ status: 'dead', attempts: 3 }).where('webhook_id', '=', hook.body.id).execute();
+    const since = new Date(Date.now() - 60_000).toISOString();
+    const answers = await Promise.all([1, 2].map(() => call('POST', `/v1/webhooks/${hook.body.id}/replay`, { since })));
+    expect(answers.map((a) => a.status)).toEqual([202, 202]);
+    expect(answers[0]!.body.count + answers[1]!.body.count).toBe(200);
+    const copies = await sql<{ n: number }>`
+      select count(*)::int as n from deliveries where webhook_id = ${hook.body.id} and replay_of is not null group by replay_of`.execute(api.db);
+    expect(copies.rows).toHaveLength(200);
+    expect(copies.rows.every((r) => r.n === 1)).toBe(true);
+  });
+});

@@ -1,5 +1,5 @@
 import { generateWebhookSecret } from '@hookpost/contract';
-import { deliveries, newId, webhooks, type Db, type Scope, type WebhookWithEnv } from '@hookpost/db';
+import { deliveries, inTransaction, newId, webhooks, type Db, type Scope, type WebhookWithEnv } from '@hookpost/db';
 import { checkHookUrl, messageOf, performAttempt, retryPolicyFrom, TargetLoader, type StoredPayload } from '@hookpost/delivery';
 import { ApiError } from '../http/errors.js';
 import type { ApiContext } from './deps.js';
@@ -37,13 +37,12 @@ export function secretsOf(ctx: ApiContext, row: WebhookWithEnv) {
 
 /** New secret now; the old one keeps signing (Standard Webhooks, several signatures) until the overlap ends. */
 export async function rotateSecret(ctx: ApiContext, scope: Scope, id: string, overlapSeconds: number): Promise<WebhookWithEnv> {
-  const row = await requireWebhook(ctx.db, scope, id);
-  await webhooks.updateWebhook(ctx.db, scope, id, {
-    secret_encrypted: ctx.secrets.seal(generateWebhookSecret()),
-    previous_secret_encrypted: overlapSeconds > 0 ? row.secret_encrypted : null,
-    previous_secret_expires_at: overlapSeconds > 0 ? new Date(Date.now() + overlapSeconds * 1000) : null,
+  // Read back in the same transaction, the row still locked by the update: the answer is this
+  // rotation's secret, not a concurrent one's.
+  return inTransaction(ctx.db, async (trx) => {
+    if (!(await webhooks.rotateWebhookSecret(trx, scope, id, ctx.secrets.seal(generateWebhookSecret()), overlapSeconds))) throw ApiError.notFound('webhook');
+    return requireWebhook(trx, scope, id);
   });
-  return requireWebhook(ctx.db, scope, id);
 }
 
 const TEST_PAYLOAD: StoredPayload = { type: 'test', unified_type: 'VIRTUAL', records: [], payload: { foo: 'bar' } };

@@ -1,6 +1,6 @@
 import { stringifyExact } from '@hookpost/contract';
 import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
-import { PREPARE, retryingDeadlocks, type Db } from '../client.js';
+import { inTransaction, PREPARE, retryingDeadlocks, type Db } from '../client.js';
 import { afterDbWait, msUntil } from '../db-clock.js';
 import { firstIdAt } from '../ids.js';
 import type { Database, DeliveryAttemptRow, DeliveryKind, DeliveryRow, DeliveryStatus } from '../schema.js';
@@ -759,6 +759,20 @@ export async function replayDeliveries(db: Db, workspaceId: string, ids: readonl
   `.execute(db));
   if (r.rows.length > 0) await notifyDeliveriesDue(db);
   return r.rows.map((x) => x.id);
+}
+
+/**
+ * Replays a webhook's failed deliveries since `since` (failedDeliveryIds, then
+ * replayDeliveries) in one transaction, one replay of a webhook at a time (a transaction-level
+ * advisory lock on its id, not its row lock, which would hold up its ingest meanwhile): two at
+ * once both found the same deliveries not yet replayed and copied each twice, the copies
+ * under different webhook-ids. Returns the ids of the copies and of the pending ones made due.
+ */
+export async function replayFailedDeliveries(db: Db, workspaceId: string, webhookId: string, since: Date, limit: number): Promise<string[]> {
+  return inTransaction(db, async (trx) => {
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`hookpost.replay:${webhookId}`}, 0))`.execute(trx);
+    return replayDeliveries(trx, workspaceId, await failedDeliveryIds(trx, workspaceId, webhookId, since, limit));
+  });
 }
 
 /**

@@ -38,6 +38,30 @@ export async function updateWebhook(db: Db, scope: Scope, id: string, values: We
 }
 
 /**
+ * A new signing secret (sealed); the one it replaces keeps signing for `overlapSeconds` (0: not
+ * at all). One statement, so the replaced secret is the one current when it runs: read first
+ * and written after, two rotations at once both kept the first secret as the previous one, and
+ * one of them answered with a secret that then signed nothing.
+ */
+export async function rotateWebhookSecret(db: Db, scope: Scope, id: string, sealedSecret: Buffer, overlapSeconds: number): Promise<boolean> {
+  const keep = overlapSeconds > 0;
+  const r = await db
+    .updateTable('webhooks')
+    .set({
+      secret_encrypted: sealedSecret,
+      previous_secret_encrypted: keep ? sql<Buffer>`secret_encrypted` : null,
+      previous_secret_expires_at: keep ? sql<Date>`now() + make_interval(secs => ${overlapSeconds})` : null,
+      updated_at: sql<Date>`now()`,
+    })
+    .where(inScope(scope))
+    .where('id', '=', id)
+    .executeTakeFirst();
+  if (r.numUpdatedRows === 0n) return false;
+  await notifyWebhooksChanged(db, [id]);
+  return true;
+}
+
+/**
  * Deletes the webhook; its deliveries and their attempt log follow, deleted by the worker in
  * batches (deliveries.markWebhooksDeleted). The row lock waits for inserts of deliveries in
  * flight (they hold it FOR KEY SHARE), so their rows go too.
