@@ -235,4 +235,29 @@ describe('no request produces a 5xx', () => {
       expect((await call('GET', p)).status).toBeLessThan(500);
     }
   });
+
+  it('query values, cursors and date-times that reached Postgres as 500s are 400s naming the field, and change nothing', async () => {
+    const before = await snapshot(api.db);
+    const cursor = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const cases: [method: string, path: string, body: unknown, field: string][] = [
+      ['GET', '/unified/webhook?offset=1e20', undefined, 'query.offset'],
+      ['GET', '/unified/connection?offset=9223372036854775808', undefined, 'query.offset'],
+      ['GET', '/unified/webhook?offset=0x10', undefined, 'query.offset'],
+      ['GET', '/unified/webhook?limit=%201', undefined, 'query.limit'],
+      ['GET', '/unified/webhook?object=%00', undefined, 'query.object'],
+      ['GET', '/unified/connection?external_xref=%00', undefined, 'query.external_xref'],
+      ['GET', `/webhook?next_cursor=${cursor(['2020-01-01T00:00:00Z', '-'.repeat(36)])}`, undefined, 'query.next_cursor'],
+      ['GET', `/v1/webhooks/${trutoId}/deliveries?next_cursor=${cursor(['-271821-04-20T00:00:00.000Z', UNKNOWN_ID])}`, undefined, 'query.next_cursor'],
+      ['GET', `/v1/webhooks/${trutoId}/deliveries?next_cursor=${cursor(['0000-01-01T00:00:00.000Z', UNKNOWN_ID])}`, undefined, 'query.next_cursor'],
+      ['GET', '/unified/webhook?updated_gte=2020-01-01T00:00:00%2B25:00', undefined, 'query.updated_gte'],
+      ['GET', `/v1/webhooks/${trutoId}/deliveries?since=2020-01-01T00:00:00-99:99`, undefined, 'query.since'],
+      ['POST', `/v1/webhooks/${trutoId}/replay`, { since: '2020-01-01T00:00:00+25:00' }, 'body.since'],
+    ];
+    for (const [method, path, body, field] of cases) {
+      const res = await call(method, path, body);
+      expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(400);
+      expect(res.body.error.field, path).toBe(field);
+    }
+    expect(await snapshot(api.db)).toEqual(before);
+  });
 });

@@ -9,12 +9,24 @@ export const HttpUrl = z
   .url('must be an absolute URL')
   .refine((v) => /^https?:\/\//i.test(v), 'must use http or https');
 
-/** ISO-8601 date-time, as every Hookpost response writes it (UTC, milliseconds, `Z`). */
-export const IsoDateTime = z.string().datetime({ offset: true });
+/**
+ * ISO-8601 date-time, as every Hookpost response writes it (UTC, milliseconds, `Z`). One that
+ * names no instant (an offset of `+25:00`, which the format allows) is refused: read, it was
+ * an Invalid Date that reached Postgres (a 500).
+ */
+export const IsoDateTime = z
+  .string()
+  .datetime({ offset: true })
+  .refine((v) => !Number.isNaN(Date.parse(v)), 'must be a real date-time (its offset within ±23:59)');
 
-/** A number in a query string: digits only, no blanks. */
+/** A number in a query string: digits only, no blanks (`0x10`, `1e1`, ` 1` are not numbers). */
 export const queryNumber = (schema: z.ZodNumber = z.number()) =>
-  z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), schema);
+  z.preprocess((v) => (typeof v === 'string' && /^[0-9]+$/.test(v) ? Number(v) : v), schema);
+
+/** The offset of the unified face's lists: at most 10^9 (a bigint in Postgres; past its range a 500). */
+export const pageOffset = queryNumber(
+  z.number({ invalid_type_error: 'must be a number' }).int('must be an integer').min(0, 'must be at least 0').max(1e9, 'must be at most 1000000000'),
+);
 
 /** `true`/`false` (also `1`/`0`) in a query string. */
 export const queryBoolean = z.preprocess(

@@ -1,3 +1,4 @@
+import { IsoDateTime, Uuid } from '@hookpost/contract';
 import { ApiError } from './errors.js';
 
 /** Opaque keyset cursor: the (created_at, id) of the last row served. */
@@ -8,9 +9,12 @@ export function encodeCursor(createdAt: Date, id: string): string {
 export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   try {
     const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
-    const createdAt = new Date(String(at));
-    if (typeof id !== 'string' || !/^[0-9a-f-]{36}$/i.test(id) || Number.isNaN(createdAt.getTime())) throw new Error('bad');
-    return { createdAt, id };
+    // What encodeCursor writes and nothing else: a forged one that got through (a date Postgres
+    // cannot hold, an id of 36 dashes) was a 500 from the query.
+    const createdAt = typeof at === 'string' && IsoDateTime.safeParse(at).success ? new Date(at) : new Date(Number.NaN);
+    const year = createdAt.getUTCFullYear();
+    if (!Uuid.safeParse(id).success || Number.isNaN(createdAt.getTime()) || year < 1 || year > 9999) throw new Error('bad');
+    return { createdAt, id: id as string };
   } catch {
     const message = 'not a cursor this API returned';
     throw new ApiError('validation_failed', `query.next_cursor: ${message}`, 'query.next_cursor', [{ field: 'query.next_cursor', message }]);

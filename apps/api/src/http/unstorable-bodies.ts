@@ -80,10 +80,34 @@ export function rawBodyText(req: IncomingMessage): string | undefined {
   return rawBodies.get(req)?.toString('utf8');
 }
 
-/** After express.json: a body Hookpost cannot store is refused before any route sees it. */
+const LOOK_FOR_ALL = { nul: true, surrogates: true };
+
+/**
+ * The 400 for a query string with a value Postgres cannot take (`?object=%00` reached a
+ * query's parameters: a 500), naming it (`query.object`); undefined when it is fine.
+ */
+export function queryError(query: unknown): ApiError | undefined {
+  const stack: { value: unknown; path: string }[] = [{ value: query, path: 'query' }];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const { value, path } = item;
+    if (typeof value === 'string') {
+      const why = whyUnstorable(value, LOOK_FOR_ALL);
+      if (why) return new ApiError('validation_failed', `${path}: contains ${why}`, path, [{ field: path, message: `contains ${why}` }]);
+    } else if (value !== null && typeof value === 'object') {
+      for (const [k, v] of Object.entries(value)) {
+        const why = whyUnstorable(k, LOOK_FOR_ALL);
+        if (why) return new ApiError('validation_failed', `${path}: has a parameter name with ${why}`, path, [{ field: path, message: `has a parameter name with ${why}` }]);
+        stack.push({ value: v, path: `${path}.${k}` });
+      }
+    }
+  }
+  return undefined;
+}
+
+/** After express.json: a body (or query string) Hookpost cannot store is refused before any route sees it. */
 export function refuseUnstorableBodies(): RequestHandler {
   return (req, _res, next) => {
     const raw = rawBodies.get(req);
-    next(raw ? bodyError(raw, req.body) : undefined);
+    next((raw ? bodyError(raw, req.body) : undefined) ?? (req.url.includes('?') ? queryError(req.query) : undefined));
   };
 }

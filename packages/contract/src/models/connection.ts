@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IsoDateTime, Uuid, pageLimit, queryDate, queryNumber } from '../common.js';
+import { IsoDateTime, Uuid, pageLimit, queryDate, pageOffset } from '../common.js';
 
 const Word = z.string().min(1).max(100);
 
@@ -78,7 +78,7 @@ const stringList = z
 
 export const ConnectionListQuery = z.object({
   limit: pageLimit.optional(),
-  offset: queryNumber(z.number({ invalid_type_error: 'must be a number' }).int('must be an integer').min(0, 'must be at least 0')).optional(),
+  offset: pageOffset.optional(),
   updated_gte: queryDate.optional(),
   sort: z.enum(['name', 'updated_at', 'created_at']).optional(),
   order: z.enum(['asc', 'desc']).optional(),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HttpUrl, IsoDateTime, Uuid, pageLimit, queryBoolean, queryDate, queryNumber } from '../common.js';
+import { HttpUrl, IsoDateTime, Uuid, pageLimit, queryBoolean, queryDate, pageOffset } from '../common.js';
 
 /** Object types are open (`crm_contact`, `hris_employee`, `passthrough`, …): any snake_case word. */
 export const ObjectType = z
@@ -154,7 +154,7 @@ export const UNIFIED_SORT_FIELDS = ['name', 'updated_at', 'created_at'] as const
 
 export const UnifiedWebhookListQuery = z.object({
   limit: pageLimit.optional(),
-  offset: queryNumber(z.number({ invalid_type_error: 'must be a number' }).int('must be an integer').min(0, 'must be at least 0')).optional(),
+  offset: pageOffset.optional(),
   updated_gte: queryDate.optional(),
   created_lte: queryDate.optional(),
   sort: z.enum(UNIFIED_SORT_FIELDS).optional(),
