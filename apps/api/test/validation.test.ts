@@ -2,6 +2,7 @@
  * Bad input: every case gets a 4xx in the one envelope, naming the field, and leaves
  * the database exactly as it was. No request, however malformed, produces a 5xx.
  */
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client, createConnection, newWorkspace, snapshot, startTestApi, type TestApi } from './helpers.js';
 
@@ -234,6 +235,20 @@ describe('no request produces a 5xx', () => {
     for (const p of ['/unified/webhook/%00', '/webhook/%E0%A4%A', '/unified/webhook/' + 'a'.repeat(5000)]) {
       expect((await call('GET', p)).status).toBeLessThan(500);
     }
+  });
+
+  it('filters as large as the contract allows make a stream (their key is a hash: the text outgrew its unique index, a 500)', async () => {
+    // Random values: Postgres compresses index entries, and repetitive text stayed under the limit.
+    const filters = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`field_${i}`, randomBytes(500).toString('hex')]));
+    const created = await call('POST', '/unified/webhook', unifiedBody({ filters }));
+    expect(created.status, JSON.stringify(created.body)).toBe(200);
+    // Equal filters, in any key order, share the stream; others get their own.
+    const same = await call('POST', '/unified/webhook', unifiedBody({ filters: Object.fromEntries(Object.entries(filters).reverse()) }));
+    const other = await call('POST', '/unified/webhook', unifiedBody({ filters: { ...filters, field_0: 'y' } }));
+    const streamOf = async (id: string) => (await api.db.selectFrom('webhooks').select('stream_id').where('id', '=', id).executeTakeFirstOrThrow()).stream_id;
+    expect(await streamOf(same.body.id)).toBe(await streamOf(created.body.id));
+    expect(await streamOf(other.body.id)).not.toBe(await streamOf(created.body.id));
+    for (const id of [created.body.id, same.body.id, other.body.id]) expect((await call('DELETE', `/unified/webhook/${id}`)).status).toBe(200);
   });
 
   it('query values, cursors and date-times that reached Postgres as 500s are 400s naming the field, and change nothing', async () => {

@@ -12,6 +12,7 @@ import * as m0009 from './migrations/2026_12_02_0009_deleted_webhooks.js';
 import * as m0010 from './migrations/2026_12_03_0010_event_refs.js';
 import * as m0011 from './migrations/2026_12_03_0011_stream_rerun.js';
 import * as m0012 from './migrations/2026_12_04_0012_deliveries_webhook_due.js';
+import * as m0013 from './migrations/2026_12_07_0013_stream_filters_hash.js';
 
 /** Every migration, in order. Static imports: no runtime file scanning. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -27,6 +28,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '2026_12_03_0010_event_refs': m0010,
   '2026_12_03_0011_stream_rerun': m0011,
   '2026_12_04_0012_deliveries_webhook_due': m0012,
+  '2026_12_07_0013_stream_filters_hash': m0013,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

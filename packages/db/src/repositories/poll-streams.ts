@@ -1,10 +1,17 @@
+import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../client.js';
 import type { PollRunRow, WebhookRow } from '../schema.js';
 
-/** Canonical text of a filters map (sorted keys): webhooks with equal filters share a stream. */
+/**
+ * A filters map's key: webhooks with equal filters share a stream. The SHA-256 (hex) of its
+ * canonical text (sorted keys), not the text, which is as long as the filters allow (50 ×
+ * 1,000 characters): past ~2.7 KB the stream's unique index refused the row, a 500 for the
+ * webhook's create (migration 0013 rewrote the keys stored before).
+ */
 export function filtersKey(filters: Record<string, string>): string {
-  return JSON.stringify(Object.fromEntries(Object.entries(filters).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+  const canonical = JSON.stringify(Object.fromEntries(Object.entries(filters).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+  return createHash('sha256').update(canonical, 'utf8').digest('hex');
 }
 
 /**
