@@ -11,11 +11,13 @@ let call: ReturnType<typeof client>;
 let connectionId: string;
 let webhookId: string;
 let trutoId: string;
+let wsKey: string;
 
 beforeAll(async () => {
   api = await startTestApi({ MIN_INTERVAL_MINUTES: '1' });
   const ws = await newWorkspace(api.db);
   call = client(api.url, ws.key);
+  wsKey = ws.key;
   connectionId = await createConnection(call);
   webhookId = (await call('POST', '/unified/webhook', { connection_id: connectionId, object_type: 'crm_contact', event: 'created', hook_url: 'http://127.0.0.1:9/h' })).body.id;
   trutoId = (await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/t' })).body.id;
@@ -234,6 +236,25 @@ describe('no request produces a 5xx', () => {
     }
     for (const p of ['/unified/webhook/%00', '/webhook/%E0%A4%A', '/unified/webhook/' + 'a'.repeat(5000)]) {
       expect((await call('GET', p)).status).toBeLessThan(500);
+    }
+  });
+
+  it('a body in a charset or encoding it cannot read names the header at fault (not `body`, not `path`)', async () => {
+    const send = (path: string, headers: Record<string, string>, body: string | Buffer) =>
+      fetch(`${api.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${wsKey}`, ...headers }, body });
+    const json = '{"target_url":"http://127.0.0.1:9/t","type":"record:created","data":{}}';
+    for (const path of ['/webhook', '/v1/events']) {
+      const cases: [Record<string, string>, number, string][] = [
+        [{ 'content-type': 'application/json; charset=latin1' }, 415, 'header.content-type'],
+        [{ 'content-type': 'application/json', 'content-encoding': 'gzip' }, 400, 'header.content-encoding'],
+        [{ 'content-type': 'application/json', 'content-encoding': 'br' }, 415, 'header.content-encoding'],
+      ];
+      for (const [headers, status, field] of cases) {
+        const res = await send(path, headers, json);
+        const body = (await res.json()) as { error: { field?: string } };
+        expect(res.status, `${path} ${JSON.stringify(headers)}`).toBe(status);
+        expect(body.error.field, `${path} ${JSON.stringify(headers)}`).toBe(field);
+      }
     }
   });
 

@@ -32,6 +32,8 @@ export function toApiError(err: unknown, logger: Logger, method: string, url: st
     ]);
   }
   if (isBodyParserError(err)) return bodyParserError(err);
+  // A body whose Content-Encoding it is not (gzip that does not inflate): zlib's error, no `type`.
+  if (isZlibError(err)) return new ApiError('validation_failed', 'the body is not encoded as Content-Encoding says', 'header.content-encoding');
   // Express's own 4xx, e.g. a path parameter with broken percent-encoding.
   if (err instanceof URIError || clientStatus(err) !== undefined) return new ApiError('validation_failed', 'malformed request path', 'path');
   if (isConnectionError(err)) {
@@ -55,6 +57,11 @@ function clientStatus(err: unknown): number | undefined {
   return typeof status === 'number' && status >= 400 && status < 500 ? status : undefined;
 }
 
+function isZlibError(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && code.startsWith('Z_');
+}
+
 function isBodyParserError(err: unknown): err is BodyParserError {
   return typeof err === 'object' && err !== null && typeof (err as BodyParserError).type === 'string' && 'status' in err;
 }
@@ -66,8 +73,9 @@ function bodyParserError(err: BodyParserError): ApiError {
     case 'entity.parse.failed':
       return new ApiError('malformed_json', 'request body is not valid JSON', 'body');
     case 'encoding.unsupported':
+      return new ApiError('unsupported_media_type', 'unsupported Content-Encoding (gzip, deflate or identity)', 'header.content-encoding');
     case 'charset.unsupported':
-      return new ApiError('unsupported_media_type', 'unsupported body encoding', 'body');
+      return new ApiError('unsupported_media_type', 'unsupported charset (the body must be UTF-8 JSON)', 'header.content-type');
     default:
       return new ApiError('validation_failed', 'unreadable request body', 'body');
   }
