@@ -440,7 +440,10 @@ export async function completeBatch(
   /**
    * The same batch again, after a try whose answer was lost (it may have committed): attempts
    * already logged are not logged twice. The deliveries' update needs no such care: a
-   * committed one has released the lease it matches on.
+   * committed one has released the lease it matches on. Those the lost try settled count as
+   * completed here too (their lease released, still at this attempt, its log entry the one
+   * this batch wrote): counted as late instead, their health (a 410's disable, a failure
+   * streak) and their retry's wake-up were dropped.
    */
   again = false,
 ): Promise<Set<string>> {
@@ -488,7 +491,18 @@ export async function completeBatch(
         and id in (select webhook_id from updated)
       returning 1
     )
-    select array(select id from updated) as updated, (select count(*) from logged) as logged, (select count(*) from healed) as healed
+    ${
+      again
+        ? sql`, settled as (
+      select d.id from deliveries d
+        join unnest(${attempts.map((a) => a.deliveryId)}::uuid[], ${attempts.map((a) => a.attempt)}::int[], ${attempts.map((a) => a.startedAt)}::timestamptz[])
+          as a(id, attempt, started_at) on d.id = a.id
+       where d.leased_by is null and d.attempts = a.attempt
+         and exists (select 1 from delivery_attempts x where x.delivery_id = a.id and x.attempt = a.attempt and x.started_at = a.started_at)
+    )`
+        : sql``
+    }
+    select array(select id from updated ${again ? sql`union select id from settled` : sql``}) as updated, (select count(*) from logged) as logged, (select count(*) from healed) as healed
   `.execute(db);
   return new Set(r.rows[0]?.updated ?? []);
 }
