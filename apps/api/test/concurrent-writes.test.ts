@@ -65,8 +65,10 @@ async function pageCommitDuring<T>(p: Polled, request: () => Promise<T>, workerD
     if (workerDeadlockTimeout) await sql.raw(`set local deadlock_timeout = '${workerDeadlockTimeout}'`).execute(trx);
     await polling.lockStream(trx, p.streamId);
     expect(await polling.renewLease(trx, p.connectionId, 'worker-a', 60_000)).toBe(true);
-    answer ??= request();
-    await new Promise((r) => setTimeout(r, 300));
+    if (tries === 1) {
+      answer = request();
+      await waitingOnALock(trx);
+    }
     await polling.commitPage(trx, {
       streamId: p.streamId,
       nextCursor: 'c2',
@@ -78,6 +80,16 @@ async function pageCommitDuring<T>(p: Polled, request: () => Promise<T>, workerD
     });
   });
   return { answer: await answer!, tries };
+}
+
+/** Until another session waits for a row this transaction holds (the request reached it), 10 s at most. */
+async function waitingOnALock(trx: Parameters<Parameters<typeof inTransaction>[1]>[0]): Promise<void> {
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 10))) {
+    const r = await sql<{ n: number }>`
+      select count(*)::int as n from pg_stat_activity
+      where datname = current_database() and pid <> pg_backend_pid() and wait_event_type = 'Lock' and pg_backend_pid() = any(pg_blocking_pids(pid))`.execute(trx);
+    if ((r.rows[0]?.n ?? 0) > 0) return;
+  }
 }
 
 const deadlocks = async () =>
@@ -110,7 +122,9 @@ describe('a write of the API while a poll page commits', () => {
 
   it('a connection DELETE: run again after the deadlock, it deletes the connection, its webhooks and streams (200)', async () => {
     const p = await polledWebhook();
+    const before = await deadlocks();
     const { answer } = await pageCommitDuring(p, () => call('DELETE', `/unified/connection/${p.connectionId}`));
+    await expect.poll(deadlocks, { timeout: 3000 }).toBeGreaterThan(before);
     expect(answer.status, JSON.stringify(answer.body)).toBe(200);
     expect((await call('GET', `/unified/connection/${p.connectionId}`)).status).toBe(404);
     expect(await api.db.selectFrom('webhooks').select('id').where('id', '=', p.webhookId).execute()).toEqual([]);

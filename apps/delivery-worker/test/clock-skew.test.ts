@@ -36,9 +36,10 @@ it('a retry falls due on the database\'s clock, and the worker waits for it with
   // Retry-After 3 s, on the database's clock: not 3 s + the skew.
   expect(retriedAfter).toBeGreaterThanOrEqual(2900);
   expect(retriedAfter).toBeLessThan(3000 + AHEAD_MS - 500);
-  // The wait was a timer, not a loop of claims: a handful of statements, not one per sample.
+  // The wait was a timer, not a loop of claims: a handful of statements, not one per sample
+  // (at least 70 samples: 40 or more in the 2 s a spinning worker would spin, past the limit).
   const { started, samples } = await watched;
-  expect(samples).toBeGreaterThan(100);
+  expect(samples).toBeGreaterThan(70);
   expect(started).toBeLessThan(30);
   expect((await stack.call('GET', `/v1/webhooks/${w.id}/deliveries`)).body.result[0].status).toBe('succeeded');
 }, 30_000);
@@ -56,7 +57,7 @@ it('the poller waits for a connection falling due on the database\'s clock witho
   const row = await sql<{ not_before: Date | null }>`select not_before from connection_polls where connection_id = ${created.body.id}`.execute(stack.database.db);
   expect(row.rows[0]?.not_before?.getTime() ?? 0).toBeGreaterThan(Date.now() + 3_600_000);
   // One claim when it fell due, not one every 100 ms from the worker's "due" to the database's
-  // (2 s: about 20 more).
+  // (2 s: about 20 more; the samples, 50 ms apart at most, see each).
   expect(samples).toBeGreaterThan(100);
   expect(started).toBeLessThan(12);
 }, 30_000);

@@ -120,18 +120,24 @@ it('a try whose answer was lost (it committed) and its retry: each attempt logge
 it("a failed try whose answer was lost (it committed): its retry still counts the failure and wakes the worker for the retry", async () => {
   // Before, the retry matched nothing (the lost try had released the lease) and the batch was
   // taken for a late one: no failure counted (a 410's disable neither), no wake-up set.
+  // A late completion in the same batch (its lease ran out mid-send, the reaper put it back)
+  // still counts for nothing.
   const workerId = `worker-${newId()}`;
-  const ok = await claimedWithResult(workerId);
   const retryAt = new Date(Date.now() + 60_000);
-  const failed: AttemptResult = {
+  const failedOf = (r: AttemptResult): AttemptResult => ({
     outcome: 'http_error',
-    completion: { ...ok.completion, status: 'pending', nextAttemptAt: retryAt, statusCode: 500, error: 'HTTP 500' },
-    attempt: { ...ok.attempt, statusCode: 500, outcome: 'http_error', error: 'HTTP 500' },
-  };
+    completion: { ...r.completion, status: 'pending', nextAttemptAt: retryAt, statusCode: 500, error: 'HTTP 500' },
+    attempt: { ...r.attempt, statusCode: 500, outcome: 'http_error', error: 'HTTP 500' },
+  });
+  const failed = failedOf(await claimedWithResult(workerId));
+  const late = failedOf(await claimedWithResult(workerId));
+  await sql`update deliveries set lease_until = now() - interval '1 second' where id = ${late.completion.id}`.execute(t.db);
+  await deliveries.reclaimExpiredLeases(t.db, 5);
   await sql`update webhooks set consecutive_failures = 0, failing_since = null, is_healthy = true where id = ${webhookId}`.execute(t.db);
   const wakeUps: Date[] = [];
   const writer = new CompletionWriter(t.db.withPlugin(lostAnswers(1)), workerId, health, capture().logger, { onStopped: () => undefined, onRetryAt: (at) => wakeUps.push(at) }, 60_000);
   writer.add(failed);
+  writer.add(late);
   await writer.flush();
   expect(await state(failed.completion.id)).toEqual({ status: 'pending', attempts: 1 });
   expect(wakeUps).toEqual([retryAt]);

@@ -174,8 +174,8 @@ describe('a retry due in more than 24.8 days', () => {
     const { started, samples } = await statementsStarted(stack.database.db, ['hookpost-worker'], 2000);
     const cpu1 = cpu();
     // Idle: a handful of ticks and statements. Spinning: ~2 claims per ms, a new statement at
-    // nearly every one of the (hundreds of) samples.
-    expect(samples).toBeGreaterThan(100);
+    // nearly every sample (hundreds; at least 40 however loaded the host, more than the limit).
+    expect(samples).toBeGreaterThan(40);
     expect(cpu1 - cpu0).toBeLessThan(40);
     expect(started).toBeLessThan(30);
     await stack.call('DELETE', `/webhook/${w.id}`);

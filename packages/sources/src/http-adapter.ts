@@ -1,4 +1,4 @@
-import { SourceListPage, sourceListSearch } from '@hookpost/contract';
+import { SourceListPage, sourceListSearch, type SourceRecord } from '@hookpost/contract';
 import { BlockedAddressError, parseRetryAfter, type AddressPolicy } from '@hookpost/delivery';
 import { isIP } from 'node:net';
 import { readBodyCapped } from '@hookpost/runtime';
@@ -118,9 +118,11 @@ export class HttpSourceAdapter implements SourceAdapter {
       const issue = page.error.issues[0];
       throw new SourceError('process', `the source's page does not match the protocol: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(), status);
     }
-    // The same shape, the protocol's fields the same strings: only the records' other numbers differ.
-    const exact = json.exact === json.plain ? page : SourceListPage.safeParse(json.exact);
-    return { records: (exact.success ? exact : page).data.data, nextCursor: page.data.next_cursor ?? null };
+    // The same shape, the protocol's fields the same strings: only the records' other numbers
+    // differ, and the schema passes records through as they are (checked again, a 7.6 MB page
+    // cost ~200 ms more).
+    const records = json.exact === json.plain ? page.data.data : (json.exact as { data: SourceRecord[] }).data;
+    return { records, nextCursor: page.data.next_cursor ?? null };
   }
 
   async close(): Promise<void> {

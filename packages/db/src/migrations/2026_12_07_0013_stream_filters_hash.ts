@@ -12,11 +12,16 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  // The canonical text again, from the filters column: sorted keys, no spaces (jsonb and
-  // JSON.stringify escape strings alike but for rare characters, and sort astral keys apart).
+  // The canonical text again, from the filters column: sorted keys, no spaces. jsonb and
+  // JSON.stringify escape strings alike but for rare characters, and sort keys outside the
+  // Basic Multilingual Plane apart: such a stream's webhooks get a second stream after the
+  // downgrade (it lists from its start again). Filters too long for the index as text (only
+  // creatable after up) keep their hash: the code before up never matched them anyway.
   await sql`
-    update poll_streams s set filters_key = coalesce((
-      select '{' || string_agg(to_jsonb(k)::text || ':' || to_jsonb(v)::text, ',' order by k collate "C") || '}'
-      from jsonb_each_text(s.filters) as f(k, v)), '{}')
+    update poll_streams s set filters_key = t.text
+      from (select id, coalesce((select '{' || string_agg(to_jsonb(k)::text || ':' || to_jsonb(v)::text, ',' order by k collate "C") || '}'
+                                 from jsonb_each_text(p.filters) as f(k, v)), '{}') as text
+              from poll_streams p) t
+     where t.id = s.id and octet_length(t.text) <= 2000
   `.execute(db);
 }

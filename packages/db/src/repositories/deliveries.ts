@@ -442,7 +442,7 @@ export async function completeBatch(
    * already logged are not logged twice. The deliveries' update needs no such care: a
    * committed one has released the lease it matches on. Those the lost try settled count as
    * completed here too (their lease released, still at this attempt, its log entry the one
-   * this batch wrote): counted as late instead, their health (a 410's disable, a failure
+   * this batch wrote, by the statement that released it): counted as late instead, their health (a 410's disable, a failure
    * streak) and their retry's wake-up were dropped.
    */
   again = false,
@@ -498,7 +498,10 @@ export async function completeBatch(
         join unnest(${attempts.map((a) => a.deliveryId)}::uuid[], ${attempts.map((a) => a.attempt)}::int[], ${attempts.map((a) => a.startedAt)}::timestamptz[])
           as a(id, attempt, started_at) on d.id = a.id
        where d.leased_by is null and d.attempts = a.attempt
-         and exists (select 1 from delivery_attempts x where x.delivery_id = a.id and x.attempt = a.attempt and x.started_at = a.started_at)
+         -- Logged by the statement that released it (both now() of one statement): not a
+         -- late completion, logged after the lease reaper had put the delivery back.
+         and exists (select 1 from delivery_attempts x where x.delivery_id = a.id and x.attempt = a.attempt and x.started_at = a.started_at
+                        and x.created_at = d.updated_at)
     )`
         : sql``
     }
