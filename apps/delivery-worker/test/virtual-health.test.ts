@@ -64,6 +64,23 @@ describe('source failures', () => {
     expect(kit.ids('/h/pause').sort()).toEqual([during, after].sort());
   });
 
+  test('resumed while its source still fails, the webhook gets a new failure streak: not paused again by the next failed run', async () => {
+    // Before, the streak lived on in the stream (past the threshold, failing for longer than the
+    // pause period): the first failed run after the resume paused it again at once.
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const id = await kit.webhook(conn, '/h/resume-failing');
+    await kit.runsAfter(id, Date.now());
+    kit.provider.setBehaviour(token, { status: 500 });
+    await eventually(async () => (await get(`/unified/webhook/${id}`)).is_paused === true, 20_000, 'paused');
+    const resumedAt = Date.now();
+    expect((await kit.stack.call('PUT', `/unified/webhook/${id}/resume`)).status).toBe(200);
+    await kit.runsAfter(id, resumedAt, 1, 'failed');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await get(`/unified/webhook/${id}`)).toMatchObject({ is_paused: false });
+    kit.provider.setBehaviour(token, undefined);
+  });
+
   test('401: the connection is marked unhealthy (not the webhooks) and left alone until its credentials change', async () => {
     const token = `tok-${randomUUID()}`;
     const conn = await kit.connection(token);

@@ -114,16 +114,17 @@ export async function replaceUnifiedWebhook(deps: ApiContext, scope: Scope, id: 
     const current = await requireUnifiedWebhook(trx, scope, id);
     const connection = await requireConnection(trx, scope, body.connection_id);
     const columns = unifiedColumns(deps, body);
+    const unpaused = unpauseColumns(current, columns);
     await webhooks.updateWebhook(trx, scope, id, {
       ...columns,
-      ...unpauseColumns(current, columns),
+      ...unpaused,
       connection_id: connection.id,
       environment_id: connection.environment_id,
       integration_type: connection.integration_type,
     });
     const updated = await requireUnifiedWebhook(trx, scope, id);
     await syncQueueWithState(trx, updated);
-    await pollStreams.syncWebhookStream(trx, updated, deps.config.polling.defaultIntervalMinutes);
+    await pollStreams.syncWebhookStream(trx, updated, deps.config.polling.defaultIntervalMinutes, { restarted: Object.keys(unpaused).length > 0 });
   });
 }
 
@@ -161,9 +162,12 @@ export async function patchUnifiedWebhook(deps: ApiContext, scope: Scope, id: st
     if (body.is_beta !== undefined) set.is_beta = body.is_beta;
     if (body.subscriptions !== undefined) set.subscriptions = body.subscriptions;
     if (body.meta !== undefined) set.meta = body.meta === null ? null : JSON.stringify(body.meta);
+    let restarted = false;
     if (body.is_paused !== undefined) {
       const pause = pauseColumns(body.is_paused);
-      Object.assign(set, pause, unpauseColumns(current, pause));
+      const unpaused = unpauseColumns(current, pause);
+      restarted = Object.keys(unpaused).length > 0;
+      Object.assign(set, pause, unpaused);
     }
 
     // The merged webhook must still have somewhere to deliver, and a complete db target.
@@ -175,7 +179,7 @@ export async function patchUnifiedWebhook(deps: ApiContext, scope: Scope, id: st
     if (Object.keys(set).length > 0) await webhooks.updateWebhook(trx, scope, id, set);
     const updated = await requireUnifiedWebhook(trx, scope, id);
     if (body.is_paused !== undefined) await syncQueueWithState(trx, updated);
-    await pollStreams.syncWebhookStream(trx, updated, deps.config.polling.defaultIntervalMinutes);
+    await pollStreams.syncWebhookStream(trx, updated, deps.config.polling.defaultIntervalMinutes, { restarted });
   });
 }
 
@@ -186,7 +190,7 @@ export async function resumeUnifiedWebhook(deps: ApiContext, scope: Scope, id: s
     await webhooks.resumeWebhook(trx, scope, id);
     const resumed = await requireUnifiedWebhook(trx, scope, id);
     await syncQueueWithState(trx, resumed);
-    await pollStreams.syncWebhookStream(trx, resumed, deps.config.polling.defaultIntervalMinutes, { runNow: true });
+    await pollStreams.syncWebhookStream(trx, resumed, deps.config.polling.defaultIntervalMinutes, { runNow: true, restarted: true });
   });
 }
 
@@ -247,8 +251,15 @@ export async function updateTrutoWebhook(deps: ApiContext, scope: Scope, id: str
     if (body.target_url !== undefined) set.hook_url = body.target_url;
     if (body.event_types !== undefined) set.event_types = [...new Set(body.event_types)];
     if (body.is_active !== undefined) Object.assign(set, body.is_active ? { is_active: true, is_paused: false } : { is_active: false });
-    Object.assign(set, unpauseColumns(current, set));
+    const unpaused = unpauseColumns(current, set);
+    Object.assign(set, unpaused);
     if (Object.keys(set).length > 0) await webhooks.updateWebhook(trx, scope, id, set);
-    if (body.is_active !== undefined) await syncQueueWithState(trx, await requireTrutoWebhook(trx, scope, id));
+    if (body.is_active !== undefined) {
+      const updated = await requireTrutoWebhook(trx, scope, id);
+      await syncQueueWithState(trx, updated);
+      // A virtual webhook (made on the unified face) activated here: its stream, dormant while
+      // it was stopped, runs again (it stayed asleep for ever).
+      await pollStreams.syncWebhookStream(trx, updated, deps.config.polling.defaultIntervalMinutes, { restarted: Object.keys(unpaused).length > 0 });
+    }
   });
 }

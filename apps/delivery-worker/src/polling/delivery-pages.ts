@@ -28,7 +28,8 @@ export interface PagePlan {
  * The deliveries one source page makes. Each webhook gets pages of at most its
  * `page_max_limit` records: the changes of the kinds it subscribed to (`VIRTUAL`), or,
  * during its initial sync, every live record (`INITIAL-PARTIAL`, the listing's last
- * page `INITIAL-COMPLETE`, sent even when empty so the end is always signalled).
+ * page `INITIAL-COMPLETE`, sent even when empty so the end is always signalled) and the
+ * deletions found (`VIRTUAL`, when it subscribed to them).
  * Paused webhooks' pages are held until resume; disabled webhooks get nothing.
  */
 export function planDeliveries(p: PagePlan): PageDelivery[] {
@@ -39,16 +40,19 @@ export function planDeliveries(p: PagePlan): PageDelivery[] {
     const status = m.is_paused ? 'held' : 'pending';
     const size = m.page_max_limit ?? p.defaultPageSize;
     const push = (payload: StoredPayload) => out.push({ id: p.newId(), workspace_id: m.workspace_id, webhook_id: m.id, payload, status });
-    if (p.initial.has(m.id)) {
+    const initial = p.initial.has(m.id);
+    if (initial) {
       const pages = chunks(live, size);
       if (p.lastPage && pages.length === 0) pages.push([]);
       const type = m.event_types[0] ?? 'record:created';
       pages.forEach((records, i) =>
         push({ type, unified_type: p.lastPage && i === pages.length - 1 ? 'INITIAL-COMPLETE' : 'INITIAL-PARTIAL', records }),
       );
-      continue;
     }
-    for (const kind of KINDS) {
+    // During an initial sync a deletion is news too: a record the webhook got in an earlier
+    // page and the source deleted since is no longer live, so only a `deleted` page tells it
+    // (its tombstone is then known, and no later run sends it).
+    for (const kind of initial ? (['deleted'] as const) : KINDS) {
       const type = `record:${kind}`;
       if (m.event_types.length > 0 && !m.event_types.includes(type)) continue;
       const records = p.changes.filter((c) => c.kind === kind).map((c) => c.record);

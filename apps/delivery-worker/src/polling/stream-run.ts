@@ -37,6 +37,16 @@ class DispatchError extends Error {
   }
 }
 
+/** A page to commit, and how to plan its deliveries for the stream's members as they are then. */
+interface PlannedPage extends polling.PageCommit {
+  plan(members: readonly StreamMember[]): polling.PageDelivery[];
+}
+
+/** In the page's transaction (the stream's row held): its deliveries planned for the members of now. */
+async function commitPlanned(trx: Db, { plan, ...page }: PlannedPage): Promise<void> {
+  await polling.commitPage(trx, { ...page, deliveries: plan(await polling.streamMembers(trx, page.streamId)) });
+}
+
 /** Fields the source may limit itself to: the union of every webhook's, unless one wants all. */
 function wantedFields(members: readonly StreamMember[]): string[] | undefined {
   if (members.length === 0 || members.some((m) => !m.fields)) return undefined;
@@ -90,7 +100,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
   const totals = { pages: run.run_pages, records: run.run_records, changes: run.run_changes };
   let final: polling.FinalPage | undefined;
   /** The last page, when it has something to write: committed with the run's end. */
-  let lastCommit: polling.PageCommit | undefined;
+  let lastCommit: PlannedPage | undefined;
   /** First in every write's transaction: the stream's row, then the connection's lease (false: lost). */
   const holding = async (trx: Db): Promise<boolean> => {
     await polling.lockStream(trx, stream.id);
@@ -124,15 +134,12 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       // empty and every run listed the whole object type.
       const pageMax = latestUpdate(page.records);
       const lastPage = page.nextCursor === null;
-      const deliveries = planDeliveries({
-        members,
-        initial,
-        changes: diff.changes,
-        records,
-        lastPage,
-        defaultPageSize: cfg.pageSize,
-        newId,
-      });
+      // Planned again in the page's transaction, with the stream's members as they are then:
+      // a webhook that joined during the run gets the changes found after it came, and one that
+      // moved to another stream (or was paused) gets no more of this one's.
+      const plan = (now: readonly StreamMember[]) =>
+        planDeliveries({ members: now, initial, changes: diff.changes, records, lastPage, defaultPageSize: cfg.pageSize, newId });
+      const deliveries = plan(members);
       totals.pages += 1;
       totals.records += records.length;
       totals.changes += diff.changes.length;
@@ -144,7 +151,8 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
         final = { pages: 1, records: records.length, changes: 0, maxUpdatedAt: pageMax };
         break;
       }
-      const commit: polling.PageCommit = {
+      const commit: PlannedPage = {
+        plan,
         streamId: stream.id,
         deliveries,
         records: diff.store,
@@ -163,7 +171,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       try {
         await inTransaction(db, async (trx) => {
           if (!(await holding(trx))) throw new LeaseLost();
-          await polling.commitPage(trx, commit);
+          await commitPlanned(trx, commit);
         });
       } catch (err) {
         if (err instanceof LeaseLost) return leaseLost();
@@ -187,7 +195,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
     try {
       await inTransaction(db, async (trx) => {
         if (!(await holding(trx))) throw new LeaseLost();
-        if (lastCommit) await polling.commitPage(trx, lastCommit);
+        if (lastCommit) await commitPlanned(trx, lastCommit);
         await polling.completeRun(trx, stream.id, next, { final, endInitialSync, restoreHealth });
         if (!connection.is_healthy) await polling.setConnectionHealth(trx, connection.id, true);
         if (notify) await ctx.runEvents.publish(trx, { ...eventBase(connection, run, 'completed'), ...finished(totals) });

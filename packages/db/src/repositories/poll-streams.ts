@@ -58,7 +58,17 @@ export type StreamableWebhook = Pick<
   'id' | 'workspace_id' | 'environment_id' | 'connection_id' | 'object_type' | 'filters' | 'webhook_type' | 'interval_minutes' | 'stream_id' | 'initial_sync' | 'is_active' | 'is_paused' | 'hook_url'
 >;
 
-export async function syncWebhookStream(db: Db, w: StreamableWebhook, defaultIntervalMinutes: number, o: { runNow?: boolean } = {}): Promise<void> {
+export async function syncWebhookStream(
+  db: Db,
+  w: StreamableWebhook,
+  defaultIntervalMinutes: number,
+  /**
+   * `restarted`: the webhook was stopped (paused, disabled) and runs again, its health made
+   * fresh: so is the stream's failure streak, or the next failed run paused it again at once
+   * (the streak, shared by the stream's webhooks, was still past the threshold and the pause).
+   */
+  o: { runNow?: boolean; restarted?: boolean } = {},
+): Promise<void> {
   const intervalMs = (w.interval_minutes ?? defaultIntervalMinutes) * 60_000;
   const pollable = w.webhook_type === 'virtual' && w.connection_id !== null && w.object_type !== null && w.hook_url !== null;
   let streamId: string | null = null;
@@ -78,12 +88,24 @@ export async function syncWebhookStream(db: Db, w: StreamableWebhook, defaultInt
     created = s.created;
     nextRunAt = s.next_run_at;
   }
-  if (w.stream_id !== streamId) await db.updateTable('webhooks').set({ stream_id: streamId }).where('id', '=', w.id).execute();
+  // A webhook moved to another stream (its object_type or filters changed) in the middle of
+  // its initial sync starts it over there: continued, it got the rest of that stream's run
+  // (1 of 30 records, say) and then INITIAL-COMPLETE.
+  const restartInitial = w.stream_id !== streamId && streamId !== null && w.initial_sync === 'running';
+  const initialSync = restartInitial ? 'pending' : w.initial_sync;
+  if (w.stream_id !== streamId) {
+    await db
+      .updateTable('webhooks')
+      .set({ stream_id: streamId, ...(restartInitial ? { initial_sync: 'pending' as const } : {}) })
+      .where('id', '=', w.id)
+      .execute();
+  }
   if (w.stream_id !== null && w.stream_id !== streamId) await dropIfUnused(db, w.stream_id);
   if (streamId === null) return;
+  if (o.restarted) await db.updateTable('poll_streams').set({ consecutive_failures: 0, failing_since: null }).where('id', '=', streamId).execute();
 
   const active = w.is_active && !w.is_paused;
-  if (active && (o.runNow || w.initial_sync === 'pending' || nextRunAt === null)) await scheduleStream(db, streamId, 'now');
+  if (active && (o.runNow || initialSync === 'pending' || nextRunAt === null)) await scheduleStream(db, streamId, 'now');
   else if (created || active) await scheduleStream(db, streamId, new Date(Date.now() + intervalMs));
 }
 

@@ -1,0 +1,101 @@
+/**
+ * A stream's webhooks changing while it runs (the provider slowed so that a run takes seconds):
+ * each page is planned for the stream's members as they are when it commits, a webhook that
+ * moves mid initial sync starts it over in its new stream, a deletion during an initial sync
+ * is sent, and a virtual webhook activated on the Truto face polls again.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { eventually } from './stack.js';
+import { startVirtualKit, type VirtualKit } from './virtual-kit.js';
+
+let kit: VirtualKit;
+beforeAll(async () => {
+  kit = await startVirtualKit({ providerRecords: 30 });
+});
+afterAll(async () => kit?.close());
+
+const slow = (token: string) => kit.provider.setBehaviour(token, { latency_ms: 300 });
+const live = (token: string, type: string) => kit.provider.records(token, type).filter((r) => !r.deleted_at).map((r) => r.id);
+
+describe('members changing during a run', () => {
+  test('a record deleted during an initial sync, after its page went out, is sent as deleted', async () => {
+    // Before, the webhook got only live records until its sync ended, and the tombstone was
+    // then known: the receiver kept the record for ever.
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    slow(token);
+    await kit.webhook(conn, '/m/initial-delete', { events: ['created', 'updated', 'deleted'], page_max_limit: 5 }, true);
+    const first = await eventually(() => kit.bodies('/m/initial-delete').find((b) => b.type === 'INITIAL-PARTIAL'), 20_000, 'the first initial page');
+    const victim = String(first.data[0]?.id);
+    expect(kit.provider.deleteRecord(token, 'crm_contact', victim).ok).toBe(true);
+    await eventually(() => kit.bodies('/m/initial-delete').some((b) => b.type === 'INITIAL-COMPLETE'), 30_000, 'INITIAL-COMPLETE');
+    kit.provider.setBehaviour(token, undefined);
+    const deleted = await eventually(
+      () => kit.stack.receiver.deliveries().find((d) => d.path === '/m/initial-delete' && (d.body as { type: string; data: { id: string }[] }).data.some((r) => r.id === victim && d.body !== first)),
+      20_000,
+      'the deletion',
+    );
+    expect((deleted.body as { type: string }).type).toBe('VIRTUAL');
+    expect(deleted.verified).toBe(true);
+  });
+
+  test('a webhook joining a stream during a run gets the changes that run finds after it came', async () => {
+    // Before, the run planned every page for the members it started with: the newcomer missed
+    // a change made after its creation, and later runs knew the record (its fingerprint) already.
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const first = await kit.webhook(conn, '/m/join-1', { event: 'updated', page_max_limit: 5, interval: 0.05 });
+    await kit.runsAfter(first, 0);
+    const records = live(token, 'crm_contact');
+    for (const id of records.slice(0, 20)) kit.provider.updateRecord(token, 'crm_contact', id, { name: `bulk ${id}` });
+    slow(token);
+    const asked = kit.provider.requests({ token }).length;
+    expect((await kit.stack.call('PUT', `/unified/webhook/${first}/trigger`)).status).toBe(200);
+    await eventually(() => kit.provider.requests({ token }).length > asked, 10_000, 'the run started');
+    await kit.webhook(conn, '/m/join-2', { event: 'updated', page_max_limit: 5, interval: 0.05 });
+    const x = records[25] as string;
+    kit.provider.updateRecord(token, 'crm_contact', x, { name: 'changed after the second webhook came' });
+    await eventually(() => kit.ids('/m/join-1').includes(x), 30_000, 'the change, at the first webhook');
+    kit.provider.setBehaviour(token, undefined);
+    await eventually(() => kit.ids('/m/join-2').includes(x), 10_000, 'the change, at the webhook that joined');
+  });
+
+  test('a webhook moved to another object type during its initial sync gets the new one whole, and no more of the old', async () => {
+    // Into a stream that has run before (another webhook's): before, the moved webhook kept its
+    // sync "running", that stream's next run (incremental) sent it the few records changed
+    // since, as its whole initial sync, and then INITIAL-COMPLETE.
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const dealHook = await kit.webhook(conn, '/m/deals', { object_type: 'crm_deal' });
+    await kit.runsAfter(dealHook, 0);
+    slow(token);
+    const id = await kit.webhook(conn, '/m/move', { page_max_limit: 5 }, true);
+    await eventually(() => kit.bodies('/m/move').some((b) => b.type === 'INITIAL-PARTIAL'), 20_000, 'the first initial page');
+    expect((await kit.stack.call('PATCH', `/unified/webhook/${id}`, { object_type: 'crm_deal' })).status).toBe(200);
+    const movedAt = kit.bodies('/m/move').length;
+    kit.provider.setBehaviour(token, undefined);
+    await eventually(() => kit.bodies('/m/move').slice(movedAt).some((b) => b.type === 'INITIAL-COMPLETE'), 30_000, 'the new INITIAL-COMPLETE');
+    const after = kit.bodies('/m/move').slice(movedAt);
+    // A page of the old stream may have been committing as the move committed: at most one.
+    const contactPages = after.filter((b) => b.data.some((r) => String(r.id).startsWith('con_')));
+    expect(contactPages.length).toBeLessThanOrEqual(1);
+    const deals = after.filter((b) => b.type.startsWith('INITIAL')).flatMap((b) => b.data.map((r) => String(r.id)));
+    expect(deals.sort()).toEqual(live(token, 'crm_deal').sort());
+  });
+});
+
+describe('the Truto face', () => {
+  test('a virtual webhook activated with PATCH /webhook/{id} {is_active: true} polls again', async () => {
+    // Before, its stream (dormant while the webhook was inactive) stayed asleep for ever.
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const id = await kit.webhook(conn, '/m/truto-enable', { interval: 0.005 });
+    await kit.runsAfter(id, 0);
+    expect((await kit.stack.call('PATCH', `/webhook/${id}`, { is_active: false })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1000)); // the stream goes dormant
+    expect((await kit.stack.call('PATCH', `/webhook/${id}`, { is_active: true })).status).toBe(200);
+    const x = kit.created(token);
+    await eventually(() => kit.ids('/m/truto-enable').includes(x), 15_000, 'a change after the activation');
+  });
+});
