@@ -90,7 +90,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       workerId: engine.workerId,
       adapters,
       box,
-      settings: { ...config.polling, minIntervalMinutes: config.minIntervalMinutes, pauseAfterSeconds: config.health.pauseAfterSeconds },
+      settings: { ...config.polling, minIntervalMinutes: config.minIntervalMinutes, pauseAfterSeconds: config.health.pauseAfterSeconds, deliveryFailureThreshold: config.health.failureThreshold },
       runEvents: new RunEvents(),
       stats: pollStats,
       signal: stopPolling.signal,

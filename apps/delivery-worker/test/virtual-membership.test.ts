@@ -99,3 +99,27 @@ describe('the Truto face', () => {
     await eventually(() => kit.ids('/m/truto-enable').includes(x), 15_000, 'a change after the activation');
   });
 });
+
+describe('health from two sides', () => {
+  test("the source recovering undoes only the source's marks: a webhook whose endpoint fails stays unhealthy, its streak kept", async () => {
+    // Before, the source's recovery reset the endpoint's streak too: a webhook answering 500
+    // showed healthy, and the clock to its pause started over.
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const id = await kit.webhook(conn, '/m/dead-endpoint');
+    await kit.runsAfter(id, 0);
+    kit.stack.receiver.setBehaviour('/m/dead-endpoint', { status: 500 });
+    for (let i = 0; i < 3; i++) kit.created(token);
+    const row = () => kit.stack.database.db.selectFrom('webhooks').select(['is_healthy', 'consecutive_failures', 'failing_since', 'unhealthy_reason']).where('id', '=', id).executeTakeFirstOrThrow();
+    await eventually(async () => !(await row()).is_healthy, 20_000, 'unhealthy from its endpoint');
+    kit.provider.setBehaviour(token, { status: 500 });
+    await eventually(async () => (await row()).unhealthy_reason?.startsWith('source:'), 20_000, 'unhealthy from its source too');
+    kit.provider.setBehaviour(token, undefined);
+    await eventually(async () => (await row()).unhealthy_reason === null, 20_000, "the source's mark gone");
+    const after = await row();
+    expect(after.is_healthy).toBe(false);
+    expect(after.consecutive_failures).toBeGreaterThanOrEqual(3);
+    expect(after.failing_since).not.toBeNull();
+    kit.stack.receiver.setBehaviour('/m/dead-endpoint', undefined);
+  });
+});

@@ -10,7 +10,8 @@ export interface PollContext {
   workerId: string;
   adapters: ReadonlyMap<string, SourceAdapter>;
   box: SecretBox;
-  settings: Config['polling'] & { minIntervalMinutes: number; pauseAfterSeconds: number };
+  /** `deliveryFailureThreshold`: HEALTH_FAILURE_THRESHOLD, the endpoint's streak that makes a webhook unhealthy. */
+  settings: Config['polling'] & { minIntervalMinutes: number; pauseAfterSeconds: number; deliveryFailureThreshold: number };
   runEvents: RunEvents;
   stats: PollStats;
   /** Aborted when the worker stops: requests in flight end, runs resume elsewhere. */

@@ -191,7 +191,7 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
 
     const next = nextRunAt({ scheduledAt: run.run_scheduled_at, startedAt, intervalMs, jitter: cfg.jitter });
     const endInitialSync = initial.size > 0;
-    const restoreHealth = members.some((m) => m.unhealthy_reason?.startsWith('source:'));
+    const restoreHealth = members.some((m) => m.unhealthy_reason?.startsWith('source:')) ? { deliveryFailureThreshold: cfg.deliveryFailureThreshold } : undefined;
     try {
       await inTransaction(db, async (trx) => {
         if (!(await holding(trx))) throw new LeaseLost();

@@ -294,7 +294,13 @@ export async function completeRun(
   db: Db,
   streamId: string,
   nextRunAt: Date,
-  o: { final?: FinalPage; endInitialSync?: boolean; restoreHealth?: boolean } = {},
+  /**
+   * `restoreHealth`: the source works again, so what its failures did to the stream's webhooks
+   * is undone, and only that: a webhook whose endpoint fails too stays unhealthy (its own
+   * streak at `deliveryFailureThreshold` or more), and that streak and its start are kept
+   * (they were reset: an endpoint answering 500 showed healthy, its pause clock started over).
+   */
+  o: { final?: FinalPage; endInitialSync?: boolean; restoreHealth?: { deliveryFailureThreshold: number } } = {},
 ): Promise<void> {
   const f = o.final ?? NO_FINAL_PAGE;
   await sql`
@@ -317,7 +323,7 @@ export async function completeRun(
   if (o.endInitialSync) await sql`update webhooks set initial_sync = null where stream_id = ${streamId} and initial_sync = 'running'`.execute(db);
   if (o.restoreHealth) {
     await sql`
-      update webhooks set is_healthy = true, checked_at = now(), unhealthy_reason = null, consecutive_failures = 0, failing_since = null
+      update webhooks set is_healthy = consecutive_failures < ${o.restoreHealth.deliveryFailureThreshold}, checked_at = now(), unhealthy_reason = null
       where stream_id = ${streamId} and unhealthy_reason like 'source:%'
     `.execute(db);
   }
