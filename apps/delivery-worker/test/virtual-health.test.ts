@@ -111,6 +111,24 @@ describe('source failures', () => {
     }, 10_000, 'connection healthy');
   });
 
+  test('401 on a stream of a long interval: new credentials poll it at once, not an interval later', async () => {
+    // Before, a failed run's next run was one interval away, auth failures too: with the
+    // default 60 minutes, new credentials were first used an hour later.
+    const token = `tok-${randomUUID()}`;
+    const conn = await kit.connection(token);
+    const id = await kit.webhook(conn, '/h/auth-long', { interval: 60 });
+    expect((await kit.stack.call('PUT', `/unified/webhook/${id}/trigger`)).status).toBe(200);
+    await kit.runsAfter(id, 0);
+    kit.provider.setBehaviour(token, { status: 401 });
+    const during = kit.created(token);
+    const failedAfter = Date.now();
+    expect((await kit.stack.call('PUT', `/unified/webhook/${id}/trigger`)).status).toBe(200);
+    await kit.runsAfter(id, failedAfter, 1, 'failed');
+    kit.provider.setBehaviour(token, undefined);
+    expect((await kit.stack.call('PATCH', `/unified/connection/${conn}`, { auth: { api_url: kit.provider.url, access_token: token } })).status).toBe(200);
+    await eventually(() => kit.ids('/h/auth-long').includes(during), 15_000, 'the change, with the new credentials');
+  });
+
   test('429 with Retry-After: the poller waits as asked, the webhook stays healthy, the change arrives', async () => {
     const token = `tok-${randomUUID()}`;
     const conn = await kit.connection(token);

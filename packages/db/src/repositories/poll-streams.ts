@@ -120,8 +120,16 @@ export async function requestRun(db: Db, streamId: string | null): Promise<boole
   return true;
 }
 
-/** New credentials or a resumed connection: its streams are polled again at once. */
+/**
+ * New credentials or a resumed connection: its streams are polled again at once. Those whose
+ * last run the source refused (401/403) are due now: a failed run's next one is an interval
+ * away (60 minutes by default), and new credentials waited that long to be used.
+ */
 export async function retryConnection(db: Db, connectionId: string): Promise<void> {
+  await sql`
+    update poll_streams set next_run_at = now()
+    where connection_id = ${connectionId} and last_error_class = 'auth' and next_run_at is not null and next_run_at > now()
+  `.execute(db);
   await sql`
     update connection_polls set not_before = null,
       next_due_at = (select min(next_run_at) from poll_streams where connection_id = ${connectionId})
