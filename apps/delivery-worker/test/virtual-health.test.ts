@@ -202,13 +202,14 @@ describe('sync_job_run events', () => {
   test('a source answering 429 sends sync_job_run:rate_limited (the run still running, the wait asked for); the run then completes', async () => {
     const token = `tok-${randomUUID()}`;
     const conn = await kit.connection(token);
-    const truto = await kit.stack.trutoWebhook('/h/limited-jobs', { event_types: ['sync_job_run:rate_limited'] });
+    const truto = await kit.stack.trutoWebhook('/h/limited-jobs', { event_types: ['sync_job_run:rate_limited', 'sync_job_run:started', 'sync_job_run:completed'] });
     kit.provider.setBehaviour(token, { status: 429, retry_after: '1', times: 1 });
     const id = await kit.webhook(conn, '/h/limited-virtual');
     const [limited] = await eventually(() => {
       const d = kit.stack.receiver
         .deliveries()
-        .filter((x) => x.path === '/h/limited-jobs' && (x.body as { payload: { integrated_account_id: string } }).payload.integrated_account_id === conn);
+        .filter((x) => x.path === '/h/limited-jobs' && (x.body as { event: string; payload: { integrated_account_id: string } }).payload.integrated_account_id === conn)
+        .filter((x) => (x.body as { event: string }).event === 'sync_job_run:rate_limited');
       return d.length >= 1 ? d : undefined;
     }, 15_000, 'sync_job_run:rate_limited');
     expect(limited?.verified).toBe(true);
@@ -218,5 +219,18 @@ describe('sync_job_run events', () => {
       payload: { integrated_account_id: conn, resource: 'crm_contact', status: 'running', retry_after: 1, finished_at: null },
     });
     await kit.runsAfter(id, 0, 1, 'completed');
+    // One run, told as one: started, rate_limited and completed carry its id, and it started
+    // once (before, the resumed run got a new id and a second `started`, and the first never ended).
+    const phases = await eventually(() => {
+      const d = kit.stack.receiver
+        .deliveries()
+        .filter((x) => x.path === '/h/limited-jobs' && (x.body as { payload: { integrated_account_id: string } }).payload.integrated_account_id === conn)
+        .map((x) => x.body as { event: string; payload: { id: string } });
+      return d.some((b) => b.event === 'sync_job_run:completed') ? d : undefined;
+    }, 15_000, 'sync_job_run:completed');
+    const firstRun = phases.filter((b) => b.payload.id === phases[0]?.payload.id).map((b) => b.event);
+    expect(firstRun).toEqual(['sync_job_run:started', 'sync_job_run:rate_limited', 'sync_job_run:completed']);
+    const record = await kit.stack.database.db.selectFrom('poll_runs').select(['status', 'trigger']).where('id', '=', phases[0]!.payload.id).executeTakeFirst();
+    expect(record?.status).toBe('completed');
   });
 });

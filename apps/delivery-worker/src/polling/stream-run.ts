@@ -81,7 +81,8 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
   const notify = await ctx.runEvents.listening(db, stream.workspace_id, stream.environment_id);
   const start = async (q: typeof db) => {
     const r = await polling.startRun(q, stream, cfg.overlapMs, initialPending);
-    if (notify) await ctx.runEvents.publish(q, eventBase(connection, r, 'started'));
+    // A run resumed under its id (after a Retry-After) has been told as started already.
+    if (notify && r.run_id !== stream.run_id) await ctx.runEvents.publish(q, eventBase(connection, r, 'started'));
     return r;
   };
   const run = notify || initialPending ? await inTransaction(db, start) : await start(db);

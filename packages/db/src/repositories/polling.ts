@@ -157,9 +157,16 @@ export { dropIfUnused as dropStream } from './poll-streams.js';
  */
 export async function startRun(db: Db, stream: PollStreamRow, overlapMs: number, initialPending: boolean): Promise<PollStreamRow> {
   if (stream.run_mode !== null) {
+    // Resumed: after a source's Retry-After or a lost lease, the same run goes on (its id, start
+    // and schedule kept: it got a new id, a second `started`, and the first never ended); after
+    // a failed run (which ended it, run_id null), a new run resumes the listing.
     return db
       .updateTable('poll_streams')
-      .set({ run_id: sql<string>`gen_random_uuid()`, run_started_at: sql<Date>`now()`, run_scheduled_at: stream.next_run_at })
+      .set({
+        run_id: sql<string>`coalesce(run_id, gen_random_uuid())`,
+        run_started_at: sql<Date>`coalesce(run_started_at, now())`,
+        run_scheduled_at: sql<Date>`coalesce(run_scheduled_at, ${stream.next_run_at})`,
+      })
       .where('id', '=', stream.id)
       .returningAll()
       .executeTakeFirstOrThrow();
