@@ -122,3 +122,27 @@ it('a trigger while a page commits waits for the page, never deadlocks with it (
   await triggered;
   expect((await streamRow(run.id)).rerun_at).not.toBeNull();
 });
+
+it('a connection released while a transaction makes one of its streams due keeps that due time (not the one read before it committed)', async () => {
+  const c = await sql<{ id: string }>`
+    insert into connections (workspace_id, environment_id, integration_type) values (${scope.workspaceId}, ${scope.environmentId}, 'mockcrm') returning id`.execute(t.db);
+  const conn = c.rows[0]!.id;
+  const s = await sql<{ id: string }>`
+    insert into poll_streams (workspace_id, environment_id, connection_id, object_type, filters, filters_key, next_run_at)
+    values (${scope.workspaceId}, ${scope.environmentId}, ${conn}, 'crm_contact', '{}'::jsonb, 'k', now() + interval '1 hour') returning id`.execute(t.db);
+  await sql`insert into connection_polls (connection_id, next_due_at, leased_by, lease_until) values (${conn}, now() + interval '1 hour', 'worker-a', now() + interval '1 minute')`.execute(t.db);
+  let released: Promise<void> | undefined;
+  await t.db.transaction().execute(async (trx) => {
+    await pollStreams.scheduleStream(trx, s.rows[0]!.id, 'now'); // a resume, an include_all webhook: the API
+    released = polling.releaseConnection(t.db, conn, 'worker-a', { lastRequestAt: null }); // the worker, meanwhile
+    for (let i = 0; i < 500; i++) {
+      const waiting = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`.execute(trx);
+      if ((waiting.rows[0]?.n ?? 0) > 0) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+  await released;
+  const row = await sql<{ next_due_at: Date; leased_by: string | null }>`select next_due_at, leased_by from connection_polls where connection_id = ${conn}`.execute(t.db);
+  expect(row.rows[0]?.leased_by).toBeNull();
+  expect(row.rows[0]!.next_due_at.getTime()).toBeLessThan(Date.now() + 60_000);
+});

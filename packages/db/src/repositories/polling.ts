@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../client.js';
+import { inTransaction, type Db } from '../client.js';
 import { afterDbWait, msUntil } from '../db-clock.js';
 import type { PollStreamRow, RunTrigger, SourceFailureClass } from '../schema.js';
 import { holdPending, insertDeliveries, type NewDelivery } from './deliveries.js';
@@ -71,13 +71,20 @@ export async function releaseConnection(
   owner: string,
   o: { lastRequestAt: Date | null; notBefore?: Date | undefined },
 ): Promise<void> {
-  await sql`
-    update connection_polls set lease_until = null, leased_by = null,
-      last_request_at = coalesce(${o.lastRequestAt}::timestamptz, last_request_at),
-      not_before = coalesce(${o.notBefore ?? null}::timestamptz, not_before),
-      next_due_at = (select min(next_run_at) from poll_streams where connection_id = ${connectionId})
-    where connection_id = ${connectionId} and leased_by = ${owner}
-  `.execute(db);
+  // The row first, then the due time read in a statement of its own: in one statement, a
+  // release waiting for the row behind a trigger's transaction (which makes a stream due now
+  // and the connection with it) wrote the due time it had read before that commit over it,
+  // and the triggered run waited for the connection's next due time.
+  await inTransaction(db, async (trx) => {
+    await sql`select 1 from connection_polls where connection_id = ${connectionId} for update`.execute(trx);
+    await sql`
+      update connection_polls set lease_until = null, leased_by = null,
+        last_request_at = coalesce(${o.lastRequestAt}::timestamptz, last_request_at),
+        not_before = coalesce(${o.notBefore ?? null}::timestamptz, not_before),
+        next_due_at = (select min(next_run_at) from poll_streams where connection_id = ${connectionId})
+      where connection_id = ${connectionId} and leased_by = ${owner}
+    `.execute(trx);
+  });
 }
 
 export interface ConnectionSource {
