@@ -1,7 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type UpdateObject } from 'kysely';
 import { inTransaction, PREPARE, type Db } from '../client.js';
 import { markWebhooksDeleted, notifyWebhooksChanged } from './deliveries.js';
-import type { NewWebhook, WebhookRow, WebhookUpdate } from '../schema.js';
+import type { Database, NewWebhook, WebhookRow, WebhookUpdate } from '../schema.js';
 import { inScope, type Scope } from './scope.js';
 
 /** A webhook row with the name of its environment. */
@@ -24,7 +24,8 @@ export async function getWebhook(db: Db, scope: Scope, id: string): Promise<Webh
   return baseSelect(db, scope).where('w.id', '=', id).executeTakeFirst();
 }
 
-export async function updateWebhook(db: Db, scope: Scope, id: string, values: WebhookUpdate): Promise<boolean> {
+/** Sets `values` (plain values, or SQL expressions over the row) and tells the workers; false: no such webhook in scope. */
+export async function updateWebhook(db: Db, scope: Scope, id: string, values: WebhookUpdate | UpdateObject<Database, 'webhooks'>): Promise<boolean> {
   const r = await db
     .updateTable('webhooks')
     .set({ ...values, updated_at: sql<Date>`now()` })
@@ -45,20 +46,11 @@ export async function updateWebhook(db: Db, scope: Scope, id: string, values: We
  */
 export async function rotateWebhookSecret(db: Db, scope: Scope, id: string, sealedSecret: Buffer, overlapSeconds: number): Promise<boolean> {
   const keep = overlapSeconds > 0;
-  const r = await db
-    .updateTable('webhooks')
-    .set({
-      secret_encrypted: sealedSecret,
-      previous_secret_encrypted: keep ? sql<Buffer>`secret_encrypted` : null,
-      previous_secret_expires_at: keep ? sql<Date>`now() + make_interval(secs => ${overlapSeconds})` : null,
-      updated_at: sql<Date>`now()`,
-    })
-    .where(inScope(scope))
-    .where('id', '=', id)
-    .executeTakeFirst();
-  if (r.numUpdatedRows === 0n) return false;
-  await notifyWebhooksChanged(db, [id]);
-  return true;
+  return updateWebhook(db, scope, id, {
+    secret_encrypted: sealedSecret,
+    previous_secret_encrypted: keep ? sql<Buffer>`secret_encrypted` : null,
+    previous_secret_expires_at: keep ? sql<Date>`now() + make_interval(secs => ${overlapSeconds})` : null,
+  });
 }
 
 /**
