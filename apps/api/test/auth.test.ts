@@ -1,4 +1,5 @@
 /** API keys: both header forms, 401 without, 404 across workspaces, deletion revokes, environment scoping. */
+import SwaggerParser from '@apidevtools/swagger-parser';
 import { apiKeys } from '@hookpost/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, client, createConnection, newWorkspace, startTestApi, type TestApi, type TestWorkspace } from './helpers.js';
@@ -39,6 +40,9 @@ describe('authentication', () => {
     for (const p of ['/unified/webhook', '/unified/webhook/{id}', '/unified/webhook/{id}/trigger', '/unified/webhook/{id}/resume', '/webhook', '/webhook/test', '/webhook/{id}', '/unified/connection', '/v1/api-keys']) {
       expect(doc.paths, p).toHaveProperty([p]);
     }
+    // A valid OpenAPI 3.0 document (numeric exclusiveMinimum and typeless nullable, as the
+    // generator wrote them, were refused by validators and broke code generators).
+    await expect(SwaggerParser.validate(structuredClone(doc) as Parameters<typeof SwaggerParser.validate>[0])).resolves.toBeTruthy();
     const docs = await raw('/docs/');
     expect(docs.status).toBe(200);
     expect(await docs.text()).toContain('swagger-ui');
