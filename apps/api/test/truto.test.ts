@@ -179,6 +179,14 @@ describe('Truto webhook API', () => {
     // Re-activating on the Truto face un-pauses it on the unified face.
     await call('PATCH', `/webhook/${u.body.id}`, { is_active: true });
     expect((await call('GET', `/unified/webhook/${u.body.id}`)).body.is_paused).toBe(false);
+    // Its event types stay record events on the Truto face: the unified face could not show
+    // others (it showed `event: "updated"`, which the webhook no longer received).
+    const other = await call('PATCH', `/webhook/${u.body.id}`, { event_types: ['integrated_account:created'] });
+    expect(other.status).toBe(400);
+    expect(other.body.error.field).toBe('body.event_types');
+    expect((await call('GET', `/unified/webhook/${u.body.id}`)).body.event).toBe('updated');
+    expect((await call('PATCH', `/webhook/${u.body.id}`, { event_types: ['record:created', 'record:deleted'] })).status).toBe(200);
+    expect((await call('GET', `/unified/webhook/${u.body.id}`)).body).toMatchObject({ event: 'created' });
     // A Truto-only webhook (no connection) is not a unified.to webhook.
     const truto = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/only-truto' });
     expect((await call('GET', `/unified/webhook/${truto.body.id}`)).status).toBe(404);

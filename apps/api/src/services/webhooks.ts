@@ -249,7 +249,15 @@ export async function updateTrutoWebhook(deps: ApiContext, scope: Scope, id: str
     const current = await requireTrutoWebhook(trx, scope, id);
     const set: WebhookUpdate = {};
     if (body.target_url !== undefined) set.hook_url = body.target_url;
-    if (body.event_types !== undefined) set.event_types = [...new Set(body.event_types)];
+    if (body.event_types !== undefined) {
+      // A unified.to webhook (a connection and an object type) is about records: left with other
+      // types only, the unified face would show an `event` it no longer receives.
+      const recordEvents = body.event_types.length === 0 || body.event_types.some((t) => t.startsWith('record:'));
+      if (current.connection_id !== null && current.object_type !== null && !recordEvents) {
+        throw ApiError.invalidField('event_types', 'a unified.to webhook needs at least one record:* event type (or none: all)');
+      }
+      set.event_types = [...new Set(body.event_types)];
+    }
     if (body.is_active !== undefined) Object.assign(set, body.is_active ? { is_active: true, is_paused: false } : { is_active: false });
     const unpaused = unpauseColumns(current, set);
     Object.assign(set, unpaused);
