@@ -309,6 +309,44 @@ describe('bad input: a 4xx naming the field, nothing stored', () => {
   });
 });
 
+describe('references as the caller writes them', () => {
+  it('its own connection and environment ids in capitals are its own (single and batch, both paths)', async () => {
+    // Before, they were compared as text with the database's lower-case ids: a 400.
+    const ws = await workspaceWithWebhook();
+    const conn = await createConnection(ws.call);
+    const env = ws.environmentId.toUpperCase();
+    for (const path of ['/v1/events', '/v1/events?via=express']) {
+      const one = await ws.call('POST', path, ev({ connection_id: conn.toUpperCase(), environment_id: env }));
+      expect(one.status, JSON.stringify(one.body)).toBe(202);
+    }
+    expect((await ws.call('POST', '/v1/events/batch', { events: [ev({ connection_id: conn.toUpperCase() })] })).status).toBe(202);
+    const stored = await api.db.selectFrom('events').select(['connection_id', 'environment_id']).where('workspace_id', '=', ws.workspaceId).execute();
+    expect(stored).toHaveLength(3);
+    expect(stored.every((e) => e.connection_id === conn && e.environment_id === ws.environmentId)).toBe(true);
+  });
+
+  it('an environment of a workspace with more than 50,000 is accepted (the cache of environments emptied after its read, not before)', async () => {
+    const ws = await workspaceWithWebhook();
+    await sql`insert into environments (workspace_id, name) select ${ws.workspaceId}, 'env-' || g from generate_series(1, 50001) g`.execute(api.db);
+    const env = await api.db.selectFrom('environments').select('id').where('workspace_id', '=', ws.workspaceId).where('name', '=', 'env-77').executeTakeFirstOrThrow();
+    const res = await ws.call('POST', '/v1/events', ev({ environment_id: env.id }));
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+  });
+});
+
+describe('filters', () => {
+  it('a filter named __proto__ is a 400 naming it, not dropped (the webhook then got every event)', async () => {
+    const ws = await newWorkspace(api.db);
+    const call = client(api.url, ws.key);
+    const conn = await createConnection(call);
+    const body = `{"connection_id":"${conn}","object_type":"crm_contact","event":"created","hook_url":"http://127.0.0.1:9/p","filters":{"__proto__":"tenant-a","owner":"ann"}}`;
+    const res = await call('POST', '/unified/webhook', body);
+    expect(res.status).toBe(400);
+    expect(res.body.error.field).toBe('body.filters.__proto__');
+    expect(await api.db.selectFrom('webhooks').select('id').where('workspace_id', '=', ws.workspaceId).execute()).toEqual([]);
+  });
+});
+
 describe('matching in SQL', () => {
   it('connection, object type, event type and filters (string equality on record fields)', async () => {
     const ws = await newWorkspace(api.db);

@@ -49,7 +49,10 @@ export class EventIngestor {
     private readonly options: { windowMs: number; maxEvents: number; maxInFlight: number },
   ) {}
 
-  submit(request: IngestRequest): Promise<IngestAnswer> {
+  submit(given: IngestRequest): Promise<IngestAnswer> {
+    // Ids as the database writes them (a UUID in capitals is the same id): compared as text,
+    // the caller's own connection or environment in capitals was "not in this workspace".
+    const request = { ...given, events: given.events.map(lowerCaseIds) };
     // Only a keyed request is ever compared (serialising a 1000-event batch to hash it cost
     // ~6 % of the API's CPU in bench (a), for requests that never needed it).
     const requestHash = request.idempotencyKey === undefined ? NO_HASH : hashRequest(request);
@@ -220,6 +223,10 @@ export class EventIngestor {
     const fresh = (at: number) => now - at < EventIngestor.REFERENCE_TTL_MS;
     const workspaceIds = [...new Set(batch.map((p) => p.request.scope.workspaceId))];
     const envIds = new Set(batch.flatMap((p) => p.request.events.flatMap((e) => (e.environment_id ? [e.environment_id] : []))));
+    // Emptied before it is filled, never between: cleared after the read, the group's checks
+    // found none of the environments just read (a valid environment_id refused, every time for
+    // a workspace of more than 50,000).
+    if (this.envCache.size > 50_000) this.envCache.clear();
     const needEnvs = workspaceIds.some((w) => !this.defaultEnvs.has(w)) || [...envIds].some((id) => !fresh(this.envCache.get(id)?.at ?? 0));
     if (needEnvs) {
       const envRows = await db.selectFrom('environments').select(['id', 'workspace_id', 'is_default']).where('workspace_id', 'in', workspaceIds).execute();
@@ -234,7 +241,6 @@ export class EventIngestor {
       const rows = await db.selectFrom('connections').select(['id', 'workspace_id', 'environment_id']).where('id', 'in', connectionIds).execute();
       for (const c of rows) connOf.set(c.id, c);
     }
-    if (this.envCache.size > 50_000) this.envCache.clear();
     const envOf = { get: (id: string) => this.envCache.get(id)?.workspaceId };
     const connectionEnvs = new Map<string, string>();
     batch.forEach((p, i) => {
@@ -318,4 +324,12 @@ const NO_HASH = Buffer.alloc(0);
 function replay(prior: eventsRepo.IdempotentResponse, requestHash: Buffer): IngestAnswer {
   if (!prior.requestHash.equals(requestHash)) return keyMismatch();
   return { status: prior.status, body: prior.body };
+}
+
+/** The event with its connection and environment ids in lower case, as Postgres writes UUIDs. */
+function lowerCaseIds(e: EventIn): EventIn {
+  const connection = e.connection_id?.toLowerCase();
+  const environment = e.environment_id?.toLowerCase();
+  if (connection === e.connection_id && environment === e.environment_id) return e;
+  return { ...e, ...(connection !== undefined ? { connection_id: connection } : {}), ...(environment !== undefined ? { environment_id: environment } : {}) };
 }

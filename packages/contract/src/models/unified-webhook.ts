@@ -43,6 +43,21 @@ const DbUrl = z
  * (`events[]`, `include_raw`, `subscriptions`, `meta`). Read-only fields a client
  * echoes back (`id`, `created_at`, `is_healthy`, …) are accepted and ignored.
  */
+/**
+ * A webhook's `filters`: record field → the text it must equal. A key `__proto__` is refused
+ * (zod builds records without it: the filter was dropped in silence, and the webhook got the
+ * events it filtered out).
+ */
+const WebhookFilters = z.preprocess(
+  (value, ctx) => {
+    if (value !== null && typeof value === 'object' && Object.hasOwn(value, '__proto__')) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['__proto__'], message: 'a filter cannot be named __proto__' });
+    }
+    return value;
+  },
+  z.record(z.string().max(1000)).refine((f) => Object.keys(f).length <= 50, 'at most 50 filters'),
+);
+
 const UnifiedWebhookFields = z.object({
   connection_id: Uuid,
   object_type: ObjectType,
@@ -51,7 +66,7 @@ const UnifiedWebhookFields = z.object({
   hook_url: HttpUrl.optional(),
   interval: z.number().positive('must be greater than 0').max(60 * 24 * 31, 'must be at most 44640 minutes').optional(),
   page_max_limit: z.number().int('must be an integer').min(1, 'must be at least 1').max(10_000, 'must be at most 10000').optional(),
-  filters: z.record(z.string().max(1000)).refine((f) => Object.keys(f).length <= 50, 'at most 50 filters').optional(),
+  filters: WebhookFilters.optional(),
   fields: z.string().max(4000).optional(),
   include_raw: z.boolean().optional(),
   webhook_type: WebhookType.optional(),
