@@ -49,5 +49,9 @@ function asOpenApi30(node: unknown): void {
     }
   }
   if (schema.nullable !== undefined && schema.type === undefined && schema.$ref === undefined) delete schema.nullable;
-  for (const value of Object.values(schema)) asOpenApi30(value);
+  for (const [key, value] of Object.entries(schema)) {
+    // A `properties` map names fields, not keywords: a field called `nullable` is left alone.
+    if (key === 'properties' && value !== null && typeof value === 'object') for (const field of Object.values(value)) asOpenApi30(field);
+    else asOpenApi30(value);
+  }
 }

@@ -136,7 +136,9 @@ it('a connection released while a transaction makes one of its streams due keeps
     await pollStreams.scheduleStream(trx, s.rows[0]!.id, 'now'); // a resume, an include_all webhook: the API
     released = polling.releaseConnection(t.db, conn, 'worker-a', { lastRequestAt: null }); // the worker, meanwhile
     for (let i = 0; i < 500; i++) {
-      const waiting = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`.execute(trx);
+      const waiting = await sql<{ n: number }>`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and wait_event_type = 'Lock' and pg_backend_pid() = any(pg_blocking_pids(pid))`.execute(trx);
       if ((waiting.rows[0]?.n ?? 0) > 0) break;
       await new Promise((r) => setTimeout(r, 10));
     }

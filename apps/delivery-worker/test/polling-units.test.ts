@@ -45,6 +45,7 @@ describe('planDeliveries', () => {
       lastPage: true,
       defaultPageSize: 100,
       newId,
+      runStartedAt: new Date(0),
     });
     const view = out.map((d) => [d.webhook_id, d.status, (d.payload as { type: string }).type, (d.payload as { records: SourceRecord[] }).records.map((r) => r.id)]);
     expect(view).toEqual([
@@ -58,10 +59,29 @@ describe('planDeliveries', () => {
     for (const d of out) expect((d.payload as { unified_type: string }).unified_type).toBe('VIRTUAL');
   });
 
+  test('during an initial sync: deletions made since the run began are sent, older ones not; a webhook still pending gets nothing', () => {
+    const before = rec('old-gone', { updated_at: '2026-01-01T00:00:00Z', deleted_at: '2026-01-01T00:00:00Z' });
+    const during = rec('just-gone', { updated_at: '2026-01-03T00:00:00Z', deleted_at: '2026-01-03T00:00:00Z' });
+    const out = planDeliveries({
+      members: [member('syncing', { initial_sync: 'running', event_types: [] }), member('waiting', { initial_sync: 'pending', event_types: [] })],
+      initial: new Set(['syncing', 'waiting']),
+      changes: [{ kind: 'deleted', record: before }, { kind: 'deleted', record: during }],
+      records: [before, during, rec('live')],
+      lastPage: false,
+      defaultPageSize: 100,
+      newId,
+      runStartedAt: new Date('2026-01-02T00:00:00Z'),
+    });
+    expect(out.map((d) => [d.webhook_id, (d.payload as { unified_type: string }).unified_type, (d.payload as { records: SourceRecord[] }).records.map((r) => r.id)])).toEqual([
+      ['syncing', 'INITIAL-PARTIAL', ['live']],
+      ['syncing', 'VIRTUAL', ['just-gone']],
+    ]);
+  });
+
   test('an initial sync sends every live record; only the listing’s last page is INITIAL-COMPLETE, even when empty', () => {
     const records = [rec('a'), rec('b'), rec('gone', { deleted_at: '2026-01-02T00:00:00Z' }), rec('c')];
     const plan = (lastPage: boolean, rs: SourceRecord[]) =>
-      planDeliveries({ members: [member('new', { page_max_limit: 2 })], initial: new Set(['new']), changes: [], records: rs, lastPage, defaultPageSize: 100, newId }).map((d) => [
+      planDeliveries({ members: [member('new', { page_max_limit: 2, initial_sync: 'running' })], initial: new Set(['new']), changes: [], records: rs, lastPage, defaultPageSize: 100, newId, runStartedAt: new Date(0) }).map((d) => [
         (d.payload as { unified_type: string }).unified_type,
         (d.payload as { records: SourceRecord[] }).records.map((r) => r.id),
       ]);

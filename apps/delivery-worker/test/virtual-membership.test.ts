@@ -93,7 +93,12 @@ describe('the Truto face', () => {
     const id = await kit.webhook(conn, '/m/truto-enable', { interval: 0.005 });
     await kit.runsAfter(id, 0);
     expect((await kit.stack.call('PATCH', `/webhook/${id}`, { is_active: false })).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 1000)); // the stream goes dormant
+    const stream = await kit.stack.database.db.selectFrom('webhooks').select('stream_id').where('id', '=', id).executeTakeFirstOrThrow();
+    await eventually(
+      async () => (await kit.stack.database.db.selectFrom('poll_streams').select('next_run_at').where('id', '=', stream.stream_id!).executeTakeFirstOrThrow()).next_run_at === null,
+      15_000,
+      'the stream dormant',
+    );
     expect((await kit.stack.call('PATCH', `/webhook/${id}`, { is_active: true })).status).toBe(200);
     const x = kit.created(token);
     await eventually(() => kit.ids('/m/truto-enable').includes(x), 15_000, 'a change after the activation');

@@ -22,6 +22,8 @@ export interface PagePlan {
   lastPage: boolean;
   defaultPageSize: number;
   newId: () => string;
+  /** When the run began: deletions a webhook in its initial sync is told of are those made since. */
+  runStartedAt: Date;
 }
 
 /**
@@ -36,11 +38,13 @@ export function planDeliveries(p: PagePlan): PageDelivery[] {
   const out: PageDelivery[] = [];
   const live = p.records.filter((r) => r.deleted_at === undefined || r.deleted_at === null);
   for (const m of p.members) {
-    if (!m.is_active) continue;
+    // Waiting for its initial sync (it came, or came back, during this run): the next run is
+    // its sync; pages of this one would come before its INITIAL pages.
+    if (!m.is_active || m.initial_sync === 'pending') continue;
     const status = m.is_paused ? 'held' : 'pending';
     const size = m.page_max_limit ?? p.defaultPageSize;
     const push = (payload: StoredPayload) => out.push({ id: p.newId(), workspace_id: m.workspace_id, webhook_id: m.id, payload, status });
-    const initial = p.initial.has(m.id);
+    const initial = p.initial.has(m.id) && m.initial_sync === 'running';
     if (initial) {
       const pages = chunks(live, size);
       if (p.lastPage && pages.length === 0) pages.push([]);
@@ -51,11 +55,13 @@ export function planDeliveries(p: PagePlan): PageDelivery[] {
     }
     // During an initial sync a deletion is news too: a record the webhook got in an earlier
     // page and the source deleted since is no longer live, so only a `deleted` page tells it
-    // (its tombstone is then known, and no later run sends it).
+    // (its tombstone is then known, and no later run sends it). Only deletions made during the
+    // run: one from before it concerns a record the webhook never got.
+    const since = p.runStartedAt.getTime();
     for (const kind of initial ? (['deleted'] as const) : KINDS) {
       const type = `record:${kind}`;
       if (m.event_types.length > 0 && !m.event_types.includes(type)) continue;
-      const records = p.changes.filter((c) => c.kind === kind).map((c) => c.record);
+      const records = p.changes.filter((c) => c.kind === kind && (!initial || Date.parse(c.record.updated_at) >= since)).map((c) => c.record);
       for (const page of chunks(records, size)) push({ type, unified_type: 'VIRTUAL', records: page });
     }
   }

@@ -89,7 +89,10 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
   // startRun moved pending initial syncs to running: read them back only if there were any.
   const current = initialPending ? await polling.streamMembers(db, stream.id) : members;
   const initial = new Set(current.filter((m) => m.initial_sync === 'running').map((m) => m.id));
-  const startedAt = run.run_started_at ?? new Date();
+  const runStartedAt = run.run_started_at ?? new Date();
+  // This attempt's start, for the next run's time (at least half an interval after it): a run
+  // resumed after a long Retry-After keeps its own, older start, and its next run was due at once.
+  const startedAt = new Date();
   let cursor = run.run_cursor ?? undefined;
   /**
    * The cursors this run has listed from: one given again means the source's pages cycle
@@ -139,8 +142,8 @@ export async function runStream(ctx: PollContext, input: StreamRunInput): Promis
       // a webhook that joined during the run gets the changes found after it came, and one that
       // moved to another stream (or was paused) gets no more of this one's.
       const plan = (now: readonly StreamMember[]) =>
-        planDeliveries({ members: now, initial, changes: diff.changes, records, lastPage, defaultPageSize: cfg.pageSize, newId });
-      const deliveries = plan(members);
+        planDeliveries({ members: now, initial, changes: diff.changes, records, lastPage, defaultPageSize: cfg.pageSize, newId, runStartedAt });
+      const deliveries = plan(current);
       totals.pages += 1;
       totals.records += records.length;
       totals.changes += diff.changes.length;
