@@ -32,14 +32,15 @@ export interface ParsedAnswer {
 /** Parses a JSON answer, replacing what Postgres cannot store. */
 export function parseStorableJson(raw: Buffer): ParsedAnswer {
   const text = raw.toString('utf8');
-  const plain = storable(JSON.parse(text), raw);
-  return { plain, exact: mayHoldInexactNumbers(text) ? storable(parseExact(text), raw) : plain };
-}
-
-function storable(parsed: unknown, raw: Buffer): unknown {
-  const value = nestsDeeperThan(raw) ? cutDeeperThan(parsed) : parsed;
+  // The raw bytes are looked at once, for both readings.
+  const deep = nestsDeeperThan(raw);
   const escapes = unstorableEscapesIn(raw);
-  return escapes.nul || escapes.surrogates ? withStorableStrings(value, escapes) : value;
+  const storable = (parsed: unknown): unknown => {
+    const value = deep ? cutDeeperThan(parsed) : parsed;
+    return escapes.nul || escapes.surrogates ? withStorableStrings(value, escapes) : value;
+  };
+  const plain = storable(JSON.parse(text));
+  return { plain, exact: mayHoldInexactNumbers(text) ? storable(parseExact(text)) : plain };
 }
 
 /**

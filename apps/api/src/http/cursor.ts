@@ -11,9 +11,9 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
     const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
     // What encodeCursor writes and nothing else: a forged one that got through (a date Postgres
     // cannot hold, an id of 36 dashes) was a 500 from the query.
-    const createdAt = typeof at === 'string' && IsoDateTime.safeParse(at).success ? new Date(at) : new Date(Number.NaN);
-    const year = createdAt.getUTCFullYear();
-    if (!Uuid.safeParse(id).success || Number.isNaN(createdAt.getTime()) || year < 1 || year > 9999) throw new Error('bad');
+    // (IsoDateTime has four-digit years: only year 0, which Postgres has not, is left to refuse.)
+    const createdAt = new Date(IsoDateTime.safeParse(at).success ? (at as string) : Number.NaN);
+    if (!Uuid.safeParse(id).success || !(createdAt.getUTCFullYear() >= 1)) throw new Error('bad');
     return { createdAt, id: id as string };
   } catch {
     const message = 'not a cursor this API returned';

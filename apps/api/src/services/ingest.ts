@@ -237,14 +237,13 @@ export class EventIngestor {
     }
     // This group's environments, taken before the next await: another group may empty the
     // cache meanwhile (past its size), and this one then refused the environments it had read.
-    const envWorkspace = new Map([...envIds].map((id) => [id, this.envCache.get(id)?.workspaceId]));
+    const envOf = new Map([...envIds].map((id) => [id, this.envCache.get(id)?.workspaceId]));
     const connectionIds = [...new Set(batch.flatMap((p) => p.request.events.flatMap((e) => (e.connection_id ? [e.connection_id] : []))))];
     const connOf = new Map<string, { workspace_id: string; environment_id: string }>();
     if (connectionIds.length > 0) {
       const rows = await db.selectFrom('connections').select(['id', 'workspace_id', 'environment_id']).where('id', 'in', connectionIds).execute();
       for (const c of rows) connOf.set(c.id, c);
     }
-    const envOf = envWorkspace;
     const connectionEnvs = new Map<string, string>();
     batch.forEach((p, i) => {
       const { scope, events, single } = p.request;
