@@ -75,10 +75,17 @@ describe('members changing during a run', () => {
     expect((await kit.stack.call('PATCH', `/unified/webhook/${id}`, { object_type: 'crm_deal' })).status).toBe(200);
     const movedAt = kit.bodies('/m/move').length;
     kit.provider.setBehaviour(token, undefined);
-    await eventually(() => kit.bodies('/m/move').slice(movedAt).some((b) => b.type === 'INITIAL-COMPLETE'), 30_000, 'the new INITIAL-COMPLETE');
+    // The new stream's INITIAL-COMPLETE: the old stream's may come too, from a last page that
+    // was committing as the move committed (allowed once, below).
+    const isContact = (r: Record<string, unknown>) => String(r.id).startsWith('con_');
+    await eventually(
+      () => kit.bodies('/m/move').slice(movedAt).some((b) => b.type === 'INITIAL-COMPLETE' && !b.data.some(isContact)),
+      30_000,
+      'the new INITIAL-COMPLETE',
+    );
     const after = kit.bodies('/m/move').slice(movedAt);
     // A page of the old stream may have been committing as the move committed: at most one.
-    const contactPages = after.filter((b) => b.data.some((r) => String(r.id).startsWith('con_')));
+    const contactPages = after.filter((b) => b.data.some(isContact));
     expect(contactPages.length).toBeLessThanOrEqual(1);
     const deals = after.filter((b) => b.type.startsWith('INITIAL')).flatMap((b) => b.data.map((r) => String(r.id)));
     expect(deals.sort()).toEqual(live(token, 'crm_deal').sort());
