@@ -113,6 +113,20 @@ describe('Truto webhook API', () => {
     }
   });
 
+  it('takes a limit above 100 as 100, on both faces (unified.to caps its lists; before, a 400)', async () => {
+    const other = await newWorkspace(api.db, 'capped');
+    const c = client(api.url, other.key);
+    for (let i = 0; i < 101; i++) expect((await c('POST', '/webhook', { target_url: `http://127.0.0.1:9/c/${i}` })).status).toBe(201);
+    const page = await c('GET', '/webhook?limit=1000');
+    expect(page.status).toBe(200);
+    expect(page.body.result).toHaveLength(100);
+    expect(page.body.next_cursor).toEqual(expect.any(String));
+    const rest = await c('GET', `/webhook?limit=1000&next_cursor=${encodeURIComponent(page.body.next_cursor)}`);
+    expect(rest.body.result).toHaveLength(1);
+    expect((await c('GET', '/unified/webhook?limit=101')).status).toBe(200);
+    expect((await c('GET', '/v1/webhooks/00000000-0000-4000-8000-000000000000/deliveries?limit=5000')).status).toBe(404);
+  });
+
   it('pages through many webhooks with limit and next_cursor, each exactly once, in creation order', async () => {
     const other = await newWorkspace(api.db, 'paging');
     const c = client(api.url, other.key);

@@ -4,6 +4,8 @@
  */
 import { UnifiedTo } from '@unified-api/typescript-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSecretBox } from '@hookpost/db';
+import { loadConfig } from '@hookpost/runtime';
 import { client, createConnection, newWorkspace, startTestApi, type TestApi, type TestWorkspace } from './helpers.js';
 
 let api: TestApi;
@@ -162,6 +164,54 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
     expect(row.db_url_encrypted?.toString('latin1')).not.toMatch(/pw-/);
   });
 
+  it('keeps the stored db_url when a read webhook is sent back with its masked form (PUT and PATCH)', async () => {
+    // Before, the SDK's update (a whole Webhook: read, changed, sent back) stored the mask.
+    const box = createSecretBox(loadConfig({ NODE_ENV: 'test', DATABASE_URL: 'postgres://x' }).encryptionKey);
+    const stored = async (id: string) => {
+      const row = await api.db.selectFrom('webhooks').select('db_url_encrypted').where('id', '=', id).executeTakeFirstOrThrow();
+      return box.open(row.db_url_encrypted as Buffer);
+    };
+    const dbUrl = 'postgres://sync:s3cret@db.example.com:5432/crm';
+    const w = await sdk.webhook.createUnifiedWebhook({ webhook: { connectionId, objectType: 'crm_contact', event: 'updated', dbType: 'postgres', dbUrl } });
+    const got = await sdk.webhook.getUnifiedWebhook({ id: w.id as string });
+    expect(got.dbUrl).toBe('postgres://sync:***@db.example.com:5432/crm');
+    const put = await sdk.webhook.updateUnifiedWebhook({ id: w.id as string, webhook: { ...got, interval: 30 } });
+    expect(put).toMatchObject({ interval: 30, dbUrl: got.dbUrl });
+    expect(await stored(w.id as string)).toBe(dbUrl);
+    await sdk.webhook.patchUnifiedWebhook({ id: w.id as string, webhook: { ...got, interval: 45 } });
+    expect(await stored(w.id as string)).toBe(dbUrl);
+    // A new one is taken as given.
+    const other = 'postgres://sync:n3w@db2.example.com:5432/crm';
+    await sdk.webhook.patchUnifiedWebhook({ id: w.id as string, webhook: { ...got, dbUrl: other } });
+    expect(await stored(w.id as string)).toBe(other);
+  });
+
+  it('masks a password the URL parser would read as a port and a path (an unencoded "/" in it)', async () => {
+    const call = client(api.url, ws.key);
+    for (const [dbUrl, shown] of [
+      ['postgres://app:1234/xyZ@db.example.com:5432/prod', 'postgres://app:***@db.example.com:5432/prod'],
+      ['postgres://app:p?w#d@db.example.com/prod?password=x', 'postgres://app:***@db.example.com/prod?password=***'],
+      ['postgres://app@db.example.com/prod', 'postgres://app@db.example.com/prod'],
+    ] as const) {
+      const created = await call('POST', '/unified/webhook', { connection_id: connectionId, object_type: 'crm_contact', event: 'updated', db_type: 'postgres', db_url: dbUrl });
+      expect(created.status).toBe(200);
+      expect(created.body.db_url).toBe(shown);
+      expect((await call('GET', `/unified/webhook/${created.body.id}`)).body.db_url).toBe(shown);
+    }
+  });
+
+  it('shows events[] for a webhook with several record types (set on the Truto face), and a read sent back keeps them', async () => {
+    // Before, only `event` (the first) showed: a client read one type, and a read sent back
+    // whole kept only that one. (The current SDK's model has no `events`: it drops them.)
+    const w = await sdk.webhook.createUnifiedWebhook({ webhook: { connectionId, objectType: 'crm_deal', event: 'created', hookUrl: 'http://127.0.0.1:9/multi' } });
+    const call = client(api.url, ws.key);
+    expect((await call('PATCH', `/webhook/${w.id}`, { event_types: ['record:created', 'record:deleted'] })).status).toBe(200);
+    const got = (await call('GET', `/unified/webhook/${w.id}`)).body;
+    expect(got).toMatchObject({ event: 'created', events: ['created', 'deleted'] });
+    expect((await call('PUT', `/unified/webhook/${w.id}`, got)).status).toBe(200);
+    expect((await call('GET', `/webhook/${w.id}`)).body.event_types).toEqual(['record:created', 'record:deleted']);
+  });
+
   it('accepts the 2023 model: events[], include_raw, subscriptions, meta', async () => {
     const call = client(api.url, ws.key);
     const res = await call('POST', '/unified/webhook', {
@@ -280,6 +330,9 @@ describe('connections through the SDK', () => {
     });
     expect(put).toMatchObject({ categories: ['ats', 'hris'], permissions: [] });
     expect(put.externalXref).toBeUndefined();
+    // No response shows `auth`: a PUT without it keeps the stored credentials (before, cleared).
+    const auth = await api.db.selectFrom('connections').select('auth_encrypted').where('id', '=', c.id as string).executeTakeFirstOrThrow();
+    expect(auth.auth_encrypted).not.toBeNull();
 
     // The SDK's PATCH always sends categories and permissions; [] means unchanged.
     const patched = await sdk.connection.patchUnifiedConnection({

@@ -55,9 +55,17 @@ const isCalendarDay = (day: string) => {
 /** Pagination limits shared by the list endpoints. */
 export const MAX_PAGE_SIZE = 100;
 export const DEFAULT_PAGE_SIZE = 100;
+/**
+ * A page size, capped at MAX_PAGE_SIZE: a larger one gets a full page, as unified.to's lists
+ * cap theirs (a client asking for `limit: 1000` to read everything gets pages of 100, not a 400).
+ */
 export const pageLimit = queryNumber(
-  z.number({ invalid_type_error: 'must be a number' }).int('must be an integer').min(1, 'must be at least 1').max(MAX_PAGE_SIZE, `must be at most ${MAX_PAGE_SIZE}`),
-);
+  z
+    .number({ invalid_type_error: 'must be a number' })
+    .int('must be an integer')
+    .min(1, 'must be at least 1')
+    .describe(`at most ${MAX_PAGE_SIZE} are returned; a larger limit is taken as ${MAX_PAGE_SIZE}`),
+).transform((n) => Math.min(n, MAX_PAGE_SIZE));
 
 export const IdParams = z.object({ id: Uuid });
 

@@ -52,7 +52,9 @@ export function toUnifiedWebhook(row: WebhookWithEnv, runs: readonly WebhookRun[
     integration_type: row.integration_type,
     object_type: row.object_type ?? '',
     event: events[0] ?? 'updated',
-    events: row.legacy_events ? events : undefined,
+    // More than one record type (set on the Truto face, say) only `events` can show: `event`
+    // alone would read as one, and a read sent back whole would keep only that one.
+    events: row.legacy_events || events.length > 1 ? events : undefined,
     hook_url: row.hook_url,
     interval: row.interval_minutes,
     page_max_limit: row.page_max_limit,

@@ -36,13 +36,17 @@ async function requireConnection(db: Db, scope: Scope, id: string): Promise<Conn
 export function unifiedConnectionRouter(deps: ApiContext) {
   const { db, secrets } = deps;
 
-  /** Columns from a whole Connection (create and PUT); credentials sealed. */
-  const columns = (body: ConnectionWrite): ConnectionUpdate => ({
+  /**
+   * Columns from a whole Connection (create and PUT); credentials sealed. A PUT without
+   * `auth` keeps the stored credentials: no response shows them, so a connection read and
+   * sent back whole would otherwise lose them (and its webhooks stop polling).
+   */
+  const columns = (body: ConnectionWrite, replacing = false): ConnectionUpdate => ({
     integration_type: body.integration_type,
     integration_name: body.integration_name ?? null,
     categories: body.categories,
     permissions: body.permissions,
-    auth_encrypted: body.auth ? secrets.seal(JSON.stringify(body.auth)) : null,
+    ...(replacing && body.auth === undefined ? {} : { auth_encrypted: body.auth ? secrets.seal(JSON.stringify(body.auth)) : null }),
     auth_aws_arn: body.auth_aws_arn ?? null,
     external_xref: body.external_xref ?? null,
     is_paused: body.is_paused ?? false,
@@ -85,7 +89,7 @@ export function unifiedConnectionRouter(deps: ApiContext) {
       const scope = requireScope(req);
       await requireConnection(db, scope, params.id);
       await checkSource(body.auth);
-      await connections.updateConnection(db, scope, params.id, columns(body));
+      await connections.updateConnection(db, scope, params.id, columns(body, true));
       await pollStreams.retryConnection(db, params.id);
       return show(scope, params.id);
     },

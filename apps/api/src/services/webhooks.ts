@@ -41,14 +41,14 @@ function unifiedEventTypes(w: { event?: string | undefined; events?: string[] | 
 }
 
 /** Columns set from a whole unified.to Webhook (create and PUT). */
-function unifiedColumns(deps: ApiContext, w: UnifiedWebhookWrite): WebhookUpdate {
+function unifiedColumns(deps: ApiContext, w: UnifiedWebhookWrite, current?: { db_url_redacted: string | null }): WebhookUpdate {
   return {
     object_type: w.object_type,
     event_types: unifiedEventTypes(w),
     legacy_events: w.events !== undefined,
     hook_url: w.hook_url ?? null,
     db_type: w.db_type ?? null,
-    ...sealDbUrl(deps.secrets, w.db_url),
+    ...sealDbUrl(deps.secrets, w.db_url, current),
     db_schema: w.db_schema ?? null,
     db_name_prefix: w.db_name_prefix ?? null,
     webhook_type: w.webhook_type ?? 'virtual',
@@ -113,7 +113,7 @@ export async function replaceUnifiedWebhook(deps: ApiContext, scope: Scope, id: 
     await webhooks.lockWebhook(trx, id);
     const current = await requireUnifiedWebhook(trx, scope, id);
     const connection = await requireConnection(trx, scope, body.connection_id);
-    const columns = unifiedColumns(deps, body);
+    const columns = unifiedColumns(deps, body, current);
     const unpaused = unpauseColumns(current, columns);
     await webhooks.updateWebhook(trx, scope, id, {
       ...columns,
@@ -149,7 +149,7 @@ export async function patchUnifiedWebhook(deps: ApiContext, scope: Scope, id: st
       if (body.events !== undefined) set.legacy_events = true;
     }
     if (body.hook_url !== undefined) set.hook_url = body.hook_url;
-    if (body.db_url !== undefined) Object.assign(set, sealDbUrl(deps.secrets, body.db_url));
+    if (body.db_url !== undefined) Object.assign(set, sealDbUrl(deps.secrets, body.db_url, current));
     if (body.db_type !== undefined) set.db_type = body.db_type;
     if (body.db_schema !== undefined) set.db_schema = body.db_schema;
     if (body.db_name_prefix !== undefined) set.db_name_prefix = body.db_name_prefix;
