@@ -91,6 +91,28 @@ describe('Truto webhook API', () => {
     expect((await call('POST', '/webhook/test', {})).status).toBe(400);
   });
 
+  it('a test send counts like any send: a 410 disables the webhook, a failure adds to its streak, a success ends it', async () => {
+    // Before, a test send's answer was logged and nothing more: a 410 left the webhook active.
+    const receiver = await startReceiver('127.0.0.1', 0);
+    try {
+      const gone = await call('POST', '/webhook', { target_url: `${receiver.url}/test-410` });
+      receiver.setBehaviour('/test-410', { status: 410 });
+      expect(await call('POST', '/webhook/test', { id: gone.body.id })).toMatchObject({ status: 200, body: { success: false } });
+      expect((await call('GET', `/webhook/${gone.body.id}`)).body.is_active).toBe(false);
+
+      const failing = await call('POST', '/webhook', { target_url: `${receiver.url}/test-500` });
+      receiver.setBehaviour('/test-500', { status: 500 });
+      expect(await call('POST', '/webhook/test', { id: failing.body.id })).toMatchObject({ body: { success: false } });
+      const streak = async () => (await api.db.selectFrom('webhooks').select('consecutive_failures').where('id', '=', failing.body.id).executeTakeFirstOrThrow()).consecutive_failures;
+      expect(await streak()).toBe(1);
+      receiver.setBehaviour('/test-500', undefined);
+      expect(await call('POST', '/webhook/test', { id: failing.body.id })).toMatchObject({ body: { success: true } });
+      expect(await streak()).toBe(0);
+    } finally {
+      await receiver.close();
+    }
+  });
+
   it('POST /webhook/test to an inactive webhook (made so, or disabled by a 410) is a 409 at body.id and sends and logs nothing', async () => {
     const receiver = await startReceiver('127.0.0.1', 0);
     try {

@@ -1,4 +1,4 @@
-import type { AttemptRecord, Completion } from '@hookpost/db';
+import type { AttemptRecord, Completion, HealthTally } from '@hookpost/db';
 import { attemptLabel, outcomeOf, type Outcome } from './outcome.js';
 import { loggableHeaders, renderDelivery, type DeliveryTarget, type OutgoingMessage } from './payloads.js';
 import { maxAttempts, retryDelayMs, type RetryPolicy } from './retry-policy.js';
@@ -81,4 +81,25 @@ function settle(
       requestHeaders,
     },
   };
+}
+
+/** What a batch of results says about each webhook's health, in batch order. */
+export function tallyHealth(results: readonly AttemptResult[]): Map<string, HealthTally> {
+  const tallies = new Map<string, HealthTally>();
+  for (const r of results) {
+    const t = tallies.get(r.attempt.webhookId) ?? { webhookId: r.attempt.webhookId, failures: 0, recovered: false, gone: false };
+    if (r.outcome === 'success') {
+      t.recovered = true;
+      t.failures = 0;
+    } else if (r.attempt.statusCode === 429) {
+      // Too many requests: the endpoint is up and asks for fewer (retried later, its share
+      // halved); not a failure of its health, as with the poller's sources.
+    } else if (r.outcome === 'gone') {
+      t.gone = true;
+    } else {
+      t.failures++;
+    }
+    tallies.set(t.webhookId, t);
+  }
+  return tallies;
 }

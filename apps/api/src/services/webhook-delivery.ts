@@ -1,6 +1,6 @@
 import { generateWebhookSecret } from '@hookpost/contract';
-import { deliveries, inTransaction, newId, webhooks, type Db, type Scope, type WebhookWithEnv } from '@hookpost/db';
-import { checkHookUrl, messageOf, performAttempt, retryPolicyFrom, TargetLoader, type StoredPayload } from '@hookpost/delivery';
+import { deliveries, inTransaction, newId, webhookHealth, webhooks, type Db, type Scope, type WebhookWithEnv } from '@hookpost/db';
+import { checkHookUrl, messageOf, performAttempt, retryPolicyFrom, tallyHealth, TargetLoader, type StoredPayload } from '@hookpost/delivery';
 import { ApiError } from '../http/errors.js';
 import type { ApiContext } from './deps.js';
 
@@ -90,7 +90,17 @@ export async function sendTestNow(ctx: ApiContext, row: WebhookWithEnv): Promise
   if (!target) return false;
   const claimed = { id, webhook_id: row.id, event_id: null, kind: 'test' as const, payload_json: JSON.stringify(TEST_PAYLOAD), attempts: 1, created_at: new Date(), event_type: null, event_object_type: null, event_data_json: null, event_has_raw: null, event_created_at: null, webhook_updated_at: row.updated_at };
   const result = await performAttempt(ctx.sender, target, messageOf(claimed), 1, retryPolicyFrom(ctx.config.retry));
-  await ctx.db.transaction().execute((trx) => deliveries.completeBatch(trx, leasedBy, [result.completion], [result.attempt]));
-  return result.outcome === 'success';
+  const success = result.outcome === 'success';
+  // Recorded as the worker records its sends: the attempt counts for the webhook's health (a
+  // 410 disables it; before, a test answered 410 left it active), and a retry wakes the
+  // workers (before, nothing did: it waited for an idle worker's next check, up to 30 s).
+  await inTransaction(ctx.db, async (trx) => {
+    const counted = await deliveries.completeBatch(trx, leasedBy, [result.completion], [result.attempt], success ? [row.id] : []);
+    if (!counted.has(id)) return;
+    const troubled = [...tallyHealth([result]).values()].filter((t) => t.failures > 0 || t.gone);
+    if (troubled.length > 0) await webhookHealth.applyHealth(trx, troubled, ctx.config.health);
+    if (result.completion.status === 'pending') await deliveries.notifyDeliveriesDue(trx);
+  });
+  return success;
 }
 

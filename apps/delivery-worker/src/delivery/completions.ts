@@ -1,4 +1,4 @@
-import type { AttemptResult } from '@hookpost/delivery';
+import { tallyHealth, type AttemptResult } from '@hookpost/delivery';
 import { deliveries, webhookHealth, type Db, type HealthPolicy, type HealthTally } from '@hookpost/db';
 import { FailureStreak, type Logger } from '@hookpost/runtime';
 
@@ -115,25 +115,4 @@ export class CompletionWriter {
       }
     }
   }
-}
-
-/** What a batch of results says about each webhook's health, in batch order. */
-function tallyHealth(results: readonly AttemptResult[]): Map<string, HealthTally> {
-  const tallies = new Map<string, HealthTally>();
-  for (const r of results) {
-    const t = tallies.get(r.attempt.webhookId) ?? { webhookId: r.attempt.webhookId, failures: 0, recovered: false, gone: false };
-    if (r.outcome === 'success') {
-      t.recovered = true;
-      t.failures = 0;
-    } else if (r.attempt.statusCode === 429) {
-      // Too many requests: the endpoint is up and asks for fewer (retried later, its share
-      // halved); not a failure of its health, as with the poller's sources.
-    } else if (r.outcome === 'gone') {
-      t.gone = true;
-    } else {
-      t.failures++;
-    }
-    tallies.set(t.webhookId, t);
-  }
-  return tallies;
 }

@@ -436,6 +436,10 @@ export class DeliveryEngine {
       await deliveries.releaseClaims(this.o.db, this.workerId, release).catch((err: unknown) =>
         this.o.logger.warn({ err }, 'could not release claims; their leases will expire'),
       );
+      // Those due again at once are claimed again at once (read anew: a webhook changed or
+      // stopped during the claim). Nothing else wakes the loop for them: before, a delivery
+      // handed back for a URL change made during its claim waited for the 30 s idle re-check.
+      if (release.some((r) => !('postponeMs' in r) || !r.postponeMs)) this.notified = true;
       // Nothing else may wake this worker when postponed ones fall due (no NOTIFY comes for them).
       const soonest = Math.min(...release.map((r) => r.postponeMs ?? Number.POSITIVE_INFINITY));
       if (Number.isFinite(soonest)) this.wakeAt(new Date(Date.now() + soonest));

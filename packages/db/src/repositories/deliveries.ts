@@ -553,7 +553,7 @@ export async function purgeDeletedWebhook(db: Kysely<Database>, batch: number): 
 /** Where workers hear that deliveries may be due (at commit of whoever queued them). */
 export const DELIVERIES_CHANNEL = 'hookpost_deliveries';
 
-function notifyDeliveriesDue(db: Db): Promise<unknown> {
+export function notifyDeliveriesDue(db: Db): Promise<unknown> {
   return sql`select pg_notify(${DELIVERIES_CHANNEL}, '')`.execute(db);
 }
 
