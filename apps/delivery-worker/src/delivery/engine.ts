@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { deliveries, type Claim, type ClaimedDelivery, type ClaimRef, type Db, type HealthPolicy } from '@hookpost/db';
-import { messageOf, performAttempt, strainsEndpoint, unsentAttempt, type DeliveryTarget, type LoadedTargets, type RetryPolicy, type Sender, type TargetLoader } from '@hookpost/delivery';
+import { messageOf, performAttempt, strainsEndpoint, unsentAttempt, type DeliveryTarget, type LoadedTargets, type RetryPolicy, type Sender, type StoredPayload, type TargetLoader } from '@hookpost/delivery';
 import { FailureStreak, type Logger } from '@hookpost/runtime';
 import { CompletionWriter } from './completions.js';
 
@@ -78,6 +78,10 @@ const FAST_ENDPOINT_FACTOR = 8;
  */
 const POSTPONE_MIN_MS = 50;
 const POSTPONE_MAX_MS = 60_000;
+
+/** How long an initial sync's last page waits for the pages before it: at least, and at most before it asks again. */
+const LAST_PAGE_WAIT_MIN_MS = 200;
+const LAST_PAGE_WAIT_MAX_MS = 10 * 60_000;
 
 /** The longest delay a Node timer takes as given (a longer one fires after 1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -367,6 +371,7 @@ export class DeliveryEngine {
     if (unreadable.size > 0) {
       this.o.logger.error({ webhooks: [...unreadable.keys()], reason: [...unreadable.values()][0] }, 'webhooks whose secret cannot be decrypted: their deliveries fail unsent');
     }
+    const afterEarlierPages = await this.lastPagesToHold(claimed);
     /** Handed back unsent: due again at once, or (for a full lane whose webhooks a claim cannot leave out) postponed. */
     const release: deliveries.ReleasedClaim[] = [];
     /** How many this claim has handed back from each full lane so far. */
@@ -375,6 +380,11 @@ export class DeliveryEngine {
     let late = 0;
     for (const delivery of claimed) {
       const target = targets.get(delivery.webhook_id);
+      const holdMs = afterEarlierPages.get(delivery.id);
+      if (holdMs !== undefined) {
+        release.push({ id: delivery.id, attempts: delivery.attempts, postponeMs: holdMs });
+        continue;
+      }
       if (this.stoppedDuringClaim?.has(delivery.webhook_id)) {
         // Stopped after the claim read it live: back, and held (releaseClaims reads it now).
         release.push(delivery);
@@ -446,6 +456,24 @@ export class DeliveryEngine {
       if (behind.size > 0) this.askNextDue = true; // the later ones: the timer holds only the soonest
     }
     return true;
+  }
+
+  /**
+   * Claimed last pages of initial syncs (INITIAL-COMPLETE) that must wait for earlier pages of
+   * their webhook, and for how long (ms): until the earliest of those is due, or a moment while
+   * one is being sent (in this claim, often); at most LAST_PAGE_WAIT_MAX_MS, then asked again.
+   * Best effort: when the question fails, the page goes now.
+   */
+  private async lastPagesToHold(claimed: readonly ClaimedDelivery[]): Promise<Map<string, number>> {
+    const last = claimed.filter((d) => d.kind === 'virtual' && d.payload_json?.includes('INITIAL-COMPLETE') && (JSON.parse(d.payload_json) as StoredPayload).unified_type === 'INITIAL-COMPLETE');
+    if (last.length === 0) return new Map();
+    try {
+      const waits = await deliveries.earlierPagesWait(this.o.db, last.map((d) => ({ id: d.id, webhookId: d.webhook_id, createdAt: d.created_at })));
+      return new Map([...waits].map(([id, ms]) => [id, Math.min(LAST_PAGE_WAIT_MAX_MS, Math.max(LAST_PAGE_WAIT_MIN_MS, ms + LAST_PAGE_WAIT_MIN_MS))]));
+    } catch (err) {
+      this.o.logger.warn({ err }, 'could not check the pages before an initial sync\'s last page; sending it now');
+      return new Map();
+    }
   }
 
   /** The endpoint's lane, with the webhook in it (and out of the lane it was in before a URL change). */

@@ -298,6 +298,31 @@ export async function nextDueAt(db: Db, excludeWebhooks: readonly string[] = [])
 }
 
 /**
+ * For claimed last pages of initial syncs (INITIAL-COMPLETE): how long until their webhook's
+ * earlier pages (virtual deliveries created no later, not yet sent or being sent) are out of
+ * the way, in ms on the database's clock (0: one is being sent now); those with none are
+ * left out. A last page goes after the pages before it: its receivers take it as the sync's
+ * end. Pages of one run commit together and were sent side by side, so the last one often
+ * arrived before some of the others.
+ */
+export async function earlierPagesWait(db: Db, pages: readonly { id: string; webhookId: string; createdAt: Date }[]): Promise<Map<string, number>> {
+  if (pages.length === 0) return new Map();
+  const r = await sql<{ id: string; wait_ms: number | null }>`
+    select c.id, ${msUntil(sql`least(
+      -- Waiting (a retry, say): from deliveries_webhook_due, the webhook's pending rows.
+      (select min(o.next_attempt_at) from deliveries o
+        where o.status = 'pending' and o.webhook_id = c.webhook_id and o.kind = 'virtual' and o.id <> c.id and o.created_at <= c.created_at),
+      -- Being sent: one sent now was created lately (an older one would be a retry, pending
+      -- between its attempts), so only the last hour of the webhook's deliveries is read.
+      (select now() from deliveries o
+        where o.webhook_id = c.webhook_id and o.created_at between c.created_at - interval '1 hour' and c.created_at
+          and o.status = 'delivering' and o.kind = 'virtual' and o.id <> c.id limit 1))`)} as wait_ms
+    from unnest(${pages.map((p) => p.id)}::uuid[], ${pages.map((p) => p.webhookId)}::uuid[], ${pages.map((p) => p.createdAt)}::timestamptz[]) as c(id, webhook_id, created_at)
+  `.execute(db);
+  return new Map(r.rows.filter((x) => x.wait_ms !== null).map((x) => [x.id, Math.max(0, Number(x.wait_ms))]));
+}
+
+/**
  * One claim of a delivery: the worker and the attempt number the claim gave it. A worker
  * claims its own delivery again after a lease it let run out (the reaper put it back), so
  * the worker alone does not tell its claims apart; the attempt number does (it only grows
