@@ -81,12 +81,10 @@ export function createApi(deps: ApiDeps): Api {
     });
   }
   const jsonTypes = ['application/json', 'application/*+json'];
-  // Batch ingest carries up to 1000 events: its own, larger cap. Other routes: BODY_LIMIT_BYTES.
-  app.use('/v1/events/batch', express.json({ limit: deps.config.ingest.batchBodyLimitBytes, strict: false, type: jsonTypes, verify: rememberRawBody }));
-  app.use(express.json({ limit: deps.config.api.bodyLimitBytes, strict: false, type: jsonTypes, verify: rememberRawBody }));
-  // A body of another type (curl -d sends form encoding unless told) is left unread by the
-  // parsers above and would reach the route as no body: a 400 about a missing field, which
-  // misleads. Say what is wrong instead.
+  // Before the parsers (it needs only the headers): a body of another type (curl -d sends
+  // form encoding unless told) is left unread by them and would reach the route as no body,
+  // a 400 about a missing field, which misleads; and one labelled UTF-16 but not so was
+  // decoded as UTF-16 first, a 400 malformed_json instead of this 415. Say what is wrong.
   app.use((req, _res, next) => {
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     if (hasBody && !req.is(jsonTypes)) {
@@ -103,6 +101,9 @@ export function createApi(deps: ApiDeps): Api {
     }
     next();
   });
+  // Batch ingest carries up to 1000 events: its own, larger cap. Other routes: BODY_LIMIT_BYTES.
+  app.use('/v1/events/batch', express.json({ limit: deps.config.ingest.batchBodyLimitBytes, strict: false, type: jsonTypes, verify: rememberRawBody }));
+  app.use(express.json({ limit: deps.config.api.bodyLimitBytes, strict: false, type: jsonTypes, verify: rememberRawBody }));
   app.use(refuseUnstorableBodies());
 
   const openApi = buildOpenApiDocument('0.1.0');

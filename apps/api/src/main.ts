@@ -6,7 +6,7 @@ import { createApi } from './app.js';
 
 const config = loadConfig();
 const logger = createLogger('api', config.logLevel);
-if (config.usingDevEncryptionKey) logger.warn('HOOKPOST_ENCRYPTION_KEY is unset: using the development key');
+if (config.usingDevEncryptionKey) logger.warn('HOOKPOST_ENCRYPTION_KEY is unset: using the development key, which is in the repository; set it wherever data matters');
 
 const databaseUrl = requireDatabaseUrl(config);
 await migrateDatabase(databaseUrl, 'hookpost-api-migrate');

@@ -260,10 +260,14 @@ describe('bad input: a 4xx naming the field, nothing stored', () => {
     // read the raw bytes as UTF-8) and Postgres refused the statement: a 500.
     const ws = await workspaceWithWebhook();
     const body = Buffer.from(JSON.stringify(ev({ data: { name: 'a\u0000b' } })), 'utf16le');
-    for (const path of ['/v1/events', '/webhook']) {
-      const res = await fetch(`${api.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${ws.key}`, 'content-type': 'application/json; charset=utf-16le' }, body });
-      expect(res.status, path).toBe(415);
-      expect(((await res.json()) as { error: { field: string } }).error.field).toBe('header.content-type');
+    // Labelled so but in fact UTF-8: the same 415 (before, the parser decoded it as UTF-16 first: a 400 malformed_json).
+    const mislabelled = Buffer.from(JSON.stringify(ev()), 'utf8');
+    for (const path of ['/v1/events', '/webhook', '/v1/events/batch']) {
+      for (const [b, charset] of [[body, 'utf-16le'], [mislabelled, 'utf-16'], [mislabelled, 'utf-32']] as const) {
+        const res = await fetch(`${api.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${ws.key}`, 'content-type': `application/json; charset=${charset}` }, body: b });
+        expect(res.status, `${path} ${charset}`).toBe(415);
+        expect(((await res.json()) as { error: { field: string } }).error.field).toBe('header.content-type');
+      }
     }
     expect(await counts(ws.workspaceId)).toEqual({ events: 0, deliveries: 0, keys: 0 });
   });

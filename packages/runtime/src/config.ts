@@ -38,7 +38,7 @@ export const EnvSchema = z.object({
 
   /** Made a valid key of the default workspace at start, so scripts can use a known key. */
   HOOKPOST_API_KEY: z.string().min(16).optional(),
-  /** Bearer token for workspace administration (`POST /v1/workspaces`). Unset: disabled. */
+  /** Bearer token for workspace administration (`POST /v1/admin/workspaces`). Unset: disabled. */
   HOOKPOST_ADMIN_TOKEN: z.string().min(16).optional(),
   /** 32 bytes, base64: encrypts secrets and credentials at rest. Required in production. */
   HOOKPOST_ENCRYPTION_KEY: z

@@ -70,7 +70,7 @@ export const hookpostRoutes = c.router(
       pathParams: IdParams,
       body: c.noBody(),
       responses: { 204: c.noBody() },
-      summary: 'Delete an API key; it stops working at once',
+      summary: 'Delete an API key; it stops working at once in the API process that deleted it, in others within API_KEY_CACHE_MS (2 s)',
     },
     ingestEvent: {
       method: 'POST',
