@@ -206,23 +206,26 @@ describe('claims leaving full endpoints out, and releases that postpone', () => 
           return err.result;
         });
     const { claimed, dueIndexRead } = await claimCounting([slow]);
-    // a's 6 earliest, then b's 4 (b's are due after a's: earliest first). The rows come back
-    // in no particular order (PostgreSQL 17 returned them interleaved).
-    expect(claimed.map((d) => d.webhook_id).sort()).toEqual([...Array<string>(6).fill(a), ...Array<string>(4).fill(b)].sort());
+    // a's and b's 5 earliest each: round robin over the webhooks, each in due order. The rows
+    // come back in no particular order (PostgreSQL 17 returned them interleaved).
+    expect(claimed.map((d) => d.webhook_id).sort()).toEqual([...Array<string>(5).fill(a), ...Array<string>(5).fill(b)].sort());
     const ofA = claimed.filter((d) => d.webhook_id === a).map((d) => d.id).sort();
-    const aEarliest = await sql<{ id: string }>`select id from deliveries where webhook_id = ${a} order by next_attempt_at limit 6`.execute(t.db);
+    const aEarliest = await sql<{ id: string }>`select id from deliveries where webhook_id = ${a} order by next_attempt_at limit 5`.execute(t.db);
     expect(ofA).toEqual(aEarliest.rows.map((r) => r.id).sort());
     // The read of the due index stops at the claim's window (4 × limit) + FRONT_SLACK (4,096);
     // before, it read the 20,000 rows of the webhook left out.
     expect(dueIndexRead).toBeLessThanOrEqual(40 + 4096);
     // Leaving out a webhook whose rows are not in front: the read stops at the window (on
     // PostgreSQL 15 and 16 an ORDER BY over the front made it read all 4,136).
+    // Slow's rows fill the front past its share: a's are taken too, from a's own range (the
+    // look past a dominating webhook, fairnessCtes), b's not (left out).
     const few = await claimCounting([b]);
-    expect(few.claimed.map((d) => d.webhook_id)).toEqual(Array<string>(6).fill(slow));
+    expect(few.claimed.map((d) => d.webhook_id).sort()).toEqual([...Array<string>(5).fill(slow), ...Array<string>(5).fill(a)].sort());
     expect(few.dueIndexRead).toBeLessThanOrEqual(41);
-    // Nothing left out: the front is read as before (slow's rows first).
+    // Nothing left out: the front as before, and the others' earliest rows past it.
     const all = await claimCounting([]);
-    expect(all.claimed.map((d) => d.webhook_id)).toEqual(Array<string>(6).fill(slow));
+    const counts = (c: ClaimedDelivery[]) => [slow, a, b].map((w) => c.filter((d) => d.webhook_id === w).length);
+    expect(counts(all.claimed)).toEqual([4, 3, 3]);
     expect(all.dueIndexRead).toBeLessThanOrEqual(40);
     // The next due time past them: a's earliest (already due), and null with a and b left out too.
     const next = await deliveries.nextDueAt(t.db, [slow]);
@@ -273,10 +276,54 @@ describe('stepping past left-out webhooks, across many webhooks', () => {
     expect(second.stepAfter).toBeNull(); // reached the last webhook
     expect(second.deliveries.map((d) => d.webhook_id).every((w) => late.has(w))).toBe(true);
     expect(second.deliveries).toHaveLength(Math.min(10, late.size));
-    // Nothing left out: no stepping, no resume point.
+    // Nothing left out: no stepping past left-out webhooks, no resume point for it; the
+    // slow webhook's one row, and (its rows filling the front) nine of the others'.
     const plain = await deliveries.claimDue(t.db, { workerId, limit: 10, perWebhook: 1, leaseMs: 60_000 });
     expect(plain).toMatchObject({ stepped: false, stepAfter: null });
-    expect(plain.deliveries.map((d) => d.webhook_id)).toEqual([slow]);
+    expect(plain.deliveries.filter((d) => d.webhook_id === slow)).toHaveLength(1);
+    expect(plain.deliveries).toHaveLength(10);
+  });
+});
+
+describe('a claim behind one webhook\'s backlog (a fast endpoint, never left out)', () => {
+  let t: TestDatabase;
+  let scope: { workspaceId: string; environmentId: string };
+  let busy: string;
+  beforeAll(async () => {
+    ({ t, scope, webhookId: busy } = await createPlainSetup('fair-claims', 'http://127.0.0.1:9/busy'));
+  });
+  afterAll(async () => t?.drop());
+
+  it('takes the other webhooks\' due rows too, 100 webhooks a claim, the next claim going on from there', async () => {
+    // Before, the claim read the first 4 × limit due rows, all of the busy webhook, and took
+    // its share of them: the others were seen only once most of the backlog had been sent.
+    const hooks = await sql<{ id: string }>`
+      insert into webhooks (id, workspace_id, environment_id, origin, hook_url, secret_encrypted)
+      select hookpost_uuid_v7(), ${scope.workspaceId}, ${scope.environmentId}, 'truto', 'http://127.0.0.1:9/other', '\\x00' from generate_series(1, 150)
+      returning id`.execute(t.db);
+    const others = hooks.rows.map((r) => r.id);
+    await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, next_attempt_at)
+              select hookpost_uuid_v7(), ${scope.workspaceId}, ${busy}, 'test', '{}', 'pending', now() - interval '3 hours' + g * interval '1 ms'
+              from generate_series(1, 5000) g`.execute(t.db);
+    await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, next_attempt_at)
+              select hookpost_uuid_v7(), ${scope.workspaceId}, w, 'test', '{}', 'pending', now() - interval '1 hour'
+              from unnest(${others}::uuid[]) w`.execute(t.db);
+    await sql`analyze deliveries`.execute(t.db);
+    const workerId = `worker-${newId()}`;
+    const claim = (fairAfter: string | null) => deliveries.claimDue(t.db, { workerId, limit: 500, perWebhook: 256, leaseMs: 60_000, fairAfter });
+    const first = await claim(null);
+    const seen = (c: { deliveries: ClaimedDelivery[] }) => new Set(c.deliveries.map((d) => d.webhook_id).filter((w) => w !== busy));
+    expect(first.deliveries.filter((d) => d.webhook_id === busy)).toHaveLength(256);
+    // 100 steps, the busy webhook one of them.
+    expect(seen(first).size).toBeGreaterThanOrEqual(99);
+    expect(first.fairAfter).not.toBeNull();
+    const second = await claim(first.fairAfter);
+    expect(new Set([...seen(first), ...seen(second)])).toEqual(new Set(others));
+    expect(second.fairAfter).toBeNull(); // reached the last webhook
+    // With no backlog in front, no look past it: the resume point is kept as it was.
+    await sql`delete from deliveries where webhook_id = ${busy} and status = 'pending'`.execute(t.db);
+    const calm = await claim('00000000-0000-0000-0000-000000000001');
+    expect(calm).toMatchObject({ fairAfter: '00000000-0000-0000-0000-000000000001', deliveries: [] });
   });
 });
 

@@ -118,6 +118,10 @@ const SESSION_SETTINGS: Readonly<Record<string, string>> = {
 export const QUEUE_SESSION_SETTINGS: Readonly<Record<string, string>> = {
   enable_bitmapscan: 'off',
   plan_cache_mode: 'force_generic_plan',
+  // Short statements over a few hundred rows: compiling them never pays, and a plan whose
+  // estimates went wrong (a function's default of 1,000 rows a call, say) was JIT-compiled
+  // at every execution, ~0.6 s a claim.
+  jit: 'off',
 };
 
 export interface CreateDbOptions {

@@ -13,6 +13,7 @@ import * as m0010 from './migrations/2026_12_03_0010_event_refs.js';
 import * as m0011 from './migrations/2026_12_03_0011_stream_rerun.js';
 import * as m0012 from './migrations/2026_12_04_0012_deliveries_webhook_due.js';
 import * as m0013 from './migrations/2026_12_07_0013_stream_filters_hash.js';
+import * as m0014 from './migrations/2026_12_07_0014_pending_webhook_step.js';
 
 /** Every migration, in order. Static imports: no runtime file scanning. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -29,6 +30,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '2026_12_03_0011_stream_rerun': m0011,
   '2026_12_04_0012_deliveries_webhook_due': m0012,
   '2026_12_07_0013_stream_filters_hash': m0013,
+  '2026_12_07_0014_pending_webhook_step': m0014,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

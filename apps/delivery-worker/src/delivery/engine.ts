@@ -115,6 +115,8 @@ export class DeliveryEngine {
   private moreDue = true;
   /** Where the next claim's stepping past left-out webhooks goes on (deliveries.Claim.stepAfter). */
   private stepAfter: string | null = null;
+  /** Where the next claim's look past a webhook dominating the due front goes on (deliveries.Claim.fairAfter). */
+  private fairAfter: string | null = null;
   /** The last claim left out saturated webhooks: a finished send may free one. */
   private excludedLast = false;
   /** The loop sleeps until sends finish and make room. */
@@ -241,7 +243,7 @@ export class DeliveryEngine {
       this.stoppedDuringClaim = new Set();
       const claimedAt = Date.now();
       try {
-        claim = await deliveries.claimDue(this.o.db, { workerId: this.workerId, limit, perWebhook, leaseMs: this.o.leaseMs, excludeWebhooks: excluded, stepAfter: this.stepAfter });
+        claim = await deliveries.claimDue(this.o.db, { workerId: this.workerId, limit, perWebhook, leaseMs: this.o.leaseMs, excludeWebhooks: excluded, stepAfter: this.stepAfter, fairAfter: this.fairAfter });
         this.claimFailures.succeeded();
       } catch (err) {
         this.stoppedDuringClaim = undefined;
@@ -254,6 +256,7 @@ export class DeliveryEngine {
       // after the first: the webhooks it did not reach may have due deliveries.
       const stepsLeft = claim.stepAfter !== null || (claim.stepped && this.stepAfter !== null);
       this.stepAfter = claim.stepAfter;
+      this.fairAfter = claim.fairAfter;
       // Fewer than asked and no webhook at its share: everything due (and not being
       // claimed by another worker) was taken. Held rows took places in the batch.
       this.moreDue = stepsLeft || claim.held > 0 || claimed.length >= limit || reachedShare(claimed, perWebhook);

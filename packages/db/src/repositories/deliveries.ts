@@ -58,6 +58,8 @@ export interface Claim {
   stepAfter: string | null;
   /** Whether this claim stepped webhook by webhook (see dueOfWebhooksNotIn). */
   stepped: boolean;
+  /** Where the next claim's look past a dominating webhook goes on (pass it back as `fairAfter`; see fairnessCtes). */
+  fairAfter: string | null;
 }
 
 /**
@@ -89,6 +91,14 @@ const NO_WEBHOOK = '00000000-0000-0000-0000-000000000000';
  * however many webhooks have pending deliveries, and every one of them gets its turn.
  */
 const MAX_STEPS = 1000;
+
+/**
+ * How many other webhooks a claim whose front one webhook dominates looks at for due rows
+ * (fairnessCtes), and how many rows it takes of each. Bounded like MAX_STEPS: the next such
+ * claim goes on from the last one reached (Claim.fairAfter).
+ */
+const MAX_FAIR_STEPS = 100;
+const FAIR_ROWS = 32;
 
 /**
  * The recursive CTE `webhook_heads`: webhooks with pending deliveries, in id order from above
@@ -188,6 +198,49 @@ function candidatesCte(exclude: readonly string[], window: number, perWebhook: n
 }
 
 /**
+ * CTEs after `candidates`: `others`, due rows of webhooks behind the front, and `fairness`,
+ * where the next claim's look goes on from. A claim reads due rows in due order and takes at
+ * most `perWebhook` of each webhook: behind one webhook's backlog (a fast endpoint is never
+ * left out: its lane keeps up), another webhook's rows were not seen until most of that
+ * backlog was sent (a delivery waited 10.7 s behind 20,000 of an endpoint answering in
+ * 150 ms). So when a webhook has more rows in the front than it may take (`dominated`), the
+ * claim also steps through up to MAX_FAIR_STEPS webhooks with pending deliveries (from
+ * `fairAfter`; one descent of deliveries_webhook_due each, 7 µs) and takes up to FAIR_ROWS
+ * due rows of each not in the front. Not dominated (no backlog, or many webhooks sharing the
+ * front), the steps are not taken: the condition is a one-time filter.
+ */
+function fairnessCtes(exclude: readonly string[], perWebhook: number, fairAfter: string | null) {
+  return sql`
+    dominated as materialized (
+      select exists (select 1 from candidates group by webhook_id having count(*) > ${perWebhook}) as yes
+    ),
+    -- As webhook_heads, each step one call (hookpost_pending_webhook_after, migration 0014:
+    -- its plan is the index's order whatever the statistics).
+    fair_heads (webhook_id, next_attempt_at, step) as (
+      (select f.webhook_id, f.next_attempt_at, 1 from hookpost_pending_webhook_after(${fairAfter ?? NO_WEBHOOK}::uuid) f)
+      union all
+      select n.webhook_id, n.next_attempt_at, h.step + 1 from fair_heads h
+      cross join lateral hookpost_pending_webhook_after(h.webhook_id) n
+      where h.step < ${MAX_FAIR_STEPS}
+    ),
+    others as materialized (
+      select r.id, h.webhook_id, r.next_attempt_at from fair_heads h
+      cross join lateral (
+        select id, next_attempt_at from deliveries d
+        where d.webhook_id = h.webhook_id and d.status = 'pending' and d.next_attempt_at <= now()
+        order by d.next_attempt_at limit ${Math.min(FAIR_ROWS, perWebhook)}
+      ) r
+      where (select yes from dominated) and h.next_attempt_at <= now()
+        and h.webhook_id not in (select webhook_id from candidates) ${exclude.length > 0 ? sql`and h.webhook_id not in (select unnest(${exclude}::uuid[]))` : sql``}
+    ),
+    fairness as materialized (
+      select case when (select yes from dominated)
+                  then (select case when count(*) >= ${MAX_FAIR_STEPS} then max(webhook_id::text) end from fair_heads)
+                  else ${fairAfter}::text end as fair_after
+    )`;
+}
+
+/**
  * Claims up to `limit` due deliveries for `workerId` with FOR UPDATE SKIP LOCKED, and
  * leases them for `leaseMs`: several workers share the queue without double-sending,
  * and a crashed worker's deliveries come back when the lease runs out. At most
@@ -201,19 +254,23 @@ function candidatesCte(exclude: readonly string[], window: number, perWebhook: n
  */
 export async function claimDue(
   db: Db,
-  options: { workerId: string; limit: number; perWebhook: number; leaseMs: number; excludeWebhooks?: readonly string[]; stepAfter?: string | null },
+  options: { workerId: string; limit: number; perWebhook: number; leaseMs: number; excludeWebhooks?: readonly string[]; stepAfter?: string | null; fairAfter?: string | null },
 ): Promise<Claim> {
   const exclude = options.excludeWebhooks ?? [];
   const withEvents = sql`claimed c cross join no_flush_wait left join events e on e.id = c.event_id and c.live`;
   // Prepared: planning cost as much as running it for small batches. The generic plan is
   // sound because the worker's sessions cannot scan the table (see QUEUE_SESSION_SETTINGS).
-  const result = await sql<ClaimedDelivery & { live: boolean | null; stepped?: boolean; step_after?: string | null }>`${sql.raw(PREPARE)}
+  const result = await sql<ClaimedDelivery & { live: boolean | null; stepped?: boolean; step_after?: string | null; fair_after: string | null }>`${sql.raw(PREPARE)}
     with recursive ${candidatesCte(exclude, options.limit * 4, options.perWebhook, options.stepAfter ?? null)},
+    ${fairnessCtes(exclude, options.perWebhook, options.fairAfter ?? null)},
     picked as materialized (
+      -- Round robin over the webhooks (each one's first row, then each one's second...), each
+      -- in due order: several webhooks at their share cannot fill the batch before the others.
       select id from (
-        select id, next_attempt_at, row_number() over (partition by webhook_id order by next_attempt_at, id) as rn from candidates
+        select id, next_attempt_at, row_number() over (partition by webhook_id order by next_attempt_at, id) as rn
+        from (select * from candidates union all select * from others) c
       ) ranked
-      where rn <= ${options.perWebhook} order by next_attempt_at limit ${options.limit}
+      where rn <= ${options.perWebhook} order by rn, next_attempt_at limit ${options.limit}
     ),
     locked as (
       -- By primary key from a materialized list (a join back to deliveries let the planner
@@ -249,21 +306,21 @@ export async function claimDue(
     no_flush_wait as (select set_config('synchronous_commit', 'off', true))
     select c.*, e.type as event_type, e.object_type as event_object_type, e.data::text as event_data_json, e.data ? 'raw' as event_has_raw, e.created_at as event_created_at
     ${
+      // One row even when nothing is claimed (its delivery columns null): how it stepped.
       exclude.length === 0
-        ? sql`from ${withEvents}`
-        : // One row even when nothing is claimed (its delivery columns null): how it stepped.
-          sql`, s.stepped, s.step_after from stepping s left join (${withEvents}) on true`
+        ? sql`, f.fair_after from fairness f left join (${withEvents}) on true`
+        : sql`, s.stepped, s.step_after, f.fair_after from stepping s cross join fairness f left join (${withEvents}) on true`
     }
   `.execute(db);
   const claimed: ClaimedDelivery[] = [];
   let held = 0;
-  for (const { live, stepped: _stepped, step_after: _stepAfter, ...delivery } of result.rows) {
+  for (const { live, stepped: _stepped, step_after: _stepAfter, fair_after: _fairAfter, ...delivery } of result.rows) {
     if (live === null) continue; // the stepping row of a claim that took nothing
     if (live) claimed.push(delivery);
     else held++;
   }
   const first = result.rows[0];
-  return { deliveries: claimed, held, stepAfter: first?.step_after ?? null, stepped: first?.stepped === true };
+  return { deliveries: claimed, held, stepAfter: first?.step_after ?? null, stepped: first?.stepped === true, fairAfter: first?.fair_after ?? null };
 }
 
 /**
