@@ -101,23 +101,20 @@ const MAX_FAIR_STEPS = 100;
 const FAIR_ROWS = 32;
 
 /**
- * The recursive CTE `webhook_heads`: webhooks with pending deliveries, in id order from above
- * `after` (null: from the start), each with its earliest due time: one descent of
+ * The recursive CTE `webhook_heads` (or `name`): webhooks with pending deliveries, in id order
+ * from above `after` (null: from the start), each with its earliest due time: one descent of
  * deliveries_webhook_due per webhook (its first entry above the last webhook's id), at most
- * `maxSteps` of them. Its cost grows with the webhooks, not their rows.
+ * `maxSteps` of them. Its cost grows with the webhooks, not their rows. Each step is a call of
+ * hookpost_pending_webhook_after (migration 0014): inlined here, the step's generic plan, made
+ * while the queue was small, read deliveries_due and sorted every pending row by webhook.
  */
-function webhookHeads(after: string | null, maxSteps: number) {
-  return sql`webhook_heads (webhook_id, next_attempt_at, step) as (
-      (select webhook_id, next_attempt_at, 1 from deliveries
-       where status = 'pending' and webhook_id > ${after ?? NO_WEBHOOK}::uuid
-       order by webhook_id, next_attempt_at limit 1)
+function webhookHeads(after: string | null, maxSteps: number, name = 'webhook_heads') {
+  const self = sql.raw(name);
+  return sql`${self} (webhook_id, next_attempt_at, step) as (
+      (select f.webhook_id, f.next_attempt_at, 1 from hookpost_pending_webhook_after(${after ?? NO_WEBHOOK}::uuid) f)
       union all
-      select n.webhook_id, n.next_attempt_at, h.step + 1 from webhook_heads h
-      cross join lateral (
-        select webhook_id, next_attempt_at from deliveries d
-        where d.status = 'pending' and d.webhook_id > h.webhook_id
-        order by d.webhook_id, d.next_attempt_at limit 1
-      ) n
+      select n.webhook_id, n.next_attempt_at, h.step + 1 from ${self} h
+      cross join lateral hookpost_pending_webhook_after(h.webhook_id) n
       where h.step < ${maxSteps}
     )`;
 }
@@ -214,15 +211,7 @@ function fairnessCtes(exclude: readonly string[], perWebhook: number, fairAfter:
     dominated as materialized (
       select exists (select 1 from candidates group by webhook_id having count(*) > ${perWebhook}) as yes
     ),
-    -- As webhook_heads, each step one call (hookpost_pending_webhook_after, migration 0014:
-    -- its plan is the index's order whatever the statistics).
-    fair_heads (webhook_id, next_attempt_at, step) as (
-      (select f.webhook_id, f.next_attempt_at, 1 from hookpost_pending_webhook_after(${fairAfter ?? NO_WEBHOOK}::uuid) f)
-      union all
-      select n.webhook_id, n.next_attempt_at, h.step + 1 from fair_heads h
-      cross join lateral hookpost_pending_webhook_after(h.webhook_id) n
-      where h.step < ${MAX_FAIR_STEPS}
-    ),
+    ${webhookHeads(fairAfter, MAX_FAIR_STEPS, 'fair_heads')},
     others as materialized (
       select r.id, h.webhook_id, r.next_attempt_at from fair_heads h
       cross join lateral (
