@@ -190,14 +190,33 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
     const call = client(api.url, ws.key);
     for (const [dbUrl, shown] of [
       ['postgres://app:1234/xyZ@db.example.com:5432/prod', 'postgres://app:***@db.example.com:5432/prod'],
-      ['postgres://app:p?w#d@db.example.com/prod?password=x', 'postgres://app:***@db.example.com/prod?password=***'],
+      ['postgres://app:p#w/d@db.example.com/prod?password=x', 'postgres://app:***@db.example.com/prod?password=***'],
       ['postgres://app@db.example.com/prod', 'postgres://app@db.example.com/prod'],
+      // An @ in the query is no user information (a first version showed these whole).
+      ['postgresql://srv.example.com/prod?user=admin@srv&password=S3cret', 'postgresql://srv.example.com/prod?user=admin%40srv&password=***'],
+      ['postgres://db.example.com/prod?password=p@ss', 'postgres://db.example.com/prod?password=***'],
+      // A host and port with an @ after them: a password with an unencoded "?" (masked whole).
+      ['postgres://u:123?w@db.example.com/prod', 'postgres://***'],
+      ['postgres://app:p?w#d@db.example.com/prod?password=x', 'postgres://***'],
     ] as const) {
       const created = await call('POST', '/unified/webhook', { connection_id: connectionId, object_type: 'crm_contact', event: 'updated', db_type: 'postgres', db_url: dbUrl });
       expect(created.status).toBe(200);
       expect(created.body.db_url).toBe(shown);
       expect((await call('GET', `/unified/webhook/${created.body.id}`)).body.db_url).toBe(shown);
     }
+  });
+
+  it('masks anew, when shown, a db_url whose stored mask missed its password (stored before the mask was fixed)', async () => {
+    const call = client(api.url, ws.key);
+    const created = await call('POST', '/unified/webhook', { connection_id: connectionId, object_type: 'crm_contact', event: 'updated', db_type: 'postgres', db_url: 'postgres://app:pw@db.example.com/prod' });
+    await api.db.updateTable('webhooks').set({ db_url_redacted: 'postgres://app:1234/xyZ@db.example.com:5432/prod' }).where('id', '=', created.body.id).execute();
+    const got = (await call('GET', `/unified/webhook/${created.body.id}`)).body;
+    expect(got.db_url).toBe('postgres://app:***@db.example.com:5432/prod');
+    // Sent back as shown, it keeps the stored URL (not the mask).
+    expect((await call('PUT', `/unified/webhook/${created.body.id}`, got)).status).toBe(200);
+    const row = await api.db.selectFrom('webhooks').select('db_url_encrypted').where('id', '=', created.body.id).executeTakeFirstOrThrow();
+    const box = createSecretBox(loadConfig({ NODE_ENV: 'test', DATABASE_URL: 'postgres://x' }).encryptionKey);
+    expect(box.open(row.db_url_encrypted as Buffer)).toBe('postgres://app:pw@db.example.com/prod');
   });
 
   it('shows events[] for a webhook with several record types (set on the Truto face), and a read sent back keeps them', async () => {

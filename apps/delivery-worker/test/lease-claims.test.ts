@@ -364,14 +364,56 @@ describe('the claim\'s plan, made while the queue was empty', () => {
         return { claimed: c.deliveries.map((d) => d.webhook_id), dueIndexRead: after - before };
       });
       expect(counted.claimed).toEqual([other, other, other]);
-      // The front (window + FRONT_SLACK), and one walk past the backlog: the read of the
-      // other webhook's own rows, whose plan still takes deliveries_due in this state (open;
-      // docs/performance.md). Steps that each read every pending row (inlined, before
-      // migration 0014's function) read 84,148 here.
-      expect(counted.dueIndexRead).toBeLessThanOrEqual(40 + 4096 + 20_003);
+      // The front (window + FRONT_SLACK) only. Before migration 0014's functions, inlined,
+      // the steps each read every pending row (84,148 entries here), and the read of the other
+      // webhook's own rows walked the due index past the backlog (20,000 more).
+      expect(counted.dueIndexRead).toBeLessThanOrEqual(40 + 4096);
     } finally {
       await session.destroy();
     }
+  });
+});
+
+describe('an initial sync\'s last page, claimed: what it waits for (deliveries.earlierPagesWait)', () => {
+  let t: TestDatabase;
+  let scope: { workspaceId: string; environmentId: string };
+  let hook: string;
+  beforeAll(async () => {
+    ({ t, scope, webhookId: hook } = await createPlainSetup('last-page', 'http://127.0.0.1:9/pages'));
+  });
+  afterAll(async () => t?.drop());
+
+  const page = async (o: { status: string; attempts: number; createdAgo: string; dueIn?: string }) => {
+    const id = newId();
+    await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, attempts, created_at, next_attempt_at)
+              values (${id}, ${scope.workspaceId}, ${hook}, 'virtual', '{}', ${o.status}, ${o.attempts}, now() - ${o.createdAgo}::interval, now() + ${o.dueIn ?? '0 s'}::interval)`.execute(t.db);
+    return id;
+  };
+
+  it('the first attempt of every earlier page: one not tried yet (until it is due), one being sent (now), and not a page in its retries', async () => {
+    const last = { id: newId(), webhookId: hook, createdAt: new Date() };
+    const wait = async () => (await deliveries.earlierPagesWait(t.db, [last])).get(last.id);
+    // Alone: nothing to wait for.
+    expect(await wait()).toBeUndefined();
+    // A page in its retries, due in 3 days: not waited for (it held the last page for its whole
+    // schedule before).
+    const retried = await page({ status: 'pending', attempts: 2, createdAgo: '1 hour', dueIn: '3 days' });
+    expect(await wait()).toBeUndefined();
+    // Its retry being sent: not waited for either.
+    await sql`update deliveries set status = 'delivering', attempts = 3, leased_by = 'w' where id = ${retried}`.execute(t.db);
+    expect(await wait()).toBeUndefined();
+    // A first attempt being made, of a page made 2 hours before (a long sync): now (0).
+    const first = await page({ status: 'delivering', attempts: 1, createdAgo: '2 hours' });
+    await sql`update deliveries set leased_by = 'w' where id = ${first}`.execute(t.db);
+    expect(await wait()).toBe(0);
+    await sql`update deliveries set status = 'succeeded', leased_by = null where id = ${first}`.execute(t.db);
+    // One never tried, due in 10 s: until then.
+    await page({ status: 'pending', attempts: 0, createdAgo: '1 minute', dueIn: '10 seconds' });
+    const ms = await wait();
+    expect(ms).toBeGreaterThan(8_000);
+    expect(ms).toBeLessThanOrEqual(10_000);
+    // Pages made after it (a later run's) are not earlier pages.
+    expect((await deliveries.earlierPagesWait(t.db, [{ ...last, createdAt: new Date(Date.now() - 3 * 3600_000) }])).get(last.id)).toBeUndefined();
   });
 });
 

@@ -7,3 +7,4 @@ export * from './webhook-views.js';
 export * from './messages.js';
 export * from './targets.js';
 export * from './attempt.js';
+export * from './redact-url.js';

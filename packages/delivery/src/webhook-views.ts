@@ -1,5 +1,6 @@
 import { RECORD_EVENT_PREFIX, type TrutoWebhook, type UnifiedWebhook } from '@hookpost/contract';
 import type { WebhookRun, WebhookWithEnv } from '@hookpost/db';
+import { redactUrl } from './redact-url.js';
 
 type OptionalKeys<T> = { [K in keyof T]-?: undefined extends T[K] ? K : never }[keyof T];
 /** T, except that its optional fields may also be given as null. */
@@ -63,7 +64,8 @@ export function toUnifiedWebhook(row: WebhookWithEnv, runs: readonly WebhookRun[
     include_raw: row.include_raw,
     webhook_type: row.webhook_type,
     db_type: row.db_type,
-    db_url: row.db_url_redacted,
+    // Masked again as shown: a mask stored by an older redactUrl may have missed a password.
+    db_url: row.db_url_redacted === null ? null : redactUrl(row.db_url_redacted),
     db_schema: row.db_schema,
     db_name_prefix: row.db_name_prefix,
     is_healthy: row.is_healthy,

@@ -462,9 +462,10 @@ export class DeliveryEngine {
   }
 
   /**
-   * Claimed last pages of initial syncs (INITIAL-COMPLETE) that must wait for earlier pages of
-   * their webhook, and for how long (ms): until the earliest of those is due, or a moment while
-   * one is being sent (in this claim, often); at most LAST_PAGE_WAIT_MAX_MS, then asked again.
+   * Claimed last pages of initial syncs (INITIAL-COMPLETE) that must wait for the first attempt
+   * of earlier pages of their webhook, and for how long (ms): until the earliest of those is
+   * due, or a moment while one is being sent (in this claim, often); at most
+   * LAST_PAGE_WAIT_MAX_MS, then asked again.
    * Best effort: when the question fails, the page goes now.
    */
   private async lastPagesToHold(claimed: readonly ClaimedDelivery[]): Promise<Map<string, number>> {

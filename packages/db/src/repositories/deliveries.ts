@@ -184,11 +184,7 @@ function candidatesCte(exclude: readonly string[], window: number, perWebhook: n
       select * from (
         -- Each webhook's own earliest due rows, from its range of deliveries_webhook_due.
         select r.id, p.webhook_id, r.next_attempt_at from past_left_out p
-        cross join lateral (
-          select id, next_attempt_at from deliveries d
-          where d.webhook_id = p.webhook_id and d.status = 'pending' and d.next_attempt_at <= now()
-          order by d.next_attempt_at limit ${perWebhook}
-        ) r
+        cross join lateral hookpost_due_of_webhook(p.webhook_id, ${perWebhook}) r
         order by r.next_attempt_at limit ${window}
       ) stepped
     )`;
@@ -214,11 +210,7 @@ function fairnessCtes(exclude: readonly string[], perWebhook: number, fairAfter:
     ${webhookHeads(fairAfter, MAX_FAIR_STEPS, 'fair_heads')},
     others as materialized (
       select r.id, h.webhook_id, r.next_attempt_at from fair_heads h
-      cross join lateral (
-        select id, next_attempt_at from deliveries d
-        where d.webhook_id = h.webhook_id and d.status = 'pending' and d.next_attempt_at <= now()
-        order by d.next_attempt_at limit ${Math.min(FAIR_ROWS, perWebhook)}
-      ) r
+      cross join lateral hookpost_due_of_webhook(h.webhook_id, ${Math.min(FAIR_ROWS, perWebhook)}) r
       where (select yes from dominated) and h.next_attempt_at <= now()
         and h.webhook_id not in (select webhook_id from candidates) ${exclude.length > 0 ? sql`and h.webhook_id not in (select unnest(${exclude}::uuid[]))` : sql``}
     ),
@@ -345,24 +337,25 @@ export async function nextDueAt(db: Db, excludeWebhooks: readonly string[] = [])
 
 /**
  * For claimed last pages of initial syncs (INITIAL-COMPLETE): how long until their webhook's
- * earlier pages (virtual deliveries created no later, not yet sent or being sent) are out of
- * the way, in ms on the database's clock (0: one is being sent now); those with none are
- * left out. A last page goes after the pages before it: its receivers take it as the sync's
- * end. Pages of one run commit together and were sent side by side, so the last one often
- * arrived before some of the others.
+ * earlier pages (virtual deliveries created no later) have had their first attempt, in ms on
+ * the database's clock (0: one is being sent now); those with none left out. A last page goes
+ * after the first attempt of every page before it: its receivers take it as the sync's end.
+ * Pages of one run commit together and were sent side by side, so the last one often arrived
+ * before some of the others. A page in its retries does not hold it (one that kept failing
+ * held it for its whole retry schedule, ~20 days).
  */
 export async function earlierPagesWait(db: Db, pages: readonly { id: string; webhookId: string; createdAt: Date }[]): Promise<Map<string, number>> {
   if (pages.length === 0) return new Map();
   const r = await sql<{ id: string; wait_ms: number | null }>`
     select c.id, ${msUntil(sql`least(
-      -- Waiting (a retry, say): from deliveries_webhook_due, the webhook's pending rows.
+      -- Not tried yet: from deliveries_webhook_due, the webhook's pending rows.
       (select min(o.next_attempt_at) from deliveries o
-        where o.status = 'pending' and o.webhook_id = c.webhook_id and o.kind = 'virtual' and o.id <> c.id and o.created_at <= c.created_at),
-      -- Being sent: one sent now was created lately (an older one would be a retry, pending
-      -- between its attempts), so only the last hour of the webhook's deliveries is read.
+        where o.status = 'pending' and o.webhook_id = c.webhook_id and o.kind = 'virtual' and o.attempts = 0
+          and o.id <> c.id and o.created_at <= c.created_at),
+      -- Its first attempt being made (in this claim, often): from the webhook's deliveries.
       (select now() from deliveries o
-        where o.webhook_id = c.webhook_id and o.created_at between c.created_at - interval '1 hour' and c.created_at
-          and o.status = 'delivering' and o.kind = 'virtual' and o.id <> c.id limit 1))`)} as wait_ms
+        where o.webhook_id = c.webhook_id and o.created_at <= c.created_at
+          and o.status = 'delivering' and o.attempts = 1 and o.kind = 'virtual' and o.id <> c.id limit 1))`)} as wait_ms
     from unnest(${pages.map((p) => p.id)}::uuid[], ${pages.map((p) => p.webhookId)}::uuid[], ${pages.map((p) => p.createdAt)}::timestamptz[]) as c(id, webhook_id, created_at)
   `.execute(db);
   return new Map(r.rows.filter((x) => x.wait_ms !== null).map((x) => [x.id, Math.max(0, Number(x.wait_ms))]));
