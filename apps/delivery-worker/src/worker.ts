@@ -125,8 +125,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       else if (channel === deliveries.WEBHOOKS_STOPPED_CHANNEL) engine.webhooksStopped((payload ?? '').split(',').filter(Boolean));
       else if (channel === deliveries.WEBHOOKS_DELETED_CHANNEL) retention.purgeDeleted();
     },
-    // Anything that arrived while we were not listening.
+    // Anything that arrived, or changed, while we were not listening.
     onListening: () => {
+      engine.listenGap();
       engine.wake();
       poller.wake();
     },

@@ -135,6 +135,8 @@ export class DeliveryEngine {
    * for webhooksStopped to find. Set from the claim's start to the end of its dispatch.
    */
   private stoppedDuringClaim: Set<string> | undefined;
+  /** The LISTEN connection came back while a claim was in flight (listenGap): all of it goes back. */
+  private gapDuringClaim = false;
   readonly stats = { claimed: 0, sent: 0, succeeded: 0, failed: 0, released: 0 };
   private readonly claimFailures: FailureStreak;
   private readonly keyFailures: FailureStreak;
@@ -176,6 +178,21 @@ export class DeliveryEngine {
   webhooksStopped(webhookIds: string[]): void {
     for (const id of webhookIds) this.stoppedDuringClaim?.add(id);
     this.dropQueued(webhookIds);
+  }
+
+  /**
+   * The LISTEN connection is back after a gap: change notices sent meanwhile were lost, so
+   * any webhook may have been paused, deleted or changed. Every delivery queued here (claimed,
+   * not yet sending) goes back, to be claimed again and read as its webhook is now, and so
+   * does all of a claim in flight (the stopped-during-claim set cannot say which). Sends in
+   * flight finish. (At the first connection nothing is queued.) Before, a pause made while the
+   * connection was down let up to twice the endpoint's cap of queued deliveries still go out.
+   */
+  listenGap(): void {
+    const webhooks = new Set<string>();
+    for (const lane of this.lanes.values()) for (const q of lane.waiting) webhooks.add(q.delivery.webhook_id);
+    if (this.stoppedDuringClaim) this.gapDuringClaim = true;
+    if (webhooks.size > 0) this.webhooksStopped([...webhooks]);
   }
 
   /** New work may be due (NOTIFY). */
@@ -241,6 +258,7 @@ export class DeliveryEngine {
       const perWebhook = this.o.perEndpoint * FAST_ENDPOINT_FACTOR;
       let claim: Claim;
       this.stoppedDuringClaim = new Set();
+      this.gapDuringClaim = false;
       const claimedAt = Date.now();
       try {
         claim = await deliveries.claimDue(this.o.db, { workerId: this.workerId, limit, perWebhook, leaseMs: this.o.leaseMs, excludeWebhooks: excluded, stepAfter: this.stepAfter, fairAfter: this.fairAfter });
@@ -388,7 +406,7 @@ export class DeliveryEngine {
         release.push({ id: delivery.id, attempts: delivery.attempts, postponeMs: holdMs });
         continue;
       }
-      if (this.stoppedDuringClaim?.has(delivery.webhook_id)) {
+      if (this.gapDuringClaim || this.stoppedDuringClaim?.has(delivery.webhook_id)) {
         // Stopped after the claim read it live: back, and held (releaseClaims reads it now).
         release.push(delivery);
         continue;
