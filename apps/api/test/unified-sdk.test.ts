@@ -198,6 +198,13 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
       // A host and port with an @ after them: a password with an unencoded "?" (masked whole).
       ['postgres://u:123?w@db.example.com/prod', 'postgres://***'],
       ['postgres://app:p?w#d@db.example.com/prod?password=x', 'postgres://***'],
+      // An @ both before and after the query, a user name with / or ?, a port before an @ in
+      // the query: parts that cannot be told apart, masked whole (a review found each shown).
+      ['postgres://user:p@ss?word@host/db', 'postgres://***'],
+      ['postgres://user:p@ss/x?y@host/db', 'postgres://***'],
+      ['postgres://us/er:pa?ss@host/db', 'postgres://***'],
+      ['postgres://us?er:pass@host/db', 'postgres://***'],
+      ['postgres://user:pass@/db?host=/socket', 'postgres://user:***@/db?host=/socket'],
     ] as const) {
       const created = await call('POST', '/unified/webhook', { connection_id: connectionId, object_type: 'crm_contact', event: 'updated', db_type: 'postgres', db_url: dbUrl });
       expect(created.status).toBe(200);
@@ -209,6 +216,9 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
   it('masks anew, when shown, a db_url whose stored mask missed its password (stored before the mask was fixed)', async () => {
     const call = client(api.url, ws.key);
     const created = await call('POST', '/unified/webhook', { connection_id: connectionId, object_type: 'crm_contact', event: 'updated', db_type: 'postgres', db_url: 'postgres://app:pw@db.example.com/prod' });
+    // What the first fix of this mask stored for `postgres://db.example.com:5432/app?user=admin@server&password=s3cr3t`.
+    await api.db.updateTable('webhooks').set({ db_url_redacted: 'postgres://db.example.com:***@server&password=s3cr3t' }).where('id', '=', created.body.id).execute();
+    expect((await call('GET', `/unified/webhook/${created.body.id}`)).body.db_url).toBe('postgres://***');
     await api.db.updateTable('webhooks').set({ db_url_redacted: 'postgres://app:1234/xyZ@db.example.com:5432/prod' }).where('id', '=', created.body.id).execute();
     const got = (await call('GET', `/unified/webhook/${created.body.id}`)).body;
     expect(got.db_url).toBe('postgres://app:***@db.example.com:5432/prod');

@@ -395,13 +395,20 @@ describe('an initial sync\'s last page, claimed: what it waits for (deliveries.e
     const wait = async () => (await deliveries.earlierPagesWait(t.db, [last])).get(last.id);
     // Alone: nothing to wait for.
     expect(await wait()).toBeUndefined();
-    // A page in its retries, due in 3 days: not waited for (it held the last page for its whole
-    // schedule before).
+    // A page in its retries (two attempts logged), due in 3 days: not waited for (it held the
+    // last page for its whole schedule before).
     const retried = await page({ status: 'pending', attempts: 2, createdAgo: '1 hour', dueIn: '3 days' });
+    await sql`insert into delivery_attempts (delivery_id, webhook_id, attempt, started_at, duration_ms, status_code, outcome, request_headers)
+              values (${retried}, ${hook}, 1, now() - interval '50 minutes', 10, 500, 'http_error', '{}'), (${retried}, ${hook}, 2, now() - interval '40 minutes', 10, 500, 'http_error', '{}')`.execute(t.db);
     expect(await wait()).toBeUndefined();
     // Its retry being sent: not waited for either.
     await sql`update deliveries set status = 'delivering', attempts = 3, leased_by = 'w' where id = ${retried}`.execute(t.db);
     expect(await wait()).toBeUndefined();
+    // One whose only claim was lost in a crash (counted at claim, never sent, put back by the
+    // lease reaper): not tried yet, so waited for.
+    const lost = await page({ status: 'pending', attempts: 1, createdAgo: '5 minutes', dueIn: '0 s' });
+    expect(await wait()).toBe(0);
+    await sql`update deliveries set status = 'succeeded' where id = ${lost}`.execute(t.db);
     // A first attempt being made, of a page made 2 hours before (a long sync): now (0).
     const first = await page({ status: 'delivering', attempts: 1, createdAgo: '2 hours' });
     await sql`update deliveries set leased_by = 'w' where id = ${first}`.execute(t.db);

@@ -1,37 +1,52 @@
 /** Query parameters of a database URL that carry credentials (`password`, `sslpassword`, `access_token`, `api_key`…). */
 const SECRET_PARAM = /pass|pwd|secret|token|key|auth|credential/i;
 
+/** What a host (and port) may be made of: a name, an address, `[IPv6]`, `:port`. Anything else is not shown. */
+const HOST = /^[A-Za-z0-9._~%[\]:-]*$/;
+
 /**
  * `postgres://user:***@host/db?password=***`: what responses, logs and unified bodies show of
  * a database URL. The password and every query parameter that may carry a credential are
- * masked. The user information ends at the last `@` before the query: a URL parser ends it at
- * the first `/`, so a password with an unencoded `/` in it (`app:1234/xyZ@db…`) read as a
- * host, a port and a path, and came back whole; an `@` in the query (`?user=admin@server`, as
- * Azure names users) is not one. A URL that still reads as a host and port with an `@` after
- * it (a password with an unencoded `?`) is masked whole. Masking too much is the safe side.
- * Idempotent: a masked URL comes back as it is.
+ * masked; a URL whose parts cannot be told apart for certain is masked whole
+ * (`postgres://***`). Masking too much is the safe side. Idempotent: a masked URL comes back
+ * as it is (so a mask stored by an older version is masked again when shown).
+ *
+ * Unencoded characters make a URL parser read a password as something else: a `/` in it ends
+ * the authority (`app:1234/xyZ@db…` read as host, port and path, and came back whole), a `?`
+ * starts the query. So the user information is what comes before the last `@` ahead of the
+ * query; an `@` after that as well, a host that is no host name, or an `@` in the query that
+ * is not inside a `key=value` pair (or with a colon before the query: `u:123?w@db…`) mask the
+ * whole URL. An `@` in a query value (`?user=admin@server`, as Azure names users) is kept.
  */
 export function redactUrl(url: string): string {
   const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0];
   if (!scheme) return '***';
-  const query = url.indexOf('?', scheme.length);
-  const at = url.lastIndexOf('@', query < 0 ? url.length : query);
+  const whole = `${scheme}***`;
+  const afterScheme = url.slice(scheme.length);
+  const q = afterScheme.indexOf('?');
+  const beforeQuery = q < 0 ? afterScheme : afterScheme.slice(0, q);
+  const at = beforeQuery.lastIndexOf('@');
   let head = scheme;
-  let rest = url.slice(scheme.length);
-  if (at >= scheme.length) {
-    const userinfo = url.slice(scheme.length, at);
+  let rest = afterScheme;
+  if (at >= 0) {
+    const userinfo = beforeQuery.slice(0, at);
+    rest = afterScheme.slice(at + 1);
+    if (rest.includes('@')) return whole;
     const colon = userinfo.indexOf(':');
     head += colon < 0 ? `${userinfo}@` : `${userinfo.slice(0, colon)}:***@`;
-    rest = url.slice(at + 1);
-  } else {
-    const authority = /^[^/?#]*/.exec(rest)?.[0] ?? '';
-    if (authority.includes(':') && rest.includes('@', authority.length)) return `${scheme}***`;
+  } else if (q >= 0 && afterScheme.includes('@', q)) {
+    if (beforeQuery.includes(':')) return whole;
+    for (const pair of afterScheme.slice(q + 1).split('&')) {
+      const a = pair.indexOf('@');
+      if (a >= 0 && !pair.slice(0, a).includes('=')) return whole;
+    }
   }
+  if (!HOST.test(/^[^/?#]*/.exec(rest)?.[0] ?? '')) return whole;
   try {
     const u = new URL(scheme + rest);
     for (const name of new Set(u.searchParams.keys())) if (SECRET_PARAM.test(name)) u.searchParams.set(name, '***');
     return head + u.toString().slice(scheme.length);
   } catch {
-    return `${scheme}***`;
+    return whole;
   }
 }

@@ -348,14 +348,17 @@ export async function earlierPagesWait(db: Db, pages: readonly { id: string; web
   if (pages.length === 0) return new Map();
   const r = await sql<{ id: string; wait_ms: number | null }>`
     select c.id, ${msUntil(sql`least(
-      -- Not tried yet: from deliveries_webhook_due, the webhook's pending rows.
+      -- Not tried yet: from deliveries_webhook_due, the webhook's pending rows. Not tried is
+      -- no attempt logged: a claim lost in a crash counted one (attempts is counted at claim).
       (select min(o.next_attempt_at) from deliveries o
-        where o.status = 'pending' and o.webhook_id = c.webhook_id and o.kind = 'virtual' and o.attempts = 0
-          and o.id <> c.id and o.created_at <= c.created_at),
+        where o.status = 'pending' and o.webhook_id = c.webhook_id and o.kind = 'virtual'
+          and o.id <> c.id and o.created_at <= c.created_at
+          and (o.attempts = 0 or not exists (select 1 from delivery_attempts a where a.delivery_id = o.id))),
       -- Its first attempt being made (in this claim, often): from the webhook's deliveries.
       (select now() from deliveries o
         where o.webhook_id = c.webhook_id and o.created_at <= c.created_at
-          and o.status = 'delivering' and o.attempts = 1 and o.kind = 'virtual' and o.id <> c.id limit 1))`)} as wait_ms
+          and o.status = 'delivering' and o.kind = 'virtual' and o.id <> c.id
+          and not exists (select 1 from delivery_attempts a where a.delivery_id = o.id) limit 1))`)} as wait_ms
     from unnest(${pages.map((p) => p.id)}::uuid[], ${pages.map((p) => p.webhookId)}::uuid[], ${pages.map((p) => p.createdAt)}::timestamptz[]) as c(id, webhook_id, created_at)
   `.execute(db);
   return new Map(r.rows.filter((x) => x.wait_ms !== null).map((x) => [x.id, Math.max(0, Number(x.wait_ms))]));
