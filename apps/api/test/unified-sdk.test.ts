@@ -359,9 +359,13 @@ describe('connections through the SDK', () => {
     });
     expect(put).toMatchObject({ categories: ['ats', 'hris'], permissions: [] });
     expect(put.externalXref).toBeUndefined();
-    // No response shows `auth`: a PUT without it keeps the stored credentials (before, cleared).
-    const auth = await api.db.selectFrom('connections').select('auth_encrypted').where('id', '=', c.id as string).executeTakeFirstOrThrow();
-    expect(auth.auth_encrypted).not.toBeNull();
+    // No response shows `auth`: a PUT without it keeps the stored credentials (before, cleared),
+    // unless it names another integration (whose credentials those are not).
+    const authOf = async () => (await api.db.selectFrom('connections').select('auth_encrypted').where('id', '=', c.id as string).executeTakeFirstOrThrow()).auth_encrypted;
+    expect(await authOf()).not.toBeNull();
+    const other = await sdk.connection.createUnifiedConnection({ integrationType: 'greenhouse', categories: ['ats'], permissions: [], auth: { accessToken: 'x' } });
+    await sdk.connection.updateUnifiedConnection({ id: other.id as string, connection: { integrationType: 'lever', categories: ['ats'], permissions: [] } });
+    expect((await api.db.selectFrom('connections').select('auth_encrypted').where('id', '=', other.id as string).executeTakeFirstOrThrow()).auth_encrypted).toBeNull();
 
     // The SDK's PATCH always sends categories and permissions; [] means unchanged.
     const patched = await sdk.connection.patchUnifiedConnection({

@@ -38,15 +38,16 @@ export function unifiedConnectionRouter(deps: ApiContext) {
 
   /**
    * Columns from a whole Connection (create and PUT); credentials sealed. A PUT without
-   * `auth` keeps the stored credentials: no response shows them, so a connection read and
-   * sent back whole would otherwise lose them (and its webhooks stop polling).
+   * `auth` keeps the stored credentials (`keepAuth`, when its integration stays the same): no
+   * response shows them, so a connection read and sent back whole would otherwise lose them
+   * (and its webhooks stop polling). Another integration's credentials are not kept.
    */
-  const columns = (body: ConnectionWrite, replacing = false): ConnectionUpdate => ({
+  const columns = (body: ConnectionWrite, keepAuth = false): ConnectionUpdate => ({
     integration_type: body.integration_type,
     integration_name: body.integration_name ?? null,
     categories: body.categories,
     permissions: body.permissions,
-    ...(replacing && body.auth === undefined ? {} : { auth_encrypted: body.auth ? secrets.seal(JSON.stringify(body.auth)) : null }),
+    ...(keepAuth && body.auth === undefined ? {} : { auth_encrypted: body.auth ? secrets.seal(JSON.stringify(body.auth)) : null }),
     auth_aws_arn: body.auth_aws_arn ?? null,
     external_xref: body.external_xref ?? null,
     is_paused: body.is_paused ?? false,
@@ -87,9 +88,9 @@ export function unifiedConnectionRouter(deps: ApiContext) {
     get: async ({ params, req }) => show(requireScope(req), params.id),
     update: async ({ params, body, req }) => {
       const scope = requireScope(req);
-      await requireConnection(db, scope, params.id);
+      const current = await requireConnection(db, scope, params.id);
       await checkSource(body.auth);
-      await connections.updateConnection(db, scope, params.id, columns(body, true));
+      await connections.updateConnection(db, scope, params.id, columns(body, body.integration_type === current.integration_type));
       await pollStreams.retryConnection(db, params.id);
       return show(scope, params.id);
     },
