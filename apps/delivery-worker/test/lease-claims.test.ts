@@ -34,6 +34,10 @@ async function waitFor<T>(read: () => Promise<T> | T, done: (v: T) => boolean, m
   }
 }
 
+/** Entries of deliveries_due this session's transaction has read (counted until its statistics are flushed). */
+const dueIndexReads = async (db: Kysely<Database>) =>
+  Number((await sql<{ n: string }>`select pg_stat_get_xact_tuples_returned('deliveries_due'::regclass) as n`.execute(db)).rows[0]?.n);
+
 const scopeOf = async (webhookId: string) => {
   const w = await db.selectFrom('webhooks').select(['workspace_id', 'environment_id']).where('id', '=', webhookId).executeTakeFirstOrThrow();
   return { workspaceId: w.workspace_id, environmentId: w.environment_id };
@@ -196,7 +200,7 @@ describe('claims leaving full endpoints out, and releases that postpone', () => 
         .transaction()
         .execute(async (trx) => {
           // Counted by the session until its statistics are flushed: the difference is the claim's.
-          const read = async () => Number((await sql<{ n: string }>`select pg_stat_get_xact_tuples_returned('deliveries_due'::regclass) as n`.execute(trx)).rows[0]?.n);
+          const read = () => dueIndexReads(trx);
           const before = await read();
           const c = await deliveries.claimDue(trx, { workerId, limit: 10, perWebhook: 6, leaseMs: 60_000, excludeWebhooks });
           throw Object.assign(new Error('rollback'), { result: { claimed: c.deliveries, dueIndexRead: (await read()) - before } });
@@ -358,9 +362,9 @@ describe('the claim\'s plan, made while the queue was empty', () => {
       await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, next_attempt_at)
                 select hookpost_uuid_v7(), ${scope.workspaceId}, ${other}, 'test', '{}', 'pending', now() - interval '1 minute' from generate_series(1, 3)`.execute(t.db);
       const counted = await session.transaction().execute(async (trx) => {
-        const before = Number((await sql<{ n: string }>`select pg_stat_get_xact_tuples_returned('deliveries_due'::regclass) as n`.execute(trx)).rows[0]?.n);
+        const before = await dueIndexReads(trx);
         const c = await deliveries.claimDue(trx, { workerId, limit: 10, perWebhook: 6, leaseMs: 60_000, excludeWebhooks: [slow] });
-        const after = Number((await sql<{ n: string }>`select pg_stat_get_xact_tuples_returned('deliveries_due'::regclass) as n`.execute(trx)).rows[0]?.n);
+        const after = await dueIndexReads(trx);
         return { claimed: c.deliveries.map((d) => d.webhook_id), dueIndexRead: after - before };
       });
       expect(counted.claimed).toEqual([other, other, other]);

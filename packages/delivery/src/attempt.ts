@@ -103,3 +103,13 @@ export function tallyHealth(results: readonly AttemptResult[]): Map<string, Heal
   }
   return tallies;
 }
+
+/** Tallies with a failure or a 410: what must go through webhookHealth.applyHealth. */
+export function troubledTallies(tallies: Map<string, HealthTally>): HealthTally[] {
+  return [...tallies.values()].filter((t) => t.failures > 0 || t.gone);
+}
+
+/** Webhooks whose failure streak the batch ended (a success, and nothing failing after it). */
+export function recoveredWebhooks(tallies: Map<string, HealthTally>): string[] {
+  return [...tallies.values()].filter((t) => t.recovered && t.failures === 0 && !t.gone).map((t) => t.webhookId);
+}

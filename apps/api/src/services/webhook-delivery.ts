@@ -1,6 +1,6 @@
 import { generateWebhookSecret } from '@hookpost/contract';
 import { deliveries, inTransaction, newId, webhookHealth, webhooks, type Db, type Scope, type WebhookWithEnv } from '@hookpost/db';
-import { checkHookUrl, messageOf, performAttempt, retryPolicyFrom, tallyHealth, TargetLoader, type StoredPayload } from '@hookpost/delivery';
+import { checkHookUrl, messageOf, performAttempt, recoveredWebhooks, retryPolicyFrom, tallyHealth, TargetLoader, troubledTallies, type StoredPayload } from '@hookpost/delivery';
 import { ApiError } from '../http/errors.js';
 import type { ApiContext } from './deps.js';
 
@@ -94,10 +94,11 @@ export async function sendTestNow(ctx: ApiContext, row: WebhookWithEnv): Promise
   // Recorded as the worker records its sends: the attempt counts for the webhook's health (a
   // 410 disables it; before, a test answered 410 left it active), and a retry wakes the
   // workers (before, nothing did: it waited for an idle worker's next check, up to 30 s).
+  const tallies = tallyHealth([result]);
   await inTransaction(ctx.db, async (trx) => {
-    const counted = await deliveries.completeBatch(trx, leasedBy, [result.completion], [result.attempt], success ? [row.id] : []);
+    const counted = await deliveries.completeBatch(trx, leasedBy, [result.completion], [result.attempt], recoveredWebhooks(tallies));
     if (!counted.has(id)) return;
-    const troubled = [...tallyHealth([result]).values()].filter((t) => t.failures > 0 || t.gone);
+    const troubled = troubledTallies(tallies);
     if (troubled.length > 0) await webhookHealth.applyHealth(trx, troubled, ctx.config.health);
     if (result.completion.status === 'pending') await deliveries.notifyDeliveriesDue(trx);
   });

@@ -1,4 +1,4 @@
-import { tallyHealth, type AttemptResult } from '@hookpost/delivery';
+import { recoveredWebhooks, tallyHealth, troubledTallies, type AttemptResult } from '@hookpost/delivery';
 import { deliveries, webhookHealth, type Db, type HealthPolicy, type HealthTally } from '@hookpost/db';
 import { FailureStreak, type Logger } from '@hookpost/runtime';
 
@@ -69,7 +69,7 @@ export class CompletionWriter {
     this.pending = [];
     // Webhooks whose failure streak a success ends (the statement keeps those of completions that counted).
     const tallies = tallyHealth(batch);
-    const recovered = [...tallies.values()].filter((t) => t.recovered && t.failures === 0 && !t.gone).map((t) => t.webhookId);
+    const recovered = recoveredWebhooks(tallies);
     let troubled: HealthTally[] = [];
     let earliestRetry: Date | undefined;
     let recorded = false;
@@ -84,7 +84,7 @@ export class CompletionWriter {
           // again) is logged, but says nothing about health or retries: the later claim will.
           const all = counted.size === batch.length;
           const current = all ? batch : batch.filter((r) => counted.has(r.completion.id));
-          troubled = [...(all ? tallies : tallyHealth(current)).values()].filter((t) => t.failures > 0 || t.gone);
+          troubled = troubledTallies(all ? tallies : tallyHealth(current));
           for (const r of current) {
             const at = r.completion.nextAttemptAt;
             if (at && (!earliestRetry || at < earliestRetry)) earliestRetry = at;
