@@ -113,6 +113,20 @@ describe('Truto webhook API', () => {
     }
   });
 
+  it('a test send whose secret cannot be decrypted is logged and retried like the worker\'s, not left leased', async () => {
+    // Before, it answered success: false and left the delivery 'delivering', leased to the
+    // API, with no attempt in the log, until the lease ran out.
+    const created = await call('POST', '/webhook', { target_url: 'http://127.0.0.1:9/unreadable' });
+    await api.db.updateTable('webhooks').set({ secret_encrypted: Buffer.from('not a sealed secret') }).where('id', '=', created.body.id).execute();
+    expect(await call('POST', '/webhook/test', { id: created.body.id })).toMatchObject({ status: 200, body: { success: false } });
+    const list = await call('GET', `/v1/webhooks/${created.body.id}/deliveries`);
+    expect(list.body.result[0]).toMatchObject({ kind: 'test', status: 'pending', attempts: 1 });
+    const attempts = await call('GET', `/v1/deliveries/${list.body.result[0].id}/attempts`);
+    expect(attempts.body).toMatchObject([{ attempt: 1, outcome: 'secret_unreadable' }]);
+    const row = await api.db.selectFrom('webhooks').select('consecutive_failures').where('id', '=', created.body.id).executeTakeFirstOrThrow();
+    expect(row.consecutive_failures).toBe(1);
+  });
+
   it('POST /webhook/test to an inactive webhook (made so, or disabled by a 410) is a 409 at body.id and sends and logs nothing', async () => {
     const receiver = await startReceiver('127.0.0.1', 0);
     try {

@@ -3,13 +3,15 @@
  * long as its deliveries' lease lasts, so an outage of a few seconds loses no attempt from the
  * log and sends nothing twice; past the lease it is given up with an error log (the
  * deliveries come back and are sent again). The outage: the completion statement answers
- * "Connection terminated" until a set time, as a dropped session does.
+ * "Connection terminated" until a set time, as a dropped session does. And what a batch's
+ * results do to webhook health when some of them are late or their answer was lost.
  */
-import type { AttemptResult } from '@hookpost/delivery';
-import { deliveries, newId } from '@hookpost/db';
+import { recordResults, type AttemptResult } from '@hookpost/delivery';
+import { deliveries, newId, type Database } from '@hookpost/db';
 import { createLogger, type Logger } from '@hookpost/runtime';
-import { createPlainSetup, type TestDatabase } from '@hookpost/testkit';
-import { sql, type KyselyPlugin } from 'kysely';
+import { createPlainSetup, insertPlainWebhook, type TestDatabase } from '@hookpost/testkit';
+import { Kysely, PostgresDialect, sql, type KyselyPlugin } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CompletionWriter } from '../src/delivery/completions.js';
 
@@ -41,15 +43,15 @@ const lostAnswers = (n: number): KyselyPlugin => ({
 });
 
 /** A delivery claimed by `workerId`, and the result of its successful attempt. */
-async function claimedWithResult(workerId: string): Promise<AttemptResult> {
+async function claimedWithResult(workerId: string, hook = webhookId): Promise<AttemptResult> {
   const id = newId();
-  await deliveries.insertDelivery(t.db, { id, workspaceId: scope.workspaceId, webhookId, kind: 'event', payload: { n: 1 } });
+  await deliveries.insertDelivery(t.db, { id, workspaceId: scope.workspaceId, webhookId: hook, kind: 'event', payload: { n: 1 } });
   const { deliveries: claimed } = await deliveries.claimDue(t.db, { workerId, limit: 100, perWebhook: 100, leaseMs: 60_000 });
   expect(claimed.map((d) => d.id)).toContain(id);
   return {
     outcome: 'success',
     completion: { id, attempt: 1, status: 'succeeded', nextAttemptAt: null, statusCode: 204, error: null },
-    attempt: { deliveryId: id, webhookId, attempt: 1, startedAt: new Date(), durationMs: 3, statusCode: 204, outcome: 'success', error: null, responseSnippet: null, requestHeaders: {} },
+    attempt: { deliveryId: id, webhookId: hook, attempt: 1, startedAt: new Date(), durationMs: 3, statusCode: 204, outcome: 'success', error: null, responseSnippet: null, requestHeaders: {} },
   };
 }
 
@@ -143,4 +145,126 @@ it("a failed try whose answer was lost (it committed): its retry still counts th
   expect(wakeUps).toEqual([retryAt]);
   const hook = await t.db.selectFrom('webhooks').select(['consecutive_failures']).where('id', '=', webhookId).executeTakeFirstOrThrow();
   expect(hook.consecutive_failures).toBe(1);
+}, 20_000);
+
+/** A failed (HTTP 500) result of the same claim. */
+const failedOf = (r: AttemptResult, retryAt = new Date(Date.now() + 60_000)): AttemptResult => ({
+  outcome: 'failure',
+  completion: { ...r.completion, status: 'pending', nextAttemptAt: retryAt, statusCode: 500, error: 'HTTP 500' },
+  attempt: { ...r.attempt, statusCode: 500, outcome: 'http_500', error: 'HTTP 500' },
+});
+
+/** A result whose claim's lease ran out before it was written (the reaper put the delivery back). */
+async function madeLate(r: AttemptResult): Promise<AttemptResult> {
+  await sql`update deliveries set lease_until = now() - interval '1 second' where id = ${r.completion.id}`.execute(t.db);
+  await deliveries.reclaimExpiredLeases(t.db, 5);
+  return r;
+}
+
+const healthOf = (id: string) =>
+  t.db.selectFrom('webhooks').select(['consecutive_failures', 'is_healthy', 'failing_since', 'unhealthy_reason']).where('id', '=', id).executeTakeFirstOrThrow();
+
+async function newHook(streak: number, healthy: boolean, unhealthyReason: string | null = null): Promise<string> {
+  const id = await insertPlainWebhook(t.db, scope, `http://127.0.0.1:9/${newId()}`);
+  await sql`update webhooks set consecutive_failures = ${streak}, is_healthy = ${healthy}, unhealthy_reason = ${unhealthyReason},
+    failing_since = ${streak > 0 ? sql`now() - interval '1 minute'` : null} where id = ${id}`.execute(t.db);
+  return id;
+}
+
+async function written(workerId: string, results: AttemptResult[], db = t.db): Promise<void> {
+  const writer = new CompletionWriter(db, workerId, health, capture().logger, noHooks, 60_000);
+  for (const r of results) writer.add(r);
+  await writer.flush();
+}
+
+it('a late success in the batch does not end the streak of a webhook whose current attempt failed', async () => {
+  // Before, the batch's heal was decided over all its results: the late 200 healed the webhook.
+  const workerId = `worker-${newId()}`;
+  const hook = await newHook(4, true);
+  const current = failedOf(await claimedWithResult(workerId, hook));
+  const late = await madeLate(await claimedWithResult(workerId, hook));
+  await written(workerId, [current, late]);
+  expect(await healthOf(hook)).toMatchObject({ consecutive_failures: 5, is_healthy: false });
+});
+
+it('a late failure in the batch does not keep a current success from ending the streak', async () => {
+  // Before, the late 500 after the current 200 made the batch's tally "failing": no heal.
+  const workerId = `worker-${newId()}`;
+  const hook = await newHook(7, false);
+  const current = await claimedWithResult(workerId, hook);
+  const late = failedOf(await madeLate(await claimedWithResult(workerId, hook)));
+  await written(workerId, [current, late]);
+  expect(await healthOf(hook)).toMatchObject({ consecutive_failures: 0, is_healthy: true, failing_since: null });
+});
+
+it("a delivery's success ends the endpoint's streak but leaves the failing source's mark to the source", async () => {
+  // Before, it set is_healthy while unhealthy_reason still named the source's failure.
+  const workerId = `worker-${newId()}`;
+  const reason = 'source:read: HTTP 503';
+  const alone = await newHook(2, false, reason);
+  await written(workerId, [await claimedWithResult(workerId, alone)]);
+  expect(await healthOf(alone)).toMatchObject({ consecutive_failures: 0, is_healthy: false, unhealthy_reason: reason });
+  // A success, then a failure, in one batch (applyHealth's reset).
+  const mixed = await newHook(2, false, reason);
+  const ok = await claimedWithResult(workerId, mixed);
+  const failed = failedOf(await claimedWithResult(workerId, mixed));
+  await written(workerId, [ok, failed]);
+  expect(await healthOf(mixed)).toMatchObject({ consecutive_failures: 1, is_healthy: false, unhealthy_reason: reason });
+  // Marked by the endpoint alone: a success clears it.
+  const endpoint = await newHook(6, false);
+  await written(workerId, [await claimedWithResult(workerId, endpoint)]);
+  expect(await healthOf(endpoint)).toMatchObject({ consecutive_failures: 0, is_healthy: true });
+});
+
+it("a failed batch whose COMMIT's answer was lost: its retry counts each failure once", async () => {
+  // The completion and its health are one transaction; before, health was a second one, and
+  // a lost answer to it had the retry add the batch's failures to the streak again.
+  let loseCommits = 1;
+  class LosingCommits extends pg.Client {
+    override query(...args: unknown[]): never {
+      const r = (super.query as (...a: unknown[]) => unknown)(...args);
+      if (args[0] === 'commit' && loseCommits > 0 && r instanceof Promise) {
+        loseCommits--;
+        return r.then(() => {
+          throw new Error('Connection terminated unexpectedly');
+        }) as never;
+      }
+      return r as never;
+    }
+  }
+  const lossy = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: t.url, Client: LosingCommits, max: 4 }) }) });
+  try {
+    const workerId = `worker-${newId()}`;
+    const hook = await newHook(0, true);
+    const one = failedOf(await claimedWithResult(workerId, hook));
+    const two = failedOf(await claimedWithResult(workerId, hook));
+    await written(workerId, [one, two], lossy);
+    expect(loseCommits).toBe(0);
+    expect(await healthOf(hook)).toMatchObject({ consecutive_failures: 2, is_healthy: true });
+    expect(await state(one.completion.id)).toEqual({ status: 'pending', attempts: 1 });
+  } finally {
+    await lossy.destroy();
+  }
+}, 20_000);
+
+it('the retry of a try still running on the server (its session reset while it waited for a lock) logs and counts the attempt once', async () => {
+  // Before, the retry looked for logged attempts with its own snapshot, before the lost try
+  // committed: the attempt was logged twice, and the retry counted the delivery as late.
+  const workerId = `worker-${newId()}`;
+  const hook = await newHook(0, true);
+  const result = failedOf(await claimedWithResult(workerId, hook));
+  const blocker = await t.db.connection().execute(async (conn) => {
+    await sql`begin`.execute(conn);
+    await sql`select 1 from deliveries where id = ${result.completion.id} for update`.execute(conn);
+    const lost = recordResults(t.db, workerId, [result], health, false);
+    await new Promise((r) => setTimeout(r, 300));
+    const retry = recordResults(t.db, workerId, [result], health, true);
+    await new Promise((r) => setTimeout(r, 300));
+    await sql`commit`.execute(conn);
+    return Promise.all([lost, retry]);
+  });
+  const [, retried] = blocker;
+  expect(retried.counted.map((r) => r.completion.id)).toEqual([result.completion.id]);
+  expect(await state(result.completion.id)).toEqual({ status: 'pending', attempts: 1 });
+  expect((await healthOf(hook)).consecutive_failures).toBe(1);
 }, 20_000);

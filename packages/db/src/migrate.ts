@@ -14,6 +14,7 @@ import * as m0011 from './migrations/2026_12_03_0011_stream_rerun.js';
 import * as m0012 from './migrations/2026_12_04_0012_deliveries_webhook_due.js';
 import * as m0013 from './migrations/2026_12_07_0013_stream_filters_hash.js';
 import * as m0014 from './migrations/2026_12_07_0014_pending_webhook_step.js';
+import * as m0015 from './migrations/2026_12_07_0015_attempts_unique.js';
 
 /** Every migration, in order. Static imports: no runtime file scanning. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -31,6 +32,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '2026_12_04_0012_deliveries_webhook_due': m0012,
   '2026_12_07_0013_stream_filters_hash': m0013,
   '2026_12_07_0014_pending_webhook_step': m0014,
+  '2026_12_07_0015_attempts_unique': m0015,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

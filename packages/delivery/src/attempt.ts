@@ -83,6 +83,15 @@ function settle(
   };
 }
 
+/**
+ * Whether a result counts against its webhook's health: a failure or a 410. A 429 (too many
+ * requests) does not: the endpoint is up and asks for fewer (retried later, its share
+ * halved), as with the poller's sources.
+ */
+export function troublesHealth(r: AttemptResult): boolean {
+  return r.outcome !== 'success' && r.attempt.statusCode !== 429;
+}
+
 /** What a batch of results says about each webhook's health, in batch order. */
 export function tallyHealth(results: readonly AttemptResult[]): Map<string, HealthTally> {
   const tallies = new Map<string, HealthTally>();
@@ -91,9 +100,8 @@ export function tallyHealth(results: readonly AttemptResult[]): Map<string, Heal
     if (r.outcome === 'success') {
       t.recovered = true;
       t.failures = 0;
-    } else if (r.attempt.statusCode === 429) {
-      // Too many requests: the endpoint is up and asks for fewer (retried later, its share
-      // halved); not a failure of its health, as with the poller's sources.
+    } else if (!troublesHealth(r)) {
+      // A 429: neither.
     } else if (r.outcome === 'gone') {
       t.gone = true;
     } else {
@@ -107,9 +115,4 @@ export function tallyHealth(results: readonly AttemptResult[]): Map<string, Heal
 /** Tallies with a failure or a 410: what must go through webhookHealth.applyHealth. */
 export function troubledTallies(tallies: Map<string, HealthTally>): HealthTally[] {
   return [...tallies.values()].filter((t) => t.failures > 0 || t.gone);
-}
-
-/** Webhooks whose failure streak the batch ended (a success, and nothing failing after it). */
-export function recoveredWebhooks(tallies: Map<string, HealthTally>): string[] {
-  return [...tallies.values()].filter((t) => t.recovered && t.failures === 0 && !t.gone).map((t) => t.webhookId);
 }

@@ -8,3 +8,4 @@ export * from './messages.js';
 export * from './targets.js';
 export * from './attempt.js';
 export * from './redact-url.js';
+export * from './record.js';

@@ -1,6 +1,6 @@
 import { generateWebhookSecret } from '@hookpost/contract';
-import { deliveries, inTransaction, newId, webhookHealth, webhooks, type Db, type Scope, type WebhookWithEnv } from '@hookpost/db';
-import { checkHookUrl, messageOf, performAttempt, recoveredWebhooks, retryPolicyFrom, tallyHealth, TargetLoader, troubledTallies, type StoredPayload } from '@hookpost/delivery';
+import { deliveries, inTransaction, newId, webhooks, type Db, type Scope, type WebhookWithEnv } from '@hookpost/db';
+import { checkHookUrl, messageOf, performAttempt, recordResults, retryPolicyFrom, TargetLoader, unsentAttempt, type AttemptResult, type StoredPayload } from '@hookpost/delivery';
 import { ApiError } from '../http/errors.js';
 import type { ApiContext } from './deps.js';
 
@@ -84,24 +84,32 @@ export async function sendTestNow(ctx: ApiContext, row: WebhookWithEnv): Promise
     status: 'delivering',
     leasedBy,
     leaseMs,
+    // Read with the webhook's lock: a pause or disable committed since the check above wins.
+    onlyIfSendable: true,
   });
-  if (!queued) return false; // deleted meanwhile
-  const target = (await new TargetLoader(ctx.db, ctx.secrets).load([row.id])).targets.get(row.id);
-  if (!target) return false;
-  const claimed = { id, webhook_id: row.id, event_id: null, kind: 'test' as const, payload_json: JSON.stringify(TEST_PAYLOAD), attempts: 1, created_at: new Date(), event_type: null, event_object_type: null, event_data_json: null, event_has_raw: null, event_created_at: null, webhook_updated_at: row.updated_at };
-  const result = await performAttempt(ctx.sender, target, messageOf(claimed), 1, retryPolicyFrom(ctx.config.retry));
-  const success = result.outcome === 'success';
-  // Recorded as the worker records its sends: the attempt counts for the webhook's health (a
-  // 410 disables it; before, a test answered 410 left it active), and a retry wakes the
-  // workers (before, nothing did: it waited for an idle worker's next check, up to 30 s).
-  const tallies = tallyHealth([result]);
-  await inTransaction(ctx.db, async (trx) => {
-    const counted = await deliveries.completeBatch(trx, leasedBy, [result.completion], [result.attempt], recoveredWebhooks(tallies));
-    if (!counted.has(id)) return;
-    const troubled = troubledTallies(tallies);
-    if (troubled.length > 0) await webhookHealth.applyHealth(trx, troubled, ctx.config.health);
-    if (result.completion.status === 'pending') await deliveries.notifyDeliveriesDue(trx);
-  });
-  return success;
+  if (!queued) return false; // deleted, paused or disabled meanwhile
+  const policy = retryPolicyFrom(ctx.config.retry);
+  const loaded = await new TargetLoader(ctx.db, ctx.secrets).load([row.id]);
+  const target = loaded.targets.get(row.id);
+  const unreadable = loaded.unreadable.get(row.id);
+  let result: AttemptResult;
+  if (target) {
+    const claimed = { id, webhook_id: row.id, event_id: null, kind: 'test' as const, payload_json: JSON.stringify(TEST_PAYLOAD), attempts: 1, created_at: new Date(), event_type: null, event_object_type: null, event_data_json: null, event_has_raw: null, event_created_at: null, webhook_updated_at: row.updated_at };
+    result = await performAttempt(ctx.sender, target, messageOf(claimed), 1, policy);
+  } else if (unreadable !== undefined) {
+    // As the worker does: logged, retried on the schedule, counted against health.
+    result = unsentAttempt(id, row.id, 1, policy, unreadable);
+  } else {
+    // Its URL went meanwhile: back to the queue, as if never claimed.
+    await deliveries.releaseClaims(ctx.db, leasedBy, [{ id, attempts: 1 }]);
+    return false;
+  }
+  // Recorded as the worker records its sends (recordResults): the attempt counts for the
+  // webhook's health (a 410 disables it; before, a test answered 410 left it active), and a
+  // retry wakes the workers (before, nothing did: it waited for an idle worker's next check,
+  // up to 30 s).
+  const { counted } = await recordResults(ctx.db, leasedBy, [result], ctx.config.health);
+  if (counted.length > 0 && result.completion.status === 'pending') await deliveries.notifyDeliveriesDue(ctx.db);
+  return result.outcome === 'success';
 }
 

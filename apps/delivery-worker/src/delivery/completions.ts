@@ -1,11 +1,11 @@
-import { recoveredWebhooks, tallyHealth, troubledTallies, type AttemptResult } from '@hookpost/delivery';
-import { deliveries, webhookHealth, type Db, type HealthPolicy, type HealthTally } from '@hookpost/db';
+import { recordResults, type AttemptResult } from '@hookpost/delivery';
+import type { Db, HealthPolicy } from '@hookpost/db';
 import { FailureStreak, type Logger } from '@hookpost/runtime';
 
 /**
- * Finished attempts are written in batches (group commit): one UPDATE of deliveries,
- * one INSERT of attempts and the health changes per flush, instead of three writes
- * per delivery. A flush starts when `maxBatch` results wait or `maxDelayMs` passed.
+ * Finished attempts are written in batches (group commit, recordResults): one statement
+ * of deliveries' states and attempts per flush (a transaction with the health changes when
+ * something failed), instead of three writes per delivery. A flush starts when `maxBatch` results wait or `maxDelayMs` passed.
  */
 export class CompletionWriter {
   private pending: AttemptResult[] = [];
@@ -67,32 +67,17 @@ export class CompletionWriter {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
-    // Webhooks whose failure streak a success ends (the statement keeps those of completions that counted).
-    const tallies = tallyHealth(batch);
-    const recovered = recoveredWebhooks(tallies);
-    let troubled: HealthTally[] = [];
-    let earliestRetry: Date | undefined;
-    let recorded = false;
     const giveUpAt = Date.now() + this.retryForMs;
     for (let tries = 1; ; tries++) {
       try {
-        // One statement for the common case; a transaction only when health must change.
-        if (!recorded) {
-          const counted = await deliveries.completeBatch(this.db, this.workerId, batch.map((r) => r.completion), batch.map((r) => r.attempt), recovered, tries > 1);
-          recorded = true;
-          // A late completion of an earlier claim (its lease ran out, the delivery was claimed
-          // again) is logged, but says nothing about health or retries: the later claim will.
-          const all = counted.size === batch.length;
-          const current = all ? batch : batch.filter((r) => counted.has(r.completion.id));
-          troubled = troubledTallies(all ? tallies : tallyHealth(current));
-          for (const r of current) {
-            const at = r.completion.nextAttemptAt;
-            if (at && (!earliestRetry || at < earliestRetry)) earliestRetry = at;
-          }
+        // A late completion of an earlier claim (its lease ran out, the delivery was claimed
+        // again) is logged, but says nothing about health or retries: the later claim will.
+        const { counted, stopped } = await recordResults(this.db, this.workerId, batch, this.health, tries > 1);
+        let earliestRetry: Date | undefined;
+        for (const r of counted) {
+          const at = r.completion.nextAttemptAt;
+          if (at && (!earliestRetry || at < earliestRetry)) earliestRetry = at;
         }
-        const stopped = troubled.length
-          ? await this.db.transaction().execute((trx) => webhookHealth.applyHealth(trx, troubled, this.health))
-          : [];
         if (stopped.length > 0) this.hooks.onStopped(stopped);
         if (earliestRetry) this.hooks.onRetryAt(earliestRetry);
         this.failures.succeeded();
@@ -104,10 +89,8 @@ export class CompletionWriter {
         const wait = Math.min(200 * tries, 2_000);
         if (Date.now() + wait >= Math.min(giveUpAt, this.deadline)) {
           this.logger.error(
-            { err, tries, results: batch.length, recorded, deliveries: batch.slice(0, 20).map((r) => r.completion.id) },
-            recorded
-              ? 'gave up applying webhook health for a batch of attempts (their deliveries are recorded)'
-              : 'gave up recording a batch of attempts: their deliveries will be sent again when their lease ends, and these attempts are missing from the attempt log',
+            { err, tries, results: batch.length, deliveries: batch.slice(0, 20).map((r) => r.completion.id) },
+            'gave up recording a batch of attempts: their deliveries will be sent again when their lease ends, and these attempts are missing from the attempt log',
           );
           return;
         }

@@ -492,35 +492,35 @@ function storableText(s: string | null): string | null {
 
 /**
  * Records a batch of finished attempts in one statement: the deliveries' new states,
- * the attempt log, and — for webhooks that had a success — the end of any failure
- * streak. Only rows still under the claim that was sent change (`workerId`, the attempt
- * number); returns their ids, the completions that counted (every attempt is logged).
- * Failures are applied to webhook health separately (webhook-health.ts), in a transaction
- * that locks in id order, and only for completions that counted.
+ * the attempt log, and — for webhooks whose last counted outcome in the batch is a success
+ * (no failure after it, no 410) — the end of any failure streak. Only rows still under the
+ * claim that was sent change (`workerId`, the attempt number): those are `updated`, the
+ * completions that counted; every attempt is logged, once (a unique index; a late completion
+ * of an earlier claim says nothing about the webhook and heals nothing). Failures are applied
+ * to webhook health by the caller (recordResults in @hookpost/delivery, with
+ * webhookHealth.applyHealth), for the completions that counted.
  */
 export async function completeBatch(
   db: Db,
   workerId: string,
   completions: readonly Completion[],
   attempts: readonly AttemptRecord[],
-  recoveredWebhooks: readonly string[] = [],
   /**
-   * The same batch again, after a try whose answer was lost (it may have committed): attempts
-   * already logged are not logged twice. The deliveries' update needs no such care: a
-   * committed one has released the lease it matches on. Those the lost try settled count as
-   * completed here too (their lease released, still at this attempt, its log entry the one
-   * this batch wrote, by the statement that released it): counted as late instead, their health (a 410's disable, a failure
-   * streak) and their retry's wake-up were dropped.
+   * The same batch again, after a try whose answer was lost (it may have committed). Those
+   * the lost try settled are `settled` (their lease released, still at this attempt, its log
+   * entry the one this batch wrote, by the statement that released it): counted as late
+   * instead, their health (a 410's disable, a failure streak) and their retry's wake-up were
+   * dropped. Its log entries are skipped by the unique index, as always. The caller must make
+   * sure the lost try has ended first (recordResults locks the rows).
    */
   again = false,
-): Promise<Set<string>> {
-  if (completions.length === 0 && attempts.length === 0) return new Set();
-  const recovered = [...recoveredWebhooks].sort();
+): Promise<{ updated: Set<string>; settled: Set<string> }> {
+  if (completions.length === 0 && attempts.length === 0) return { updated: new Set(), settled: new Set() };
   // Retry times go as waits from now, added to the database's clock: the claim compares
   // them with its now(), whatever this process's clock says.
   const writtenAt = Date.now();
   // Prepared, like the claim (QUEUE_SESSION_SETTINGS keep its generic plan on the primary key).
-  const r = await sql<{ updated: string[] }>`${sql.raw(PREPARE)}
+  const r = await sql<{ updated: string[]; settled: string[] }>`${sql.raw(PREPARE)}
     with updated as (
       -- A retry for a webhook paused meanwhile waits, held, for its resume.
       update deliveries d
@@ -530,14 +530,17 @@ export async function completeBatch(
              updated_at = now(), finished_at = case when c.status in ('succeeded', 'dead') then now() else null end
         from unnest(${completions.map((c) => c.id)}::uuid[], ${completions.map((c) => c.attempt)}::int[], ${completions.map((c) => c.status)}::text[],
                     ${completions.map((c) => (c.nextAttemptAt ? Math.max(0, c.nextAttemptAt.getTime() - writtenAt) : null))}::float8[], ${completions.map((c) => c.statusCode)}::int[],
-                    ${completions.map((c) => storableText(c.error))}::text[]) as c(id, attempt, status, next_in_ms, code, error),
+                    ${completions.map((c) => storableText(c.error))}::text[]) with ordinality as c(id, attempt, status, next_in_ms, code, error, ord),
              webhooks w
        -- By primary key: \`leased_by\` implies status 'delivering' (migration 0005); naming the
        -- status would let the planner walk the dead entries of deliveries_leased instead.
        -- The claim's attempt number: a late completion of an earlier claim (its lease ran out,
        -- the delivery was claimed again, by this worker too) must not end the later one.
        where d.id = c.id and w.id = d.webhook_id and d.leased_by = ${workerId} and d.attempts = c.attempt
-      returning d.id, d.webhook_id
+      -- What the outcome means for health, as tallyHealth (@hookpost/delivery) reads it: a 2xx
+      -- ends a streak, a 410 disables, a 429 is neither, anything else is a failure.
+      returning d.id, d.webhook_id, c.ord, c.status = 'succeeded' as ok, coalesce(c.code = 410, false) as gone,
+                c.status <> 'succeeded' and c.code is distinct from 410 and c.code is distinct from 429 as failed
     ),
     logged as (
       insert into delivery_attempts (delivery_id, webhook_id, attempt, started_at, duration_ms, status_code, outcome, error, response_snippet, request_headers)
@@ -547,15 +550,21 @@ export async function completeBatch(
         ${attempts.map((a) => a.outcome)}::text[], ${attempts.map((a) => storableText(a.error))}::text[], ${attempts.map((a) => storableText(a.responseSnippet))}::text[],
         ${attempts.map((a) => JSON.stringify(a.requestHeaders))}::jsonb[])
         as a(delivery_id, webhook_id, attempt, started_at, duration_ms, status_code, outcome, error, response_snippet, request_headers)
-      ${again ? sql`where not exists (select 1 from delivery_attempts x where x.delivery_id = a.delivery_id and x.attempt = a.attempt)` : sql``}
+      on conflict (delivery_id, attempt) do nothing
       returning 1
     ),
     healed as (
+      -- Webhooks whose counted outcomes in this batch end on a success: only completions that
+      -- counted (a late one of an earlier claim says nothing new, healing or failing). A mark
+      -- of the webhook's failing source (unhealthy_reason 'source:…') is the source's to undo.
       -- Index order over a sorted id list: concurrent statements lock in the same order.
-      -- Only by a completion that counted (a late one of an earlier claim says nothing new).
-      update webhooks set consecutive_failures = 0, failing_since = null, is_healthy = true, checked_at = now()
-      where id = any(${recovered}::uuid[]) and (consecutive_failures > 0 or not is_healthy)
-        and id in (select webhook_id from updated)
+      update webhooks set consecutive_failures = 0, failing_since = null, checked_at = now(),
+             is_healthy = is_healthy or coalesce(unhealthy_reason not like 'source:%', true)
+      where id = any(array(
+              select webhook_id from updated group by webhook_id
+              having bool_or(ok) and not bool_or(gone) and max(ord) filter (where ok) > coalesce(max(ord) filter (where failed), 0)
+              order by webhook_id))
+        and (consecutive_failures > 0 or (not is_healthy and coalesce(unhealthy_reason not like 'source:%', true)))
       returning 1
     )
     ${
@@ -572,9 +581,17 @@ export async function completeBatch(
     )`
         : sql``
     }
-    select array(select id from updated ${again ? sql`union select id from settled` : sql``}) as updated, (select count(*) from logged) as logged, (select count(*) from healed) as healed
+    select array(select id from updated) as updated, ${again ? sql`array(select id from settled)` : sql`'{}'::uuid[]`} as settled,
+           (select count(*) from logged) as logged, (select count(*) from healed) as healed
   `.execute(db);
-  return new Set(r.rows[0]?.updated ?? []);
+  const row = r.rows[0];
+  return { updated: new Set(row?.updated ?? []), settled: new Set(row?.settled ?? []) };
+}
+
+/** Locks these deliveries (in id order), waiting for whoever holds them: a completion's lost try still running on the server. */
+export async function lockDeliveries(db: Db, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await sql`select 1 from deliveries where id = any(${[...ids].sort()}::uuid[]) order by id for no key update`.execute(db);
 }
 
 /**
@@ -738,7 +755,18 @@ export async function insertDeliveries(db: Db, rows: readonly NewDelivery[]): Pr
 /** Queues a delivery outside the event path (test sends); undefined when the webhook is gone. */
 export async function insertDelivery(
   db: Db,
-  values: { id: string; workspaceId: string; webhookId: string; kind: DeliveryKind; payload?: unknown; status?: 'pending' | 'held' | 'delivering'; leasedBy?: string; leaseMs?: number },
+  values: {
+    id: string;
+    workspaceId: string;
+    webhookId: string;
+    kind: DeliveryKind;
+    payload?: unknown;
+    status?: 'pending' | 'held' | 'delivering';
+    leasedBy?: string;
+    leaseMs?: number;
+    /** Only for a webhook that may be sent to (active, not paused, with a URL), as its lock reads it. */
+    onlyIfSendable?: boolean;
+  },
 ): Promise<DeliveryRow | undefined> {
   const status = values.status ?? 'pending';
   const r = await sql<DeliveryRow>`
@@ -747,7 +775,7 @@ export async function insertDelivery(
     select ${values.id}::uuid, ${values.workspaceId}::uuid, live.id, ${values.kind}, ${values.payload === undefined ? null : stringifyExact(values.payload)}::jsonb,
            ${status}, ${values.leasedBy ?? null},
            ${values.leaseMs ? sql`(now() + make_interval(secs => ${values.leaseMs / 1000}))` : null}::timestamptz, ${status === 'delivering' ? 1 : 0}
-    from live
+    from live ${values.onlyIfSendable ? sql`where live.sendable` : sql``}
     returning *
   `.execute(db);
   const row = r.rows[0];

@@ -31,9 +31,7 @@ export interface HealthPolicy {
 export async function applyHealth(db: Db, tallies: readonly HealthTally[], policy: HealthPolicy): Promise<string[]> {
   const stopped: string[] = [];
   if (tallies.length === 0) return stopped;
-  // Lock the rows in id order first: two workers updating overlapping webhooks in
-  // different orders would otherwise deadlock.
-  await sql`select id from webhooks where id = any(${tallies.map((t) => t.webhookId)}::uuid[]) order by id for update`.execute(db);
+  await lockWebhooks(db, tallies.map((t) => t.webhookId));
   const gone = tallies.filter((t) => t.gone).map((t) => t.webhookId);
   if (gone.length > 0) {
     await sql`
@@ -51,7 +49,8 @@ export async function applyHealth(db: Db, tallies: readonly HealthTally[], polic
         update webhooks w
            set consecutive_failures = s.streak,
                failing_since = s.since,
-               is_healthy = (w.is_healthy or f.reset) and s.streak < ${policy.failureThreshold},
+               -- A success earlier in the batch ends the endpoint's streak, not its source's mark.
+               is_healthy = (w.is_healthy or (f.reset and coalesce(w.unhealthy_reason not like 'source:%', true))) and s.streak < ${policy.failureThreshold},
                checked_at = case when s.streak >= ${policy.failureThreshold} then now() else w.checked_at end,
                is_paused = w.is_paused or (
                  s.streak >= ${policy.failureThreshold} and s.since <= now() - make_interval(secs => ${policy.pauseAfterSeconds})),
@@ -70,4 +69,14 @@ export async function applyHealth(db: Db, tallies: readonly HealthTally[], polic
   }
   await holdPending(db, stopped);
   return stopped;
+}
+
+/**
+ * Locks webhooks for a change of their health, in id order: two workers updating overlapping
+ * webhooks in different orders would otherwise deadlock. A no-key lock: deliveries inserted
+ * for them meanwhile (whose foreign key takes a key-share lock) do not wait for it.
+ */
+export async function lockWebhooks(db: Db, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await sql`select id from webhooks where id = any(${[...new Set(ids)]}::uuid[]) order by id for no key update`.execute(db);
 }
