@@ -142,8 +142,22 @@ export interface CreateDbOptions {
    * sessions whose statements may run long (migrations).
    */
   answerTimeoutMs?: number;
+  /** How long a session lives before the pool replaces it (when idle); default SESSION_MAX_LIFETIME_S. */
+  maxLifetimeSeconds?: number;
   onQueryError?: (error: unknown, sql: string) => void;
 }
+
+/**
+ * How long a pooled session lives: its prepared statements keep the plan of their first
+ * execution (the queue's sessions force generic plans) until an ANALYZE of a table they read.
+ * Made on a young install, over a webhook or two and an empty queue, where every index looks
+ * alike, a completion read every delivery of its webhook to find the few it completes, and
+ * the target lookup every webhook (`apps/delivery-worker/test/queue-plans.test.ts`); without
+ * an ANALYZE (autovacuum off, or a table far from its threshold) that plan stayed. A new
+ * session plans against the tables' current size. Reconnecting every couple of minutes costs
+ * a few milliseconds of one connection's time.
+ */
+export const SESSION_MAX_LIFETIME_S = 120;
 
 export function createDb(options: CreateDbOptions): Kysely<Database> {
   const settings = { ...SESSION_SETTINGS, ...options.settings, ...(options.synchronousCommit === false ? { synchronous_commit: 'off' } : {}) };
@@ -157,6 +171,7 @@ export function createDb(options: CreateDbOptions): Kysely<Database> {
     // A connection attempt (or a wait for a free client) that takes this long fails: a
     // server gone without a RST would otherwise hold it for minutes.
     connectionTimeoutMillis: 30_000,
+    maxLifetimeSeconds: options.maxLifetimeSeconds ?? SESSION_MAX_LIFETIME_S,
     ...TCP_KEEP_ALIVE,
     ...(flags.length > 0 ? { options: flags.join(' ') } : {}),
   });

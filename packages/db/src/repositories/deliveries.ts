@@ -930,10 +930,12 @@ export async function deleteFinishedDeliveries(db: Db, olderThan: Date, batch: n
 
 /** Deletes up to `batch` attempts older than `olderThan`; returns how many. */
 export async function deleteOldAttempts(db: Db, olderThan: Date, batch: number): Promise<number> {
+  // The batch's ids as an array: as `id in (subquery)` its plan joined the batch against the
+  // whole primary key (a hash semi join: 500,000 entries read for a batch of 5,000).
   const r = await sql`
-    delete from delivery_attempts where id in (
+    delete from delivery_attempts where id = any(array(
       select id from delivery_attempts where created_at < ${olderThan} order by created_at limit ${batch}
-    )
+    ))
   `.execute(db);
   return Number(r.numAffectedRows ?? 0);
 }

@@ -416,7 +416,7 @@ export async function hasRunSubscribers(db: Db, workspaceId: string, environment
 /** Deletes finished runs older than `before`, at most `batch` at a time; returns how many. */
 export async function deleteOldRuns(db: Db, before: Date, batch = 5000): Promise<number> {
   const r = await sql`
-    delete from poll_runs where id in (select id from poll_runs where finished_at < ${before} limit ${batch})
+    delete from poll_runs where id = any(array(select id from poll_runs where finished_at < ${before} limit ${batch}))
   `.execute(db);
   return Number(r.numAffectedRows ?? 0);
 }
