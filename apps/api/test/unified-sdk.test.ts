@@ -272,10 +272,12 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
 
 describe('listing webhooks through the SDK', () => {
   let listConn: string;
+  let listKey: string;
   const ids: string[] = [];
 
   beforeAll(async () => {
     const other = await newWorkspace(api.db, 'List workspace');
+    listKey = other.key;
     const call = client(api.url, other.key);
     listConn = await createConnection(call, { integration_type: 'pipedrive' });
     const second = await createConnection(call, { integration_type: 'zoho' });
@@ -320,6 +322,23 @@ describe('listing webhooks through the SDK', () => {
       expect.arrayContaining([ids[2], ids[3], ids[4]]),
     );
     expect(await listIds({ updatedGte: new Date(Date.now() + 60_000).toISOString() })).toEqual([]);
+  });
+
+  it("takes the list parameters as unified.to's Python SDK writes them: limit and offset as floats, a date-time without an offset (UTC)", async () => {
+    // Before, `limit=2.0` and `updated_gte=…T10:00:00` were 400s: every paged call of that SDK failed.
+    const call = client(api.url, listKey);
+    const paged = await call('GET', '/unified/webhook?limit=2.0&offset=2.0');
+    expect(paged.status).toBe(200);
+    expect(paged.body.map((w: { id: string }) => w.id)).toEqual(ids.slice(2, 4));
+    const fractional = (await call('GET', '/unified/webhook?limit=1.5')).body.error;
+    expect(fractional).toMatchObject({ field: 'query.limit' });
+    expect(fractional.message).toMatch(/integer/);
+    const all = await sdk.webhook.listUnifiedWebhooks({});
+    const created = (all[2]?.createdAt as Date).toISOString();
+    // The same instant without its `Z` (Python's utcnow().isoformat(), to the microsecond).
+    const naive = `${created.slice(0, -1)}000`;
+    const upTo = await call('GET', `/unified/webhook?created_lte=${naive}`);
+    expect(upTo.body.map((w: { id: string }) => w.id)).toEqual(ids.slice(0, 3));
   });
 
   it('sorts and orders, pages with limit/offset', async () => {

@@ -90,10 +90,10 @@ const cases: Case[] = [
   ['bad updated_gte', 'GET', () => '/unified/webhook?updated_gte=yesterday', undefined, 400, 'query.updated_gte'],
   ['bad created_lte', 'GET', () => '/unified/webhook?created_lte=2024-13-45', undefined, 400, 'query.created_lte'],
   ['updated_gte not a calendar day', 'GET', () => '/unified/webhook?updated_gte=2026-02-30', undefined, 400, 'query.updated_gte'],
-  ['updated_gte without an offset (its meaning would be the server time zone)', 'GET', () => '/unified/webhook?updated_gte=2026-12-01T10:00:00', undefined, 400, 'query.updated_gte'],
+  ['updated_gte a date-time with only an hour', 'GET', () => '/unified/webhook?updated_gte=2026-12-01T10', undefined, 400, 'query.updated_gte'],
   // /v1 listings
   ['deliveries since a bare number', 'GET', () => `/v1/webhooks/${webhookId}/deliveries?since=1`, undefined, 400, 'query.since'],
-  ['deliveries until without an offset', 'GET', () => `/v1/webhooks/${webhookId}/deliveries?until=2026-12-01T10:00:00`, undefined, 400, 'query.until'],
+  ['deliveries until a date-time with blanks', 'GET', () => `/v1/webhooks/${webhookId}/deliveries?until=2026-12-01%2010:00:00`, undefined, 400, 'query.until'],
   ['non-UUID connection_id filter', 'GET', () => '/unified/webhook?connection_id=c1', undefined, 400, 'query.connection_id'],
   ['bad is_healthy', 'GET', () => '/unified/webhook?is_healthy=maybe', undefined, 400, 'query.is_healthy'],
   // Truto face

@@ -19,9 +19,13 @@ export const IsoDateTime = z
   .datetime({ offset: true })
   .refine((v) => !Number.isNaN(Date.parse(v)), 'must be a real date-time (its offset within ±23:59)');
 
-/** A number in a query string: digits only, no blanks (`0x10`, `1e1`, ` 1` are not numbers). */
+/**
+ * A number in a query string: digits, with a decimal part or not, no blanks (`0x10`, `1e1`,
+ * ` 1` are not numbers). `100.0` is 100: unified.to's Python SDK types `limit` and `offset` as
+ * floats and sends them so (before, every paged list call of it was a 400).
+ */
 export const queryNumber = (schema: z.ZodNumber = z.number()) =>
-  z.preprocess((v) => (typeof v === 'string' && /^[0-9]+$/.test(v) ? Number(v) : v), schema);
+  z.preprocess((v) => (typeof v === 'string' && /^[0-9]+(\.[0-9]+)?$/.test(v) ? Number(v) : v), schema);
 
 /** The offset of the unified face's lists: at most 10^9 (a bigint in Postgres; past its range a 500). */
 export const pageOffset = queryNumber(
@@ -35,17 +39,20 @@ export const queryBoolean = z.preprocess(
 );
 
 /**
- * A date (`2026-12-01`, midnight UTC) or a date-time with its offset (`…T10:00:00Z`,
- * `…+02:00`) in a query string, parsed to a Date. A date-time without an offset is refused:
- * read in the server's time zone, the same request would mean different instants on
- * different servers. So are numbers and other forms Date.parse would take.
+ * A date (`2026-12-01`, midnight UTC) or a date-time (`…T10:00:00Z`, `…+02:00`) in a query
+ * string, parsed to a Date. A date-time without an offset is UTC, as a date is (Python's
+ * `datetime.utcnow().isoformat()` writes one so; before, a 400), never the server's time
+ * zone, in which the same request would mean different instants on different servers.
+ * Numbers and other forms Date.parse would take are refused.
  */
 export const queryDate = z
   .string()
-  .refine((v) => ISO_DATE.test(v) || IsoDateTime.safeParse(v).success, 'must be an ISO-8601 date (2026-12-01) or date-time with offset (2026-12-01T10:00:00Z)')
+  .transform((v) => (LOCAL_DATE_TIME.test(v) ? `${v}Z` : v))
+  .refine((v) => ISO_DATE.test(v) || IsoDateTime.safeParse(v).success, 'must be an ISO-8601 date (2026-12-01) or date-time (2026-12-01T10:00:00Z; no offset: UTC)')
   .refine((v) => isCalendarDay(v.slice(0, 10)), 'must be a real date')
   .transform((v) => new Date(v));
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
+const LOCAL_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/;
 /** `2026-02-30` is not one (Date would read it as March 2nd). */
 const isCalendarDay = (day: string) => {
   const d = new Date(`${day}T00:00:00Z`);
