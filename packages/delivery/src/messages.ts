@@ -10,6 +10,20 @@ export interface StoredPayload {
   payload?: unknown;
 }
 
+/** A JSON string token (kept as it is), or the blanks between tokens (dropped). */
+const JSONB_BLANKS = /("(?:[^"\\]|\\.)*")|[ \t\r\n]+/g;
+
+/**
+ * Postgres's text of a jsonb value (`{"a": 1, "b": [2, 3]}`) without the blanks it writes
+ * after `:` and `,`: the bytes JSON.stringify writes for the value it parses to. Signatures
+ * are over the raw body either way, but receivers that verify over a re-serialised body
+ * (`JSON.stringify(req.body)` after a JSON body parser, a common mistake) matched a test send
+ * and failed on every event. Strings are copied as they are.
+ */
+export function compactJsonbText(text: string): string {
+  return text.replace(JSONB_BLANKS, '$1');
+}
+
 /** The message a claimed delivery carries, whatever its kind. */
 export function messageOf(d: ClaimedDelivery): OutgoingMessage {
   if (d.kind === 'event') {
@@ -29,7 +43,7 @@ export function messageOf(d: ClaimedDelivery): OutgoingMessage {
       get payload() {
         return data();
       },
-      payloadJson: { text: json, hasRaw: d.event_has_raw === true },
+      payloadJson: { text: compactJsonbText(json), hasRaw: d.event_has_raw === true },
     };
   }
   const stored = (d.payload_json === null ? {} : parseExact(d.payload_json)) as StoredPayload;

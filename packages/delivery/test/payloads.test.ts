@@ -49,7 +49,7 @@ function render(t: DeliveryTarget, json: unknown = data) {
 describe('renderDelivery from a stored event', () => {
   it('embeds the stored JSON as is when the webhook keeps raw and all fields', () => {
     const r = render(target({ includeRaw: true }));
-    expect(r.body).toContain('"payload":{"id": "c-1", "name": "Ada"');
+    expect(r.body).toContain('"payload":{"id":"c-1","name":"Ada"');
     expect(r.parsed).toEqual({
       id: 'e-1',
       event: 'record:created',
@@ -69,8 +69,22 @@ describe('renderDelivery from a stored event', () => {
   it('embeds as is when there is no raw to drop', () => {
     const { raw: _raw, ...plain } = data;
     const r = render(target(), plain);
-    expect(r.body).toContain('"payload":{"id": "c-1"');
+    expect(r.body).toContain('"payload":{"id":"c-1"');
     expect(r.parsed.payload).toEqual(plain);
+  });
+
+  it("writes the stored JSON compact, as JSON.stringify would: a receiver verifying a re-serialised body matches", () => {
+    // Before, the envelope embedded Postgres's jsonb text, blanks after every `:` and `,`: a
+    // receiver verifying over JSON.stringify(JSON.parse(body)) passed the test send (compact)
+    // and failed every event. Blanks, quotes and backslashes inside strings stay.
+    // Exactly as Postgres 15 prints this jsonb (keys in its order, a tab escaped).
+    const stored = String.raw`{"id": "c-2", "tab": "\t", "list": [1, 2, {"k": "v"}], "none": null, "note": "a: b, c", "empty": {}, "quote": "say \"hi\", \\ ok"}`;
+    const message = messageOf({ ...claimed({}), event_data_json: stored, event_has_raw: false });
+    const r = renderDelivery(target(), message, Math.floor(Date.now() / 1000));
+    expect(verifyTruto([secret], r.headers['x-truto-signature'], r.body).ok).toBe(true);
+    expect((JSON.parse(r.body) as { payload: unknown }).payload).toEqual(JSON.parse(stored));
+    expect(r.body).toContain(String.raw`"payload":{"id":"c-2","tab":"\t","list":[1,2,{"k":"v"}],"none":null,"note":"a: b, c","empty":{},"quote":"say \"hi\", \\ ok"}`);
+    expect(JSON.stringify(JSON.parse(r.body))).toBe(r.body);
   });
 
   it('projects fields', () => {
