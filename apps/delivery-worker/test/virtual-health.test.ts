@@ -194,7 +194,7 @@ describe('sync_job_run events', () => {
     expect(new Set(events.map((e) => e.event))).toEqual(new Set(['sync_job_run:started', 'sync_job_run:completed']));
     for (const e of events) {
       expect(e.webhook_id).toBe(truto.id);
-      expect(e.payload).toMatchObject({ integrated_account_id: conn, resource: 'crm_contact' });
+      expect(e.payload).toMatchObject({ integrated_account_id: conn, resource: 'crm_contact', args: { integrated_account_id: conn } });
     }
     for (const d of got) expect(d.verified).toBe(true);
   });

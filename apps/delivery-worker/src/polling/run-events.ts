@@ -58,6 +58,8 @@ export class RunEvents {
           sync_job_id: e.streamId,
           integrated_account_id: e.connectionId,
           resource: e.objectType,
+          // As Truto's sync job run: receivers written for it read the account from `args`.
+          args: { integrated_account_id: e.connectionId },
           // A rate-limited run is still running: it goes on after the source's Retry-After.
           status: e.status === 'started' || e.status === 'rate_limited' ? 'running' : e.status,
           started_at: e.startedAt?.toISOString() ?? null,
