@@ -10,7 +10,7 @@ export interface RetryPolicy {
   jitter: number;
   /** Multiplies every delay: 1 in production, e.g. 0.001 to compress minutes into milliseconds in tests. */
   timeScale: number;
-  /** Longest wait a Retry-After header can impose, in seconds (before scaling). */
+  /** Longest wait a Retry-After header can impose, in seconds (not scaled: it is the receiver's own time). */
   maxRetryAfterSeconds: number;
 }
 

@@ -510,8 +510,8 @@ export async function completeBatch(
    * the lost try settled are `settled` (their lease released, still at this attempt, its log
    * entry the one this batch wrote, by the statement that released it): counted as late
    * instead, their health (a 410's disable, a failure streak) and their retry's wake-up were
-   * dropped. Its log entries are skipped by the unique index, as always. The caller must make
-   * sure the lost try has ended first (recordResults locks the rows).
+   * dropped. Its log entries are skipped (the unique index on delivery and attempt number).
+   * The caller must make sure the lost try has ended first (recordResults locks the rows).
    */
   again = false,
 ): Promise<{ updated: Set<string>; settled: Set<string> }> {
@@ -550,7 +550,9 @@ export async function completeBatch(
         ${attempts.map((a) => a.outcome)}::text[], ${attempts.map((a) => storableText(a.error))}::text[], ${attempts.map((a) => storableText(a.responseSnippet))}::text[],
         ${attempts.map((a) => JSON.stringify(a.requestHeaders))}::jsonb[])
         as a(delivery_id, webhook_id, attempt, started_at, duration_ms, status_code, outcome, error, response_snippet, request_headers)
-      on conflict (delivery_id, attempt) do nothing
+      -- A first try meets no entry of its own attempts (a conflict would be an error, and its
+      -- retry); a retry after a lost answer skips those the lost try wrote.
+      ${again ? sql`on conflict (delivery_id, attempt) do nothing` : sql``}
       returning 1
     ),
     healed as (
