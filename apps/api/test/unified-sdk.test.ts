@@ -186,14 +186,19 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
     expect(await stored(w.id as string)).toBe(other);
   });
 
-  it('masks a password the URL parser would read as a port and a path (an unencoded "/" in it)', async () => {
+  it('masks a password the URL parser would read as something else (an unencoded "/", "#" or "&" in it)', async () => {
     const call = client(api.url, ws.key);
     for (const [dbUrl, shown] of [
       ['postgres://app:1234/xyZ@db.example.com:5432/prod', 'postgres://app:***@db.example.com:5432/prod'],
       ['postgres://app:p#w/d@db.example.com/prod?password=x', 'postgres://app:***@db.example.com/prod?password=***'],
       ['postgres://app@db.example.com/prod', 'postgres://app@db.example.com/prod'],
       // An @ in the query is no user information (a first version showed these whole).
-      ['postgresql://srv.example.com/prod?user=admin@srv&password=S3cret', 'postgresql://srv.example.com/prod?user=admin%40srv&password=***'],
+      ['postgresql://srv.example.com/prod?user=admin@srv&password=S3cret', 'postgresql://srv.example.com/prod?user=admin@srv&password=***'],
+      // An unencoded # or & in a query password: URL's reading showed its tail (a review found
+      // `?password=***#t-tail` and `?password=***&cd-tail=&x=1`).
+      ['postgres://db.example.com/prod?password=S3cr#t-tail', 'postgres://db.example.com/prod?password=***'],
+      ['postgres://db.example.com/prod?password=ab&cd-tail&sslmode=require', 'postgres://db.example.com/prod?password=***&sslmode=require'],
+      ['postgres://db.example.com/prod#x?password=S3cret', 'postgres://db.example.com/prod#x?password=***'],
       ['postgres://db.example.com/prod?password=p@ss', 'postgres://db.example.com/prod?password=***'],
       // A host and port with an @ after them: a password with an unencoded "?" (masked whole).
       ['postgres://u:123?w@db.example.com/prod', 'postgres://***'],

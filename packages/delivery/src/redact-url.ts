@@ -42,11 +42,37 @@ export function redactUrl(url: string): string {
     }
   }
   if (!HOST.test(/^[^/?#]*/.exec(rest)?.[0] ?? '')) return whole;
+  const restQuery = rest.indexOf('?');
+  const path = restQuery < 0 ? rest : rest.slice(0, restQuery);
   try {
-    const u = new URL(scheme + rest);
-    for (const name of new Set(u.searchParams.keys())) if (SECRET_PARAM.test(name)) u.searchParams.set(name, '***');
-    return head + u.toString().slice(scheme.length);
+    // The query is masked as text, not through URL: URL reads an unencoded `#` in a value as
+    // the fragment's start and an `&` as the next pair's, so the rest of a password was shown
+    // (`?password=S3cr#t-tail` as `?password=***#t-tail`).
+    const shown = new URL(scheme + path).toString().slice(scheme.length);
+    return head + shown + (restQuery < 0 ? '' : `?${maskQuery(rest.slice(restQuery + 1))}`);
   } catch {
     return whole;
   }
+}
+
+/**
+ * A query with every credential-like parameter's value masked. A pair starts at an `&` that
+ * a `name=` follows, so a value with an unencoded `&` or `#` (`password=ab&cd#ef&sslmode=require`)
+ * is masked whole. A name that does not decode is taken for a credential's.
+ */
+function maskQuery(query: string): string {
+  return query
+    .split(/&(?=[A-Za-z0-9_.~%+-]+=)/)
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const name = eq < 0 ? pair : pair.slice(0, eq);
+      let decoded: string;
+      try {
+        decoded = decodeURIComponent(name.replace(/\+/g, ' '));
+      } catch {
+        return `${name}=***`;
+      }
+      return SECRET_PARAM.test(decoded) ? `${name}=***` : pair;
+    })
+    .join('&');
 }
