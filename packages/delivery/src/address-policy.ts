@@ -52,7 +52,17 @@ function parseCidr(cidr: string): { address: string; prefix: number; family: 'ip
   if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) throw new Error(`bad prefix in ${cidr}`);
   const prefix = prefixText === undefined ? (version === 4 ? 32 : 128) : Number(prefixText);
   if (prefix > (version === 4 ? 32 : 128)) throw new Error(`bad prefix in ${cidr}`);
+  // A zone id names no range; an address with host bits set (`10.0.0.5/3`, meant as /32) was
+  // taken as its whole network (0.0.0.0/3).
+  if (address.includes('%')) throw new Error(`a zone id is no range: ${cidr}`);
+  const bits = version === 4 ? address.split('.').flatMap((o) => byteBits(Number(o))) : ipv6Groups(address).flatMap((g) => [...byteBits(g >> 8), ...byteBits(g & 255)]);
+  if (bits.slice(prefix).some((b) => b === 1)) throw new Error(`host bits set past /${prefix} in ${cidr}: write the network address`);
   return { address, prefix, family };
+}
+
+/** The 8 bits of a byte, most significant first. */
+function byteBits(byte: number): number[] {
+  return Array.from({ length: 8 }, (_, i) => (byte >> (7 - i)) & 1);
 }
 
 /** The eight 16-bit groups of a valid IPv6 address (zone id dropped). */

@@ -108,6 +108,12 @@ describe('the allow-list', () => {
     '10.0.0/8',
     '/8',
     '',
+    // Host bits set: used to widen to the whole network (10.0.0.5/3 allowed 0.0.0.0/3).
+    '10.0.0.5/3',
+    '192.168.1.10/16',
+    '10.0.0.1/8',
+    'fd00::1/64',
+    'fe80::1%eth0', // a zone id: ignored before
   ])('%j is a configuration error', (cidr) => {
     expect(() => createAddressPolicy([cidr])).toThrow();
   });
