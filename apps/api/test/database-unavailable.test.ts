@@ -8,10 +8,12 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createDb, createSecretBox } from '@hookpost/db';
+import { createTestDatabase } from '@hookpost/testkit';
+import { sql } from 'kysely';
 import { createLogger, loadConfig } from '@hookpost/runtime';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createApi } from '../src/app.js';
-import { ADMIN_TOKEN, client } from './helpers.js';
+import { ADMIN_TOKEN, client, newWorkspace } from './helpers.js';
 
 let server: Server;
 let closeApi: () => Promise<void>;
@@ -50,4 +52,28 @@ it('the OpenAPI document (served without the database) lists the 503 with the en
   expect(res.status).toBe(200);
   const ingest = res.body.paths['/v1/events'].post.responses as Record<string, { description?: string; content?: unknown }>;
   expect(ingest['503']?.content).toEqual(ingest['400']?.content);
+});
+
+it('a read-only database (a standby after a failover): 503 unavailable with Retry-After, not a 500', async () => {
+  // Before, "cannot execute INSERT in a read-only transaction" was a 500, logged as unhandled.
+  const t = await createTestDatabase();
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent' });
+  const ws = await newWorkspace(t.db);
+  await sql.raw(`alter database ${t.name} set default_transaction_read_only = on`).execute(t.db);
+  const db = createDb({ connectionString: t.url, poolMax: 2 });
+  const api = createApi({ db, config, logger: createLogger('api-test', 'silent'), secrets: createSecretBox(config.encryptionKey) });
+  const readOnly = createServer(api.handler).listen(0, '127.0.0.1');
+  try {
+    await once(readOnly, 'listening');
+    const res = await client(`http://127.0.0.1:${(readOnly.address() as AddressInfo).port}`, ws.key)('POST', '/v1/events', { type: 'record:created', data: { id: 'x' } });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(res.body.error).toMatchObject({ code: 'unavailable' });
+  } finally {
+    readOnly.closeAllConnections();
+    await new Promise<void>((r) => readOnly.close(() => r()));
+    await api.close();
+    await db.destroy();
+    await t.drop();
+  }
 });

@@ -205,6 +205,16 @@ export function isConnectionError(err: unknown): boolean {
   return typeof message === 'string' && CONNECTION_MESSAGES.test(message);
 }
 
+/**
+ * Whether the database refused the statement for a state of its own that passes: read-only
+ * (25006: a standby after a failover, before the client reconnects to the new primary),
+ * disk full (53100), out of memory (53200). Nothing was written; retrying later is right.
+ */
+export function isDatabaseRefusingWrites(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === '25006' || code === '53100' || code === '53200';
+}
+
 /** How many times inTransaction runs a transaction the database rolled back to break a deadlock. */
 const TRANSACTION_TRIES = 3;
 

@@ -1,4 +1,4 @@
-import { isConnectionError, isDeadlock } from '@hookpost/db';
+import { isConnectionError, isDatabaseRefusingWrites, isDeadlock } from '@hookpost/db';
 import type { Logger } from '@hookpost/runtime';
 import { isAppRoute, type AppRoute, type AppRouter } from '@ts-rest/core';
 import { RequestValidationError } from '@ts-rest/express';
@@ -42,6 +42,11 @@ export function toApiError(err: unknown, logger: Logger, method: string, url: st
     // id answers as the first did. Not a bug: a warning, and a 503 to retry.
     logger.warn({ err, method, url }, 'database unavailable');
     return new ApiError('unavailable', 'the database is unavailable; retry shortly');
+  }
+  if (isDatabaseRefusingWrites(err)) {
+    // Read-only (a failover's standby), disk full, out of memory: nothing was written.
+    logger.warn({ err, method, url }, 'database refused the write');
+    return new ApiError('unavailable', 'the database cannot take writes now; retry shortly');
   }
   if (isDeadlock(err)) {
     // Rolled back whole by the database, after inTransaction's own retries: nothing changed.
