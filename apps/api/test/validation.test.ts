@@ -294,4 +294,13 @@ describe('no request produces a 5xx', () => {
     }
     expect(await snapshot(api.db)).toEqual(before);
   });
+
+  it("a webhook replay takes `since` in the deliveries list's forms: a date, a date-time with or without an offset", async () => {
+    // Before, only a date-time with an offset: `2026-12-08` was a 400 with zod's bare message.
+    for (const since of ['2020-01-01', '2020-01-01T00:00:00', '2020-01-01T00:00:00Z']) {
+      const res = await call('POST', `/v1/webhooks/${trutoId}/replay`, { since });
+      expect(res.status, `${since}: ${JSON.stringify(res.body)}`).toBe(202);
+      expect(res.body).toMatchObject({ count: 0, deliveries: [] });
+    }
+  });
 });

@@ -125,7 +125,7 @@ export function hookpostRouter(deps: ApiContext) {
     replayWebhook: async ({ params, body, req }) => {
       const scope = requireScope(req);
       await requireWebhook(db, scope, params.id);
-      const created = await deliveries.replayFailedDeliveries(db, scope.workspaceId, params.id, new Date(body.since), body.limit ?? 10_000);
+      const created = await deliveries.replayFailedDeliveries(db, scope.workspaceId, params.id, body.since, body.limit ?? 10_000);
       return { status: 202, body: { count: created.length, deliveries: created } };
     },
     getDelivery: async ({ params, req }) => {

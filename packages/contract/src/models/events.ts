@@ -130,9 +130,10 @@ export const RotateSecretRequest = z.object({
 export const ReplayWebhookRequest = z.object({
   /**
    * Replays failed deliveries created at or after this time: dead ones not replayed yet get a
-   * copy; retrying ones are sent now.
+   * copy; retrying ones are sent now. The forms of the deliveries list's `since` (a date,
+   * midnight UTC, or a date-time, UTC without an offset).
    */
-  since: IsoDateTime,
+  since: queryDate,
   limit: z.number().int().min(1).max(10_000).optional(),
 });
 
