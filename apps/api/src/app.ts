@@ -80,6 +80,10 @@ export function createApi(deps: ApiDeps): Api {
       next();
     });
   }
+  // The key before the body: an unauthenticated request gets its 401 without having the API
+  // read and parse its body (up to 16 MB on the batch route; before, it was parsed first).
+  const apiKeyAuth = requireApiKey(deps.db, deps.logger, ctx.apiKeyCache);
+  app.use((req, res, next) => (PUBLIC_PATHS.test(req.path) ? next() : apiKeyAuth(req, res, next)));
   const jsonTypes = ['application/json', 'application/*+json'];
   // Before the parsers (it needs only the headers): a body of another type (curl -d sends
   // form encoding unless told) is left unread by them and would reach the route as no body,
@@ -111,9 +115,6 @@ export function createApi(deps: ApiDeps): Api {
     res.json(openApi);
   });
   if (deps.config.api.docsEnabled) app.use('/docs', swaggerUi.serve, swaggerUi.setup(openApi, { customSiteTitle: 'Hookpost API' }));
-
-  const apiKeyAuth = requireApiKey(deps.db, deps.logger, ctx.apiKeyCache);
-  app.use((req, res, next) => (PUBLIC_PATHS.test(req.path) ? next() : apiKeyAuth(req, res, next)));
 
   createExpressEndpoints(
     contract,
