@@ -40,7 +40,7 @@ export class Sender {
   private readonly maxSnippet: number;
   private readonly maxDrain: number;
   private readonly policy: AddressPolicy;
-  private readonly targets = new Map<string, { origin: string; path: string } | { failure: NonNullable<SendResult['failure']> }>();
+  private readonly targets = new Map<string, Target | { failure: NonNullable<SendResult['failure']> }>();
 
   constructor(options: SenderOptions) {
     this.policy = options.policy;
@@ -124,17 +124,17 @@ export class Sender {
             answered();
           },
           onResponseError(_c, err) {
-            finish({ durationMs: elapsed(), failure: classify(err, timedOut) });
+            finish({ durationMs: elapsed(), failure: unaddressed(classify(err, timedOut), target.host) });
           },
         });
       } catch (err) {
-        finish({ durationMs: elapsed(), failure: classify(err, false) });
+        finish({ durationMs: elapsed(), failure: unaddressed(classify(err, false), target.host) });
       }
     });
   }
 
   /** Where a URL sends to, or why it cannot be sent to; parsed once per URL (webhook URLs repeat). */
-  private targetOf(url: string): { origin: string; path: string } | { failure: NonNullable<SendResult['failure']> } {
+  private targetOf(url: string): Target | { failure: NonNullable<SendResult['failure']> } {
     let known = this.targets.get(url);
     if (known) return known;
     known = parseTarget(url, this.policy);
@@ -179,7 +179,26 @@ function classify(err: unknown, aborted: boolean): { class: FailureClass; messag
   return { class: 'network_error', message: code ? `${code}: ${message}` : message };
 }
 
-function parseTarget(url: string, policy: AddressPolicy): { origin: string; path: string } | { failure: NonNullable<SendResult['failure']> } {
+/** Where a URL sends to; `host`: its name, or null for an IP literal. */
+interface Target {
+  origin: string;
+  path: string;
+  host: string | null;
+}
+
+/** An IPv4 or IPv6 address in an error message, with its port. */
+const ADDRESS_IN_MESSAGE = /\[?\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\]?(?::\d+)?|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b/gi;
+
+/**
+ * A failure as tenants see it (the attempt log): Node and undici name the address a host name
+ * resolved to (`connect ECONNREFUSED 10.1.2.3:443`, `attempted address: …`), which maps an
+ * operator's internal DNS once a private range is allow-listed. The name stands in for it.
+ */
+function unaddressed(failure: NonNullable<SendResult['failure']>, host: string | null): NonNullable<SendResult['failure']> {
+  return host === null ? failure : { ...failure, message: failure.message.replace(ADDRESS_IN_MESSAGE, host) };
+}
+
+function parseTarget(url: string, policy: AddressPolicy): Target | { failure: NonNullable<SendResult['failure']> } {
   let target: URL;
   try {
     target = new URL(url);
@@ -192,7 +211,7 @@ function parseTarget(url: string, policy: AddressPolicy): { origin: string; path
   if (isIP(literal) && !policy.allows(literal)) {
     return { failure: { class: 'blocked_address', message: new BlockedAddressError(literal, literal).message } };
   }
-  return { origin: target.origin, path: target.pathname + target.search };
+  return { origin: target.origin, path: target.pathname + target.search, host: isIP(literal) ? null : target.hostname };
 }
 
 /**

@@ -85,6 +85,12 @@ describe('Sender', () => {
     const port = (closed.address() as AddressInfo).port;
     await new Promise((r) => closed.close(r));
     expect((await sender.send(`http://127.0.0.1:${port}/x`, delivery)).failure?.class).toBe('connect_error');
+    // To a name: the attempt log names it, not the address it resolved to (before:
+    // "connect ECONNREFUSED 127.0.0.1:port", an internal address once a range is allowed).
+    const named = (await sender.send(`http://localhost:${port}/x`, delivery)).failure;
+    expect(named?.class).toBe('connect_error');
+    expect(named?.message).toContain('localhost');
+    expect(named?.message).not.toMatch(/127\.0\.0\.1|::1/);
     expect((await sender.send('ftp://example.com/x', delivery)).failure?.class).toBe('invalid_url');
     await sender.close();
 
