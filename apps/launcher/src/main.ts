@@ -128,6 +128,10 @@ try {
     HOOKPOST_ENCRYPTION_KEY: encryptionKey,
     // Local development delivers to the mock receiver on loopback; nothing else private.
     HOOKPOST_SSRF_ALLOWLIST: process.env.HOOKPOST_SSRF_ALLOWLIST ?? '127.0.0.0/8,::1/128',
+    // libuv's thread pool (DNS lookups, file I/O): 4 threads by default; name resolution is
+    // shared per name (address-policy.ts), and more threads keep a few tenants' dead DNS from
+    // delaying everyone's new connections.
+    UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16',
     API_PORT: String(config.api.port),
     RECEIVER_PORT: String(config.receiver.port),
     MOCK_PROVIDER_PORT: String(config.mockProvider.port),

@@ -39,6 +39,45 @@ export interface AddressPolicy {
   allows(address: string): boolean;
   /** A `lookup` for net/tls.connect that only ever yields allowed addresses. */
   lookup: LookupFunction;
+  /** Every address a name resolves to (shared and cached as for `lookup`); [] when it does not resolve. */
+  resolveAll(hostname: string): Promise<LookupAddress[]>;
+}
+
+/** How a policy resolves names: dns.lookup (getaddrinfo) unless a test gives its own. */
+export type ResolveHost = (hostname: string, family: number, hints: number) => Promise<LookupAddress[]>;
+
+const systemResolve: ResolveHost = (hostname, family, hints) =>
+  new Promise((resolve, reject) => dnsLookup(hostname, { all: true, family, hints }, (err, list) => (err ? reject(err) : resolve(list))));
+
+/** How long a name's addresses are reused, and how long a failure to resolve it is. */
+const RESOLVED_TTL_MS = 30_000;
+const UNRESOLVED_TTL_MS = 5_000;
+
+/**
+ * Name resolution shared by every connection of the process: one lookup per name at a time,
+ * its answer (or its failure) kept a few seconds. getaddrinfo runs on libuv's thread pool (4
+ * threads) and cannot be cancelled: sends to a name whose DNS never answers, each starting
+ * its own lookup, held every thread until the resolver gave up (~10 s), and every other
+ * tenant's new connections (and the poller's) timed out meanwhile.
+ */
+function sharedResolver(resolveHost: ResolveHost) {
+  const known = new Map<string, { until: number; answer: Promise<LookupAddress[]> }>();
+  return (hostname: string, family: number, hints: number): Promise<LookupAddress[]> => {
+    const key = `${family}|${hints}|${hostname.toLowerCase()}`;
+    const now = Date.now();
+    const hit = known.get(key);
+    if (hit && hit.until > now) return hit.answer;
+    if (known.size >= 10_000) known.clear();
+    const answer = resolveHost(hostname, family, hints);
+    // In flight: shared until it settles; then kept for the TTL of its outcome.
+    const entry = { until: Number.POSITIVE_INFINITY, answer };
+    known.set(key, entry);
+    answer.then(
+      () => (entry.until = Date.now() + RESOLVED_TTL_MS),
+      () => (entry.until = Date.now() + UNRESOLVED_TTL_MS),
+    );
+    return answer;
+  };
 }
 
 function parseCidr(cidr: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
@@ -99,7 +138,8 @@ function unmapped(address: string): string {
   return m?.[1] ?? address;
 }
 
-export function createAddressPolicy(allowlist: readonly string[] = []): AddressPolicy {
+export function createAddressPolicy(allowlist: readonly string[] = [], resolveHost: ResolveHost = systemResolve): AddressPolicy {
+  const resolve = sharedResolver(resolveHost);
   const blocked = new BlockList();
   for (const [a, p] of BLOCKED_V4) blocked.addSubnet(a, p, 'ipv4');
   for (const [a, p] of BLOCKED_V6) blocked.addSubnet(a, p, 'ipv6');
@@ -132,19 +172,22 @@ export function createAddressPolicy(allowlist: readonly string[] = []): AddressP
   };
 
   const lookup: LookupFunction = (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
-      if (err) return callback(err, '', 0);
-      const usable = addresses.filter((a) => allows(a.address));
-      if (usable.length === 0) {
-        return callback(new BlockedAddressError(hostname, addresses[0]?.address ?? '?'), '', 0);
-      }
-      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, usable);
-      const first = usable[0] as LookupAddress;
-      callback(null, first.address, first.family);
-    });
+    resolve(hostname, typeof options.family === 'number' ? options.family : 0, options.hints ?? 0).then(
+      (addresses) => {
+        const usable = addresses.filter((a) => allows(a.address));
+        if (usable.length === 0) {
+          return callback(new BlockedAddressError(hostname, addresses[0]?.address ?? '?'), '', 0);
+        }
+        if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, usable);
+        const first = usable[0] as LookupAddress;
+        callback(null, first.address, first.family);
+      },
+      (err: NodeJS.ErrnoException) => callback(err, '', 0),
+    );
   };
+  const resolveAll = (hostname: string) => resolve(hostname, 0, 0).catch((): LookupAddress[] => []);
 
-  return { allows, lookup };
+  return { allows, lookup, resolveAll };
 }
 
 export type UrlCheck = { ok: true } | { ok: false; reason: string };
@@ -169,9 +212,9 @@ export async function checkHookUrl(url: string, policy: AddressPolicy, timeoutMs
   }
   const addresses = await new Promise<LookupAddress[]>((resolve) => {
     const timer = setTimeout(() => resolve([]), timeoutMs);
-    dnsLookup(host, { all: true }, (err, list) => {
+    void policy.resolveAll(host).then((list) => {
       clearTimeout(timer);
-      resolve(err ? [] : list);
+      resolve(list);
     });
   });
   const refused = addresses.find((a) => !policy.allows(a.address));

@@ -277,3 +277,29 @@ describe('connect-time check (the sender)', () => {
     }
   });
 });
+
+describe('name resolution', () => {
+  test('one lookup per name at a time, shared by every connection; its answer and its failure are kept a few seconds', async () => {
+    // Before, each connection ran its own getaddrinfo: sends to a name whose DNS never
+    // answered took every libuv thread, and other tenants' new connections timed out.
+    let calls = 0;
+    let answer: (list: { address: string; family: number }[]) => void = () => undefined;
+    const policy = createAddressPolicy([], (hostname) => {
+      calls++;
+      if (hostname === 'nxdomain.example') return Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }));
+      return new Promise((resolve) => (answer = resolve));
+    });
+    const lookup = (host: string) =>
+      new Promise<{ err: Error | null; address: unknown }>((resolve) => policy.lookup(host, { all: true }, (err, address) => resolve({ err, address })));
+    const waiting = Array.from({ length: 32 }, () => lookup('slow-dns.example'));
+    expect(calls).toBe(1);
+    answer([{ address: '93.184.216.34', family: 4 }]);
+    for (const r of await Promise.all(waiting)) expect(r).toEqual({ err: null, address: [{ address: '93.184.216.34', family: 4 }] });
+    await lookup('slow-dns.example');
+    expect(calls).toBe(1); // kept
+    expect((await lookup('nxdomain.example')).err).toMatchObject({ code: 'ENOTFOUND' });
+    expect((await lookup('nxdomain.example')).err).toMatchObject({ code: 'ENOTFOUND' });
+    expect(calls).toBe(2); // the failure kept too
+    expect(await policy.resolveAll('nxdomain.example')).toEqual([]);
+  });
+});
