@@ -256,6 +256,21 @@ describe('no request produces a 5xx', () => {
     }
   });
 
+  it('a body that is not UTF-8 is a 400 at body on every route, and stores nothing (before: 202, stored with U+FFFD)', async () => {
+    const before = await snapshot(api.db);
+    const bytes = (json: string) => Buffer.concat([Buffer.from(json.split('@')[0] as string), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from(json.split('@')[1] as string)]);
+    for (const [path, json] of [
+      ['/v1/events', '{"type":"record:created","data":{"name":"@"}}'],
+      ['/v1/events/batch', '{"events":[{"type":"record:created","data":{"name":"@"}}]}'],
+      ['/webhook', '{"target_url":"http://127.0.0.1:9/t","event_types":["@"]}'],
+    ] as const) {
+      const res = await fetch(`${api.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${wsKey}`, 'content-type': 'application/json' }, body: bytes(json) });
+      expect(res.status, path).toBe(400);
+      expect(((await res.json()) as { error: { field?: string } }).error.field, path).toBe('body');
+    }
+    expect(await snapshot(api.db)).toBe(before);
+  });
+
   it('filters as large as the contract allows make a stream (their key is a hash: the text outgrew its unique index, a 500)', async () => {
     // Random values: Postgres compresses index entries, and repetitive text stayed under the limit.
     const filters = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`field_${i}`, randomBytes(500).toString('hex')]));

@@ -2,6 +2,7 @@
  * JSON bodies Hookpost cannot store, refused with a 400 naming the field instead of failing
  * in the database (or in the serialiser) with a 500:
  *
+ * - bytes that are not UTF-8 (decoding would store U+FFFD in their place);
  * - a string (value or key) with a NUL character or an unpaired surrogate, which Postgres
  *   refuses (@hookpost/runtime storable-text.ts); strings are looked at only when the raw
  *   bytes contain the escapes they need;
@@ -11,6 +12,7 @@
  * Every parsed body is walked once (iteratively: a body may nest far deeper than the call
  * stack goes): about a microsecond per event on the ingest path.
  */
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 import { MAX_JSON_DEPTH, unstorableEscapesIn, whyUnstorable } from '@hookpost/runtime';
@@ -18,6 +20,9 @@ import { ApiError } from './errors.js';
 
 /** What is wrong with a parsed body, if anything: the field and why. */
 export function bodyProblem(raw: Buffer, body: unknown): { field: string; message: string } | undefined {
+  // Decoding replaces bytes that are not UTF-8 with U+FFFD: the event was stored changed,
+  // answered 202 (bytes FF FE C3 in a string arrived as three U+FFFD).
+  if (!isUtf8(raw)) return { field: 'body', message: 'is not valid UTF-8' };
   const look = unstorableEscapesIn(raw);
   const checkStrings = look.nul || look.surrogates;
   // This runs on every ingest request: no allocation per value but one slot in each of
