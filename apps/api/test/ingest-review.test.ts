@@ -163,6 +163,24 @@ describe('Idempotency-Key over HTTP', () => {
 });
 
 describe('event id over HTTP', () => {
+  it('a repeat (by Idempotency-Key or by event id) after its connection was deleted answers as the first did, not a 400', async () => {
+    // Before, the references were checked first: the repeat of an accepted, delivered event
+    // was a 400 "no connection", which a client taking 4xx as final recorded as failed.
+    const ws = await workspaceWithWebhook();
+    const conn = await createConnection(ws.call);
+    const keyed = await ws.call('POST', '/v1/events', ev({ connection_id: conn }), { 'idempotency-key': 'k-conn' });
+    const byId = await ws.call('POST', '/v1/events', ev({ connection_id: conn, id: 'contact-9:v1' }));
+    expect([keyed.status, byId.status]).toEqual([202, 202]);
+    expect((await ws.call('DELETE', `/unified/connection/${conn}`)).status).toBe(200);
+    const before = await counts(ws.workspaceId);
+    expect(await ws.call('POST', '/v1/events', ev({ connection_id: conn }), { 'idempotency-key': 'k-conn' })).toMatchObject({ status: 202, body: keyed.body });
+    expect(await ws.call('POST', '/v1/events', ev({ connection_id: conn, id: 'contact-9:v1' }))).toMatchObject({ status: 202, body: { ...byId.body, duplicate: true } });
+    expect(await counts(ws.workspaceId)).toEqual(before);
+    // Not a repeat: still refused, naming the field.
+    const fresh = await ws.call('POST', '/v1/events', ev({ connection_id: conn, id: 'contact-9:v2' }));
+    expect(fresh).toMatchObject({ status: 400, body: { error: { field: 'body.connection_id' } } });
+  });
+
   it('the same id twice in one batch: one event, the repeat answers with the first', async () => {
     const ws = await workspaceWithWebhook();
     const r = await ws.call('POST', '/v1/events/batch', { events: [ev({ id: 'x', data: { v: 1 } }), ev({ id: 'y' }), ev({ id: 'x', data: { v: 2 } })] });

@@ -137,6 +137,16 @@ export class EventIngestor {
 
     // 1. References: environments and connections must be the caller's.
     const connectionEnvs = await this.checkReferences(trx, batch, answers);
+    // A repeat is answered as the first was, whatever has happened to what it names since (a
+    // connection deleted after the first was accepted): refused here, a client that takes a
+    // 4xx as final recorded an accepted, delivered event as failed.
+    const refused = batch.flatMap((p, i) => (answers[i]?.status === 400 ? [i] : []));
+    if (refused.length > 0) {
+      const repeats = await this.repeatsAmong(trx, refused.map((i) => batch[i] as Pending));
+      refused.forEach((i, j) => {
+        if (repeats[j]) answers[i] = undefined;
+      });
+    }
 
     // 2. Idempotency keys: a key seen before answers with its stored response.
     const keyed = batch
@@ -216,6 +226,22 @@ export class EventIngestor {
    */
   private envCache = new Map<string, { workspaceId: string; at: number }>();
   private static readonly REFERENCE_TTL_MS = 5000;
+
+  /**
+   * Which of these requests repeat one answered before: its Idempotency-Key has a stored
+   * response, or every event's id is already stored in its workspace (answered as duplicates,
+   * nothing created). Only requests that would otherwise be refused are asked about.
+   */
+  private async repeatsAmong(db: Db, requests: Pending[]): Promise<boolean[]> {
+    return Promise.all(
+      requests.map(async ({ request: { scope, idempotencyKey, events } }) => {
+        if (idempotencyKey !== undefined) return eventsRepo.hasStoredResponse(db, scope.workspaceId, idempotencyKey);
+        const ids = events.map((e) => e.id);
+        if (ids.some((id) => id === undefined)) return false;
+        return (await eventsRepo.storedExternalIds(db, scope.workspaceId, ids as string[])) === new Set(ids).size;
+      }),
+    );
+  }
 
   /** Answers requests whose references are not the caller's; returns the environment of each connection named. */
   private async checkReferences(db: Db, batch: Pending[], answers: (IngestAnswer | undefined)[]): Promise<Map<string, string>> {

@@ -246,6 +246,20 @@ async function claimKeys(
   return workspaceKeys.map((k) => stored.get(`${k.workspaceId}/${k.key}`) ?? null);
 }
 
+/** Whether this key has a stored response (a request with it was answered and committed). */
+export async function hasStoredResponse(db: Db, workspaceId: string, key: string): Promise<boolean> {
+  const r = await sql`select 1 from idempotency_keys where workspace_id = ${workspaceId} and key = ${key} and response_status is not null`.execute(db);
+  return r.rows.length > 0;
+}
+
+/** How many of these event ids (external ids) are stored in the workspace. */
+export async function storedExternalIds(db: Db, workspaceId: string, externalIds: readonly string[]): Promise<number> {
+  const r = await sql<{ n: number }>`
+    select count(*)::int as n from events where workspace_id = ${workspaceId} and external_id = any(${[...new Set(externalIds)]}::text[])
+  `.execute(db);
+  return r.rows[0]?.n ?? 0;
+}
+
 export async function storeIdempotentResponses(
   trx: Db,
   responses: readonly { workspaceId: string; key: string; status: number; body: unknown }[],
