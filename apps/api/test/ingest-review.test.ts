@@ -436,7 +436,7 @@ describe('an event naming a connection of another environment', () => {
 
 describe('group commit (EventIngestor)', () => {
   const logger = createLogger('ingest-review', 'silent');
-  const ingestor = (options: Partial<{ windowMs: number; maxEvents: number; maxInFlight: number }> = {}, db: Kysely<Database> = api.db) =>
+  const ingestor = (options: Partial<{ windowMs: number; maxEvents: number; maxInFlight: number; maxBytes: number }> = {}, db: Kysely<Database> = api.db) =>
     new EventIngestor(db, logger, { windowMs: 0, maxEvents: 500, maxInFlight: 4, ...options });
   const req = (ws: TestWorkspace, events: Record<string, unknown>[], idempotencyKey?: string, single = events.length === 1): IngestRequest => ({
     scope: { workspaceId: ws.workspaceId, environmentId: null },
@@ -445,6 +445,20 @@ describe('group commit (EventIngestor)', () => {
     ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
   });
   const settle = (ps: Promise<IngestAnswer>[]) => Promise.allSettled(ps);
+
+  it('a group closes at its byte budget as at its event count: large bodies go in several groups, all accepted', async () => {
+    // Before, only events were counted: ~280 concurrent 1 MB events exceeded jsonb's 256 MB
+    // as one group, failed, and were committed one by one.
+    const ws = await workspaceWithWebhook();
+    let groups = 0;
+    const counting = api.db.withPlugin(whenAnswered('insert into events', async () => void groups++, 1_000));
+    const g = ingestor({ maxInFlight: 1, maxBytes: 2_500 }, counting);
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => g.submit({ ...req(ws, [ev({ data: { i, pad: 'x'.repeat(900) } })]), bodyBytes: 1_000 })));
+    expect(answers.every((a) => a.status === 202)).toBe(true);
+    // Groups of two (a third would pass 2,500 bytes); without the budget, one group of ten.
+    expect(groups).toBe(5);
+    expect(await counts(ws.workspaceId)).toMatchObject({ events: 10, deliveries: 10 });
+  });
 
   it('one key twice in one group: one event, both the same answer', async () => {
     const ws = await workspaceWithWebhook();

@@ -93,7 +93,7 @@ export function withFastIngest(app: Handler, o: FastIngestOptions): FastIngestHa
         const unstorable = bodyError(raw, json);
         if (unstorable) throw unstorable;
         const events = withExactData(text, route.single ? [body.data as EventIn] : (body.data as { events: EventIn[] }).events, route.single);
-        return o.ingestor.submit({ scope: scopeOf(auth), events, single: route.single, idempotencyKey: headers.data['idempotency-key'] });
+        return o.ingestor.submit({ scope: scopeOf(auth), events, single: route.single, idempotencyKey: headers.data['idempotency-key'], bodyBytes: raw.length });
       })
       .then((answer) => reply(answer.status, withRequestId(answer.body, id)), fail)
       .catch((err: unknown) => {

@@ -80,6 +80,11 @@ export function rememberRawBody(req: IncomingMessage, _res: unknown, raw: Buffer
   rawBodies.set(req, raw);
 }
 
+/** The size of the raw body express.json read for `req` (0 when it read none). */
+export function rawBodyBytes(req: IncomingMessage): number {
+  return rawBodies.get(req)?.length ?? 0;
+}
+
 /** The raw body express.json read for `req`, as text; undefined when it read none. */
 export function rawBodyText(req: IncomingMessage): string | undefined {
   return rawBodies.get(req)?.toString('utf8');

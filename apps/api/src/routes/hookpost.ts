@@ -5,7 +5,7 @@ import { requireAdminToken } from '../http/auth.js';
 import { requireScope } from '../http/context.js';
 import { ApiError, withRequestId } from '../http/errors.js';
 import { withExactData } from '../http/exact-numbers.js';
-import { rawBodyText } from '../http/unstorable-bodies.js';
+import { rawBodyText, rawBodyBytes } from '../http/unstorable-bodies.js';
 import type { ApiContext } from '../services/deps.js';
 import { toAttempt, toDelivery } from '../services/delivery-views.js';
 import { requireWebhook, rotateSecret, secretsOf } from '../services/webhook-delivery.js';
@@ -89,11 +89,11 @@ export function hookpostRouter(deps: ApiContext) {
       return { status: 204, body: undefined };
     },
     ingestEvent: async ({ body, headers, req }) => {
-      const answer = await deps.ingestor.submit({ scope: requireScope(req), events: withExactData(rawBodyText(req), [body], true), single: true, idempotencyKey: headers['idempotency-key'] });
+      const answer = await deps.ingestor.submit({ scope: requireScope(req), events: withExactData(rawBodyText(req), [body], true), single: true, idempotencyKey: headers['idempotency-key'], bodyBytes: rawBodyBytes(req) });
       return { status: answer.status, body: withRequestId(answer.body, req.id) } as { status: 202; body: EventAccepted };
     },
     ingestEvents: async ({ body, headers, req }) => {
-      const answer = await deps.ingestor.submit({ scope: requireScope(req), events: withExactData(rawBodyText(req), body.events, false), single: false, idempotencyKey: headers['idempotency-key'] });
+      const answer = await deps.ingestor.submit({ scope: requireScope(req), events: withExactData(rawBodyText(req), body.events, false), single: false, idempotencyKey: headers['idempotency-key'], bodyBytes: rawBodyBytes(req) });
       return { status: answer.status, body: withRequestId(answer.body, req.id) } as { status: 202; body: { events: EventAccepted[] } };
     },
     getWebhookSecret: async ({ params, req }) => ({

@@ -12,7 +12,16 @@ export interface IngestRequest {
   /** POST /v1/events (one event, errors at `body.*`) rather than /batch (`body.events.N.*`). */
   single: boolean;
   idempotencyKey?: string;
+  /** The request body's size: a group closes at `maxBytes` as at `maxEvents`. */
+  bodyBytes?: number;
 }
+
+/**
+ * Bytes of request bodies one group takes (it always takes one request). The group goes to
+ * Postgres as one JSON document, which jsonb caps at 256 MB: ~280 concurrent 1 MB events
+ * failed as a group and were committed one by one (5.8 s, against 2.2 s for 100 that grouped).
+ */
+export const GROUP_MAX_BYTES = 32 * 1024 * 1024;
 
 export interface IngestAnswer {
   status: number;
@@ -40,14 +49,19 @@ interface Pending {
 export class EventIngestor {
   private batch: Pending[] = [];
   private batchEvents = 0;
+  private batchBytes = 0;
   private scheduled = false;
   private inFlight = 0;
 
   constructor(
     private readonly db: Kysely<Database>,
     private readonly logger: Logger,
-    private readonly options: { windowMs: number; maxEvents: number; maxInFlight: number },
+    private readonly options: { windowMs: number; maxEvents: number; maxInFlight: number; maxBytes?: number },
   ) {}
+
+  private get maxBytes(): number {
+    return this.options.maxBytes ?? GROUP_MAX_BYTES;
+  }
 
   submit(given: IngestRequest): Promise<IngestAnswer> {
     // Ids as the database writes them (a UUID in capitals is the same id): compared as text,
@@ -59,7 +73,9 @@ export class EventIngestor {
     return new Promise<IngestAnswer>((resolve, reject) => {
       this.batch.push({ request, requestHash, resolve, reject });
       this.batchEvents += request.events.length;
-      if (this.batchEvents >= this.options.maxEvents && this.inFlight < this.options.maxInFlight) this.flush();
+      this.batchBytes += request.bodyBytes ?? 0;
+      const full = this.batchEvents >= this.options.maxEvents || this.batchBytes >= this.maxBytes;
+      if (full && this.inFlight < this.options.maxInFlight) this.flush();
       else this.schedule();
     });
   }
@@ -76,17 +92,22 @@ export class EventIngestor {
     else setImmediate(go);
   }
 
-  /** Commits the waiting requests, oldest first, up to `maxEvents` events (always at least one request). */
+  /** Commits the waiting requests, oldest first, up to `maxEvents` events and `maxBytes` of bodies (always at least one request). */
   private flush(): void {
     if (this.batch.length === 0) return;
     let take = 0;
     let events = 0;
-    while (take < this.batch.length && (take === 0 || events + (this.batch[take] as Pending).request.events.length <= this.options.maxEvents)) {
-      events += (this.batch[take] as Pending).request.events.length;
-      take++;
+    let bytes = 0;
+    for (; take < this.batch.length; take++) {
+      const next = (this.batch[take] as Pending).request;
+      const nextBytes = next.bodyBytes ?? 0;
+      if (take > 0 && (events + next.events.length > this.options.maxEvents || bytes + nextBytes > this.maxBytes)) break;
+      events += next.events.length;
+      bytes += nextBytes;
     }
     const group = this.batch.splice(0, take);
     this.batchEvents -= events;
+    this.batchBytes -= bytes;
     this.inFlight++;
     void this.commit(group).finally(() => {
       this.inFlight--;
