@@ -162,8 +162,10 @@ describe('health', () => {
     await eventually(() => new Set(at('/fair/busy')().map((d) => d.webhook_id)).size === backlog, 30_000, 'the whole backlog');
     stack.receiver.setBehaviour('/fair/busy', undefined);
     // It came while the backlog was still being sent; before, after all of it (8,000). Alone it
-    // comes within the first half; in a full test run on 2 loaded cores it came after 5,786 and
-    // 6,239 (the two webhooks share one endpoint, whose lane sends in claim order).
+    // comes within the first half. In full test runs on 2 loaded cores it came after 5,786,
+    // 6,239 and 8,000: claims with little room (a front of 4 × limit rows) never counted as
+    // behind the backlog while its share was larger than that front (fixed; lease-claims.test.ts
+    // "a claim with little room"). The bound leaves room for a loaded machine.
     expect({ busyThen, waited, early: busyThen < backlog - 1_000 }).toMatchObject({ early: true });
     expect(waited).toBeLessThan(15_000);
   }, 60_000);

@@ -341,6 +341,30 @@ describe('a claim behind one webhook\'s backlog (a fast endpoint, never left out
   });
 });
 
+describe('a claim with little room behind one webhook\'s backlog', () => {
+  let t: TestDatabase;
+  let scope: { workspaceId: string; environmentId: string };
+  let busy: string;
+  beforeAll(async () => {
+    ({ t, scope, webhookId: busy } = await createPlainSetup('fair-small-claims', 'http://127.0.0.1:9/busy'));
+  });
+  afterAll(async () => t?.drop());
+
+  it('still looks past the backlog when its share is larger than the claim (the claim takes 10, the share is 256)', async () => {
+    // Before, "dominated" compared the backlog's rows in the front (4 × 10) with its share
+    // (256) only: never more, no look past it, and the other webhook's row waited for the
+    // whole backlog (8,000 of 8,000 sent first in a loaded test run).
+    const other = await insertPlainWebhook(t.db, scope, 'http://127.0.0.1:9/other-small');
+    await sql`insert into deliveries (id, workspace_id, webhook_id, kind, payload, status, next_attempt_at)
+              select hookpost_uuid_v7(), ${scope.workspaceId}, ${busy}, 'test', '{}', 'pending', now() - interval '3 hours' + g * interval '1 ms'
+              from generate_series(1, 2000) g`.execute(t.db);
+    await deliveries.insertDelivery(t.db, { id: newId(), workspaceId: scope.workspaceId, webhookId: other, kind: 'test', payload: {} });
+    const claimed = await deliveries.claimDue(t.db, { workerId: `worker-${newId()}`, limit: 10, perWebhook: 256, leaseMs: 60_000 });
+    expect(claimed.deliveries).toHaveLength(10);
+    expect(claimed.deliveries.filter((d) => d.webhook_id === other)).toHaveLength(1);
+  });
+});
+
 describe('the claim\'s plan, made while the queue was empty', () => {
   let t: TestDatabase;
   let scope: { workspaceId: string; environmentId: string };

@@ -208,10 +208,14 @@ function candidatesCte(exclude: readonly string[], window: number, perWebhook: n
  * due rows of each not in the front. Not dominated (no backlog, or many webhooks sharing the
  * front), the steps are not taken: the condition is a one-time filter.
  */
-function fairnessCtes(exclude: readonly string[], perWebhook: number, fairAfter: string | null) {
+function fairnessCtes(exclude: readonly string[], perWebhook: number, limit: number, fairAfter: string | null) {
+  // More than the claim takes of it: past its share, or past the whole claim (a claim with
+  // little room, its front of 4 × limit rows all of one backlog, whose share is larger than
+  // that front: not "dominated" by the share alone, it took only that backlog, claim after
+  // claim, and another webhook's delivery waited for the whole backlog in a loaded test run).
   return sql`
     dominated as materialized (
-      select exists (select 1 from candidates group by webhook_id having count(*) > ${perWebhook}) as yes
+      select exists (select 1 from candidates group by webhook_id having count(*) > ${Math.min(perWebhook, limit)}) as yes
     ),
     ${webhookHeads(fairAfter, MAX_FAIR_STEPS, 'fair_heads')},
     others as materialized (
@@ -249,7 +253,7 @@ export async function claimDue(
   // sound because the worker's sessions cannot scan the table (see QUEUE_SESSION_SETTINGS).
   const result = await sql<ClaimedDelivery & { live: boolean | null; stepped?: boolean; step_after?: string | null; fair_after: string | null }>`${sql.raw(PREPARE)}
     with recursive ${candidatesCte(exclude, options.limit * 4, options.perWebhook, options.stepAfter ?? null)},
-    ${fairnessCtes(exclude, options.perWebhook, options.fairAfter ?? null)},
+    ${fairnessCtes(exclude, options.perWebhook, options.limit, options.fairAfter ?? null)},
     picked as materialized (
       -- Round robin over the webhooks (each one's first row, then each one's second...), each
       -- in due order: several webhooks at their share cannot fill the batch before the others.
