@@ -199,6 +199,9 @@ describe('webhooks through @unified-api/typescript-sdk', () => {
       ['postgres://db.example.com/prod?password=S3cr#t-tail', 'postgres://db.example.com/prod?password=***'],
       ['postgres://db.example.com/prod?password=ab&cd-tail&sslmode=require', 'postgres://db.example.com/prod?password=***&sslmode=require'],
       ['postgres://db.example.com/prod#x?password=S3cret', 'postgres://db.example.com/prod#x?password=***'],
+      // Names with characters a first version of the text mask did not split at (a review).
+      ['postgres://db.example.com/prod?sslmode=require&auth[token]=s3cret', 'postgres://db.example.com/prod?sslmode=require&auth[token]=***'],
+      ['postgres://db.example.com/prod?a=1&api:key=s3cret&pass word=x', 'postgres://db.example.com/prod?a=1&api:key=***&pass word=***'],
       ['postgres://db.example.com/prod?password=p@ss', 'postgres://db.example.com/prod?password=***'],
       // A host and port with an @ after them: a password with an unencoded "?" (masked whole).
       ['postgres://u:123?w@db.example.com/prod', 'postgres://***'],

@@ -56,23 +56,29 @@ export function redactUrl(url: string): string {
 }
 
 /**
- * A query with every credential-like parameter's value masked. A pair starts at an `&` that
- * a `name=` follows, so a value with an unencoded `&` or `#` (`password=ab&cd#ef&sslmode=require`)
- * is masked whole. A name that does not decode is taken for a credential's.
+ * A query with every credential-like parameter's value masked. Pairs are split at every `&`
+ * (a name may hold any character: `auth[token]=`, `api:key=`); a credential's value also takes
+ * the segments after it that are no `name=` pair, so a value with an unencoded `&` or `#`
+ * (`password=ab&cd#ef&sslmode=require`) is masked whole. A name that does not decode is taken
+ * for a credential's.
  */
 function maskQuery(query: string): string {
-  return query
-    .split(/&(?=[A-Za-z0-9_.~%+-]+=)/)
-    .map((pair) => {
-      const eq = pair.indexOf('=');
-      const name = eq < 0 ? pair : pair.slice(0, eq);
-      let decoded: string;
-      try {
-        decoded = decodeURIComponent(name.replace(/\+/g, ' '));
-      } catch {
-        return `${name}=***`;
-      }
-      return SECRET_PARAM.test(decoded) ? `${name}=***` : pair;
-    })
-    .join('&');
+  const out: string[] = [];
+  let masking = false;
+  for (const segment of query.split('&')) {
+    const eq = segment.indexOf('=');
+    if (masking && eq <= 0) continue; // the credential's value went on past an unencoded '&'
+    const name = eq < 0 ? segment : segment.slice(0, eq);
+    masking = isCredentialName(name);
+    out.push(masking ? `${name}=***` : segment);
+  }
+  return out.join('&');
+}
+
+function isCredentialName(name: string): boolean {
+  try {
+    return SECRET_PARAM.test(decodeURIComponent(name.replace(/\+/g, ' ')));
+  } catch {
+    return true;
+  }
 }

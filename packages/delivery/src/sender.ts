@@ -186,8 +186,16 @@ interface Target {
   host: string | null;
 }
 
-/** An IPv4 or IPv6 address in an error message, with its port. */
-const ADDRESS_IN_MESSAGE = /\[?\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\]?(?::\d+)?|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b/gi;
+/** A word of an error message that may be an address (`10.1.2.3:443`, `[fd00::1]:443`, `::1:4000`). */
+const MESSAGE_WORD = /[0-9A-Fa-f:.[\]]{2,}/g;
+
+/** Whether a word is an IP address, with or without brackets and a port. */
+function isAddressWord(word: string): boolean {
+  const bare = word.replace(/^\[|\]$/g, '');
+  if (isIP(bare)) return true; // ::1:4000 is itself a valid IPv6 address
+  const m = /^\[?([^\]]+?)\]?:\d+:?$/.exec(word);
+  return m !== null && isIP(m[1] as string) !== 0;
+}
 
 /**
  * A failure as tenants see it (the attempt log): Node and undici name the address a host name
@@ -195,7 +203,7 @@ const ADDRESS_IN_MESSAGE = /\[?\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\]?(?::\d+)
  * operator's internal DNS once a private range is allow-listed. The name stands in for it.
  */
 function unaddressed(failure: NonNullable<SendResult['failure']>, host: string | null): NonNullable<SendResult['failure']> {
-  return host === null ? failure : { ...failure, message: failure.message.replace(ADDRESS_IN_MESSAGE, host) };
+  return host === null ? failure : { ...failure, message: failure.message.replace(MESSAGE_WORD, (w) => (isAddressWord(w) ? host : w)) };
 }
 
 function parseTarget(url: string, policy: AddressPolicy): Target | { failure: NonNullable<SendResult['failure']> } {
