@@ -3,7 +3,7 @@
  * metadata and other special-purpose ranges are refused unless an explicit allow-list
  * names them (local development allows loopback so the mock receiver works).
  */
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { ADDRCONFIG, lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 
 const BLOCKED_V4 = [
@@ -185,7 +185,9 @@ export function createAddressPolicy(allowlist: readonly string[] = [], resolveHo
       (err: NodeJS.ErrnoException) => callback(err, '', 0),
     );
   };
-  const resolveAll = (hostname: string) => resolve(hostname, 0, 0).catch((): LookupAddress[] => []);
+  // With the hints net.connect passes on Linux for an unspecified family (ADDRCONFIG): the
+  // create-time check and the first send then share one lookup and its answer.
+  const resolveAll = (hostname: string) => resolve(hostname, 0, ADDRCONFIG).catch((): LookupAddress[] => []);
 
   return { allows, lookup, resolveAll };
 }
