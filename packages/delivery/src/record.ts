@@ -1,4 +1,4 @@
-import { deliveries, inTransaction, webhookHealth, type Db, type HealthPolicy } from '@hookpost/db';
+import { deliveries, inTransaction, webhookHealth, webhooks, type Db, type HealthPolicy } from '@hookpost/db';
 import { tallyHealth, troubledTallies, troublesHealth, type AttemptResult } from './attempt.js';
 
 export interface RecordedBatch {
@@ -30,7 +30,7 @@ export async function recordResults(db: Db, leasedBy: string, batch: readonly At
   }
   return inTransaction(db, async (trx) => {
     // Webhooks, then deliveries: the order a webhook's PATCH (and applyHealth's hold) takes them.
-    await webhookHealth.lockWebhooks(trx, attempts.map((a) => a.webhookId));
+    await webhooks.lockWebhooks(trx, attempts.map((a) => a.webhookId));
     if (again) await deliveries.lockDeliveries(trx, completions.map((c) => c.id));
     const { updated, settled } = await deliveries.completeBatch(trx, leasedBy, completions, attempts, again);
     const current = batch.filter((r) => updated.has(r.completion.id));

@@ -3,9 +3,10 @@ import type { Db, HealthPolicy } from '@hookpost/db';
 import { FailureStreak, type Logger } from '@hookpost/runtime';
 
 /**
- * Finished attempts are written in batches (group commit, recordResults): one statement
- * of deliveries' states and attempts per flush (a transaction with the health changes when
- * something failed), instead of three writes per delivery. A flush starts when `maxBatch` results wait or `maxDelayMs` passed.
+ * Finished attempts are written in batches (group commit, recordResults): one statement of
+ * deliveries' states and attempts per flush (a transaction with the health changes when
+ * something failed), instead of three writes per delivery. A flush starts when `maxBatch`
+ * results wait or `maxDelayMs` passed.
  */
 export class CompletionWriter {
   private pending: AttemptResult[] = [];

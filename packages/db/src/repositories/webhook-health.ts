@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../client.js';
 import { holdPending } from './deliveries.js';
+import { lockWebhooks } from './webhooks.js';
 
 /**
  * A webhook's outcomes in one batch of attempts that had a failure or a 410 (batches
@@ -71,12 +72,3 @@ export async function applyHealth(db: Db, tallies: readonly HealthTally[], polic
   return stopped;
 }
 
-/**
- * Locks webhooks for a change of their health, in id order: two workers updating overlapping
- * webhooks in different orders would otherwise deadlock. A no-key lock: deliveries inserted
- * for them meanwhile (whose foreign key takes a key-share lock) do not wait for it.
- */
-export async function lockWebhooks(db: Db, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await sql`select id from webhooks where id = any(${[...new Set(ids)]}::uuid[]) order by id for no key update`.execute(db);
-}

@@ -88,7 +88,16 @@ export async function resumeWebhook(db: Db, scope: Scope, id: string): Promise<b
  * inserted meanwhile are held by the claim, which reads the webhook as it is then.
  */
 export async function lockWebhook(db: Db, id: string): Promise<void> {
-  await sql`select 1 from webhooks where id = ${id} for no key update`.execute(db);
+  await lockWebhooks(db, [id]);
+}
+
+/**
+ * Locks webhooks as lockWebhook does, in id order: two workers changing the health of
+ * overlapping webhooks in different orders would otherwise deadlock (webhook-health.ts).
+ */
+export async function lockWebhooks(db: Db, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await sql`select id from webhooks where id = any(${[...new Set(ids)]}::uuid[]) order by id for no key update`.execute(db);
 }
 
 export type UnifiedSort = 'name' | 'updated_at' | 'created_at';
